@@ -1,0 +1,5 @@
+//! caracal-bgp: a BGP-4 speaker.
+//!
+//! The protocol core (`wire`, `fsm`, `rib`) is plain functions over data with no I/O; the tokio
+//! driver that owns sockets and timers sits at the edge.
+#![deny(unsafe_code)]

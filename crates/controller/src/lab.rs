@@ -1,0 +1,1 @@
+//! The lab: containerlab-format topologies brought up as network namespaces.
