@@ -1,0 +1,116 @@
+//! `caracal lab`: bring topologies up and down, and run commands on their nodes.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+
+use crate::lab::{self, Lab, UpOptions};
+
+#[derive(clap::Subcommand)]
+pub enum LabCommand {
+    /// Bring a topology (a containerlab file, or a folder with topology.yaml) up.
+    Up {
+        topology: PathBuf,
+        /// The lab's name (default: the topology's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Stay in the foreground and tear the lab down on Ctrl-C or SIGTERM.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Tear a lab down: kill its processes, delete its namespaces and files.
+    Down { name: String },
+    /// Run a command in a node's namespace: `caracal lab exec <lab> <node> -- <cmd>...`.
+    Exec {
+        name: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List the labs that are up.
+    List,
+}
+
+pub fn run(command: LabCommand) -> Result<ExitCode> {
+    match command {
+        LabCommand::Up {
+            topology,
+            name,
+            foreground,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            // A Ctrl-C during set-up still tears down what was created: the state file is
+            // written first, so `lab::down` can find everything.
+            let lab_name = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+            let watcher = lab_name.clone();
+            std::thread::spawn(move || {
+                rt.block_on(wait_for_signal());
+                if let Some(n) = watcher.lock().ok().and_then(|g| g.clone()) {
+                    eprintln!("tearing lab {n} down");
+                    let _ = lab::down(&n);
+                }
+                std::process::exit(130);
+            });
+            let topo = lab::Topology::load(&if topology.is_dir() {
+                topology.join("topology.yaml")
+            } else {
+                topology.clone()
+            })?;
+            let n = name.unwrap_or(topo.name);
+            *lab_name.lock().expect("not poisoned") = Some(n.clone());
+            let lab = Lab::up(
+                &topology,
+                UpOptions {
+                    name: Some(n.clone()),
+                    detached: !foreground,
+                },
+            )?;
+            for (node, st) in &lab.state().nodes {
+                println!(
+                    "{node:<16} {:<8} netns {}",
+                    format!("{:?}", st.kind).to_lowercase(),
+                    st.netns
+                );
+            }
+            if foreground {
+                println!("lab {n} is up; Ctrl-C tears it down");
+                loop {
+                    std::thread::park();
+                }
+            }
+            lab.detach()?;
+            println!("lab {n} is up; `caracal lab down {n}` tears it down");
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down { name } => {
+            lab::down(&name)?;
+            println!("lab {name} is down");
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Exec { name, node, command } => {
+            let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+            let out = lab::exec_by_name(&name, &node, &argv)?;
+            use std::io::Write;
+            std::io::stdout().write_all(&out.stdout)?;
+            std::io::stderr().write_all(&out.stderr)?;
+            Ok(ExitCode::from(out.status.code().unwrap_or(1).clamp(0, 255) as u8))
+        }
+        LabCommand::List => {
+            for s in lab::list() {
+                println!("{:<24} {} nodes, owner {:?}", s.name, s.nodes.len(), s.owner);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,1 +1,0 @@
-//! The lab: containerlab-format topologies brought up as network namespaces.
