@@ -272,7 +272,7 @@ fn cli_lab_up_exec_and_down() {
 
 /// Starts `caracal lab up --foreground` and waits until its namespaces exist.
 fn foreground_lab(name: &str) -> std::process::Child {
-    let child = Command::new(caracal_bin())
+    let mut child = Command::new(caracal_bin())
         .args(["lab", "up", "--foreground", "--name", name])
         .arg(topology("two-hosts"))
         .stdout(std::process::Stdio::null())
@@ -285,6 +285,9 @@ fn foreground_lab(name: &str) -> std::process::Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = lab::down(name);
     panic!("foreground lab {name} did not come up");
 }
 
