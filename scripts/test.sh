@@ -33,7 +33,7 @@ cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/caracal-test.log
 status=${PIPESTATUS[0]}
 
 shared="$root/../shared/conformance"
-if [ -d "$shared" ] && ./target/debug/caracal conformance --help >/dev/null 2>&1; then
+if [ -d "$shared" ] && ./target/debug/caracal conformance --help 2>/dev/null | grep -q -- --mode; then
   for mode in offline node; do
     section "policy conformance ($mode)"
     if ! ./target/debug/caracal conformance --mode "$mode" "$shared"; then status=1; fi
