@@ -25,7 +25,7 @@ pub struct AgentArgs {
     /// Milliseconds to gather API events into one model update.
     #[arg(long, default_value_t = 50)]
     pub debounce_ms: u64,
-    /// Do not write the Accepted condition to GlobalPolicy status.
+    /// Do not write the Valid condition to GlobalPolicy status.
     #[arg(long)]
     pub no_status: bool,
 }

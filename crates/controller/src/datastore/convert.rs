@@ -71,15 +71,16 @@ pub fn pod(p: &core::Pod) -> Pod {
     );
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
     let mut ips: Vec<IpAddr> = Vec::new();
-    if !finished && !host_network {
-        if let Some(status) = status {
-            let listed = status.pod_ips.iter().flatten().map(|i| i.ip.as_str());
-            for ip in listed.chain(status.pod_ip.as_deref()) {
-                if let Ok(ip) = ip.parse::<IpAddr>()
-                    && !ips.contains(&ip)
-                {
-                    ips.push(ip);
-                }
+    if !finished
+        && !host_network
+        && let Some(status) = status
+    {
+        let listed = status.pod_ips.iter().flatten().map(|i| i.ip.as_str());
+        for ip in listed.chain(status.pod_ip.as_deref()) {
+            if let Ok(ip) = ip.parse::<IpAddr>()
+                && !ips.contains(&ip)
+            {
+                ips.push(ip);
             }
         }
     }
@@ -236,9 +237,22 @@ pub fn global_policy(value: &Value) -> (String, Result<GlobalPolicy, String>) {
     let parsed = if name.is_empty() {
         Err("metadata.name is missing".to_string())
     } else {
-        serde_json::from_value::<GlobalPolicy>(Value::Object(trimmed)).map_err(|e| e.to_string())
+        serde_json::from_value::<GlobalPolicy>(Value::Object(trimmed))
+            .map_err(|e| e.to_string())
+            .and_then(check_global_policy)
     };
     (name, parsed)
+}
+
+/// What the CRD schema enforces but a manifest read from a directory may still break.
+fn check_global_policy(gp: GlobalPolicy) -> Result<GlobalPolicy, String> {
+    if !(0..=1000).contains(&gp.spec.priority) {
+        return Err(format!(
+            "spec.priority: {} is out of range 0..1000",
+            gp.spec.priority
+        ));
+    }
+    Ok(gp)
 }
 
 /// Converts any supported manifest; `None` for kinds the datastore does not read.
@@ -376,6 +390,26 @@ mod tests {
         }));
         assert_eq!(name, "");
         assert!(parsed.unwrap_err().contains("metadata.name"));
+    }
+
+    #[test]
+    fn global_policy_with_bad_priority_or_action_is_rejected_with_reason() {
+        let gp = |spec: Value| {
+            global_policy(&json!({
+                "apiVersion": "caracal.dev/v1alpha1", "kind": "GlobalPolicy",
+                "metadata": {"name": "g", "uid": "1", "resourceVersion": "5"}, "spec": spec
+            }))
+        };
+        let (_, ok) = gp(json!({"priority": 10, "ingress": [{"action": "Deny"}]}));
+        let ok = ok.unwrap();
+        assert_eq!(ok.metadata.uid, None, "server-set metadata is dropped");
+        assert_eq!(ok.spec.priority, 10);
+        let (_, high) = gp(json!({"priority": 5000}));
+        assert!(high.unwrap_err().contains("spec.priority: 5000"));
+        let (_, action) = gp(json!({"priority": 1, "ingress": [{"action": "Allow"}]}));
+        assert!(action.unwrap_err().contains("Allow"));
+        let (_, missing) = gp(json!({"tier": "Admin"}));
+        assert!(missing.unwrap_err().contains("priority"));
     }
 
     #[test]

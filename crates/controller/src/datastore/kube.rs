@@ -5,7 +5,14 @@
 //! retrying with backoff while the store keeps the last state; a re-list replaces a kind's
 //! objects only once it is complete.
 
-use std::{fmt::Debug, sync::Arc, time::Duration};
+use std::{
+    fmt::Debug,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::{
@@ -29,13 +36,13 @@ use super::{
 pub const GLOBALPOLICY_GROUP: &str = "caracal.dev";
 pub const GLOBALPOLICY_VERSION: &str = "v1alpha1";
 /// The status condition the agent sets on each GlobalPolicy it reads.
-pub const ACCEPTED_CONDITION: &str = "Accepted";
+pub const VALID_CONDITION: &str = "Valid";
 
 #[derive(Clone, Debug)]
 pub struct KubeOptions {
     /// How long to gather events into one snapshot after the first one arrives.
     pub debounce: Duration,
-    /// Write an `Accepted` condition to each GlobalPolicy's status (needs `patch` on
+    /// Write an `Valid` condition to each GlobalPolicy's status (needs `patch` on
     /// `globalpolicies/status`).
     pub report_status: bool,
 }
@@ -113,13 +120,20 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
 
     let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-    let merger = tokio::spawn(merge(changes_rx, snapshot_tx, options.debounce, synced_tx));
+    let lists = Arc::new(AtomicU64::new(0));
+    let merger = tokio::spawn(merge(
+        changes_rx,
+        snapshot_tx,
+        options.debounce,
+        synced_tx,
+        lists.clone(),
+    ));
     tasks.push(merger);
     let guard = TaskGuard(tasks);
     // The merger only drops this sender unsent if all watchers ended, which they never do.
     let _ = synced_rx.await;
     snapshot_rx.borrow_and_update();
-    Datastore::from_guard(snapshot_rx, guard)
+    Datastore::from_guard(snapshot_rx, guard, lists)
 }
 
 /// Aborts the datastore's tasks when the datastore is dropped.
@@ -174,17 +188,24 @@ async fn merge(
     tx: watch::Sender<Arc<Snapshot>>,
     debounce: Duration,
     synced: tokio::sync::oneshot::Sender<()>,
+    lists: Arc<AtomicU64>,
 ) {
+    let apply = |store: &mut Store, change: Change| {
+        if matches!(change, Change::ListDone(_)) {
+            lists.fetch_add(1, Ordering::Relaxed);
+        }
+        store.apply(change)
+    };
     let mut store = Store::default();
     let mut synced = Some(synced);
     let mut waiting_logged = false;
     while let Some(first) = rx.recv().await {
-        let mut changed = store.apply(first);
+        let mut changed = apply(&mut store, first);
         let deadline = tokio::time::Instant::now() + debounce;
         loop {
             tokio::select! {
                 change = rx.recv() => match change {
-                    Some(c) => changed |= store.apply(c),
+                    Some(c) => changed |= apply(&mut store, c),
                     None => return,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
@@ -212,7 +233,7 @@ async fn merge(
     }
 }
 
-/// Sets the `Accepted` condition unless the object already carries the same verdict for its
+/// Sets the `Valid` condition unless the object already carries the same verdict for its
 /// current generation, so every agent writing it converges to no writes at all.
 fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Option<&str>) {
     let Some(name) = object.metadata.name.clone() else {
@@ -229,7 +250,7 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
         .and_then(Value::as_array)
         .and_then(|c| {
             c.iter()
-                .find(|c| c.get("type").and_then(Value::as_str) == Some(ACCEPTED_CONDITION))
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(VALID_CONDITION))
         });
     if let Some(c) = current
         && c.get("status").and_then(Value::as_str) == Some(status)
@@ -239,7 +260,7 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
         return;
     }
     let condition = json!({
-        "type": ACCEPTED_CONDITION,
+        "type": VALID_CONDITION,
         "status": status,
         "reason": reason,
         "message": message,
@@ -250,9 +271,11 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
     });
     let api = api.clone();
     tokio::spawn(async move {
-        let patch = Patch::Merge(json!({"status": {"conditions": [condition]}}));
+        let patch = Patch::Merge(json!({
+            "status": {"conditions": [condition], "observedGeneration": generation}
+        }));
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
-            tracing::warn!(globalpolicy = %name, "cannot set the Accepted condition: {e}");
+            tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
         }
     });
 }

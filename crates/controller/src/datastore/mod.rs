@@ -15,7 +15,13 @@ pub mod dir;
 pub mod kube;
 pub mod model;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use tokio::sync::watch;
 
@@ -41,16 +47,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// its watchers.
 pub struct Datastore {
     rx: watch::Receiver<Arc<Snapshot>>,
+    lists: Arc<AtomicU64>,
     _tasks: kube::TaskGuard,
 }
 
 impl Datastore {
     fn new(rx: watch::Receiver<Arc<Snapshot>>, task: tokio::task::JoinHandle<()>) -> Self {
-        Self::from_guard(rx, kube::TaskGuard(vec![task]))
+        Self::from_guard(rx, kube::TaskGuard(vec![task]), Arc::default())
     }
 
-    fn from_guard(rx: watch::Receiver<Arc<Snapshot>>, tasks: kube::TaskGuard) -> Self {
-        Datastore { rx, _tasks: tasks }
+    fn from_guard(rx: watch::Receiver<Arc<Snapshot>>, tasks: kube::TaskGuard, lists: Arc<AtomicU64>) -> Self {
+        Datastore {
+            rx,
+            lists,
+            _tasks: tasks,
+        }
+    }
+
+    /// How many complete lists (first lists and re-lists, all kinds) the watchers have done.
+    pub fn lists(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
     }
 
     /// The latest snapshot.

@@ -50,7 +50,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// Where `tests/kube/build.sh` puts the binaries for the checked-in go.sum.
 pub fn bin_dir() -> Option<PathBuf> {
     let has_both = |d: &Path| d.join("kube-apiserver").is_file() && d.join("etcd").is_file();
-    if let Some(dir) = std::env::var_os("CARACAL_KUBE_BIN") {
+    // scripts/test.sh exports KUBE_BIN_DIR from build.sh's output.
+    if let Some(dir) = std::env::var_os("CARACAL_KUBE_BIN").or_else(|| std::env::var_os("KUBE_BIN_DIR")) {
         let dir = PathBuf::from(dir);
         return has_both(&dir).then_some(dir);
     }
@@ -530,7 +531,13 @@ impl KubeApi {
         let crds = crds.to_str().expect("utf-8 path");
         self.kubectl_ok(&["apply", "-f", crds], "").await;
         self.kubectl_ok(
-            &["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ],
             "",
         )
         .await;
