@@ -42,8 +42,14 @@ pub struct Family {
 }
 
 impl Family {
-    pub const IPV4_UNICAST: Family = Family { afi: Afi::Ipv4, safi: Safi::Unicast };
-    pub const IPV6_UNICAST: Family = Family { afi: Afi::Ipv6, safi: Safi::Unicast };
+    pub const IPV4_UNICAST: Family = Family {
+        afi: Afi::Ipv4,
+        safi: Safi::Unicast,
+    };
+    pub const IPV6_UNICAST: Family = Family {
+        afi: Afi::Ipv6,
+        safi: Safi::Unicast,
+    };
 }
 
 /// A BGP message (RFC 4271 §4.1 types 1–4, RFC 2918 type 5).
@@ -94,7 +100,10 @@ pub enum Capability {
     FourOctetAs(u32),
     /// Code 70 (RFC 7313), recognised so that it is not reported as unknown.
     EnhancedRouteRefresh,
-    Unknown { code: u8, value: Bytes },
+    Unknown {
+        code: u8,
+        value: Bytes,
+    },
 }
 
 /// The graceful-restart capability value (RFC 4724 §3).
