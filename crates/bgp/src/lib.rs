@@ -3,3 +3,8 @@
 //! The protocol core (`wire`, `fsm`, `rib`) is plain functions over data with no I/O; the tokio
 //! driver that owns sockets and timers sits at the edge.
 #![deny(unsafe_code)]
+
+pub mod config;
+pub mod fsm;
+pub mod rib;
+pub mod wire;

@@ -1,6 +1,29 @@
-//! caracal-cni: a point-to-point /32 CNI plugin.
+//! caracal-cni: the binary a container runtime executes (CNI exec protocol).
 #![forbid(unsafe_code)]
 
+use std::io::{Read, Write};
+
+use caracal_cni::{Code, Error, plugin};
+
 fn main() {
-    std::process::exit(1);
+    let mut stdin = Vec::new();
+    let outcome =
+        match std::io::stdin().read_to_end(&mut stdin) {
+            Err(e) => plugin::Outcome {
+                exit_code: Code::Io as i32,
+                stdout: Error::io("cannot read stdin", e).to_json("1.1.0").to_string(),
+            },
+            // A panic must still produce an error result, never a silent crash.
+            Ok(_) => std::panic::catch_unwind(|| plugin::run(|k| std::env::var(k).ok(), &stdin))
+                .unwrap_or_else(|_| plugin::Outcome {
+                    exit_code: 1,
+                    stdout: Error::internal("internal error (panic)")
+                        .to_json("1.1.0")
+                        .to_string(),
+                }),
+        };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(outcome.stdout.as_bytes());
+    let _ = out.flush();
+    std::process::exit(outcome.exit_code);
 }

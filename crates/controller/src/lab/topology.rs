@@ -55,6 +55,9 @@ pub struct Node {
     /// The daemon's configuration file, relative to the topology file's folder.
     #[serde(rename = "startup-config")]
     pub startup_config: Option<String>,
+    /// For a `caracal` node, the arguments of the `caracal` command (containerlab's `cmd`),
+    /// with `${CONFIG}` replaced by the rendered startup-config; default `bgp run --config ${CONFIG}`.
+    pub cmd: Option<String>,
     /// Commands run in the node's namespace (through `sh -c`) once its daemon is ready.
     #[serde(default)]
     pub exec: Vec<String>,

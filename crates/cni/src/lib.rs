@@ -1,0 +1,19 @@
+//! caracal-cni: point-to-point /32 pod networking with crash-safe IPAM.
+//!
+//! Pure core: `env`, `config`, `spec`, `naming`, `ipam::pool`. Thin shell: `ipam::store`
+//! (files and locks), `ipam::delegate` (other plugins), `dataplane` (netlink), `endpoint`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dataplane;
+pub mod endpoint;
+pub mod env;
+pub mod error;
+pub mod fsutil;
+pub mod ipam;
+pub mod naming;
+pub mod netns;
+pub mod plugin;
+pub mod spec;
+
+pub use error::{Code, Error, Result};

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything caracal's demo and test suite need on a Debian machine, as root.
+# Idempotent: a second run installs nothing.
+set -euo pipefail
+
+PACKAGES=(
+  iproute2 iptables ipset conntrack kmod iputils-ping procps psmisc
+  bird2 frr gobgpd exabgp
+  containernetworking-plugins
+  openssl jq ca-certificates curl git build-essential pkg-config
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian packages start their daemons as services where an init system runs; the lab starts
+# its own copies inside namespaces, so stop any that came up in the root namespace.
+for svc in bird frr; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+    systemctl disable "$svc" >/dev/null 2>&1 || true
+  fi
+done
+
+# Rust: the toolchain comes with the machine (rustup); make sure the lint components are there.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is missing; install Rust (rustup) first" >&2
+  exit 1
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+# Go builds the test control plane (kube-apiserver, etcd) from the Go module proxy.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="$PATH:/usr/local/go/bin"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-deps: installing Debian's golang-go (a newer toolchain is fetched through the module proxy)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+fi
+
+# Kernel modules some tests use; absent modules make those probes report skipped, not passed.
+modprobe sctp 2>/dev/null || true
+modprobe ip_set 2>/dev/null || true
+echo "install-deps: ok"
