@@ -6,6 +6,9 @@
 //! by the node agent, or run packet by packet by [`eval`].
 #![forbid(unsafe_code)]
 
+pub mod compile;
+pub mod conformance;
+pub mod eval;
 pub mod expr;
 pub mod globalpolicy;
 pub mod model;
