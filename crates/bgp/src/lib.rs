@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod fsm;
+pub mod rib;
 pub mod wire;
