@@ -42,8 +42,8 @@ use crate::{
     policy::{Action as PAction, Direction, Layer, Peer, PodSet, Policy, PolicyRule, PortMatch},
     program::{
         Action, CHAIN_PREFIX, Chain, CtState, Family, Hook, IFACE_PREFIX, IpSet, MARK_ACCEPT, MARK_PASS,
-        MAX_CHAIN_NAME, MAX_SET_NAME, Match, Program, Protocol, Rule, SET_PREFIX, SetDir, SetKind,
-        SetMember, Table,
+        MAX_CHAIN_NAME, MAX_SET_NAME, Match, Program, Protocol, Rule, SET_PREFIX, SetDir, SetKind, SetMember,
+        Table,
     },
     validate,
 };
@@ -184,21 +184,26 @@ impl<'a> PodIndex<'a> {
                 .entry(pod.namespace.as_str())
                 .or_insert_with(|| set.namespaces.matches(&namespace(self.state, &pod.namespace)))
         };
-        let candidates: Box<dyn Iterator<Item = &'a Pod>> =
-            match (&set.namespaces, set.pods.selector.required_label().or_else(|| {
-                set.pods.expr.as_ref().and_then(|e| e.required_label())
-            })) {
-                (crate::policy::NsMatch::Named(ns), _) => Box::new(
-                    self.state
-                        .pods
-                        .range(Key::new(ns.as_str(), "")..)
-                        .take_while(move |(k, _)| k.namespace == *ns)
-                        .map(|(_, p)| p),
-                ),
-                (_, Some(kv)) => Box::new(self.by_label.get(&kv).into_iter().flatten().copied()),
-                _ => Box::new(self.state.pods.values()),
-            };
-        candidates.filter(|p| set.pods.matches(&p.labels) && ns_ok(p)).collect()
+        let candidates: Box<dyn Iterator<Item = &'a Pod>> = match (
+            &set.namespaces,
+            set.pods
+                .selector
+                .required_label()
+                .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label())),
+        ) {
+            (crate::policy::NsMatch::Named(ns), _) => Box::new(
+                self.state
+                    .pods
+                    .range(Key::new(ns.as_str(), "")..)
+                    .take_while(move |(k, _)| k.namespace == *ns)
+                    .map(|(_, p)| p),
+            ),
+            (_, Some(kv)) => Box::new(self.by_label.get(&kv).into_iter().flatten().copied()),
+            _ => Box::new(self.state.pods.values()),
+        };
+        candidates
+            .filter(|p| set.pods.matches(&p.labels) && ns_ok(p))
+            .collect()
     }
 }
 
@@ -340,10 +345,28 @@ impl Builder<'_> {
         chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
         chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
         let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
-        dispatch(chains, family, CHAIN_FW_DISPATCH, true, &ifaces, IFACE_PREFIX.len());
-        dispatch(chains, family, CHAIN_TW_DISPATCH, false, &ifaces, IFACE_PREFIX.len());
+        dispatch(
+            chains,
+            family,
+            CHAIN_FW_DISPATCH,
+            true,
+            &ifaces,
+            IFACE_PREFIX.len(),
+        );
+        dispatch(
+            chains,
+            family,
+            CHAIN_TW_DISPATCH,
+            false,
+            &ifaces,
+            IFACE_PREFIX.len(),
+        );
 
-        for (builtin, target) in [("INPUT", CHAIN_INPUT), ("FORWARD", CHAIN_FORWARD), ("OUTPUT", CHAIN_OUTPUT)] {
+        for (builtin, target) in [
+            ("INPUT", CHAIN_INPUT),
+            ("FORWARD", CHAIN_FORWARD),
+            ("OUTPUT", CHAIN_OUTPUT),
+        ] {
             self.program.hooks.push((
                 family,
                 Hook {
@@ -392,7 +415,9 @@ impl Builder<'_> {
             }
         }
         let name = policy_chain(&p.id, dir);
-        self.program.chains.insert((family, Table::Filter, name), Chain { rules: out });
+        self.program
+            .chains
+            .insert((family, Table::Filter, name), Chain { rules: out });
     }
 
     /// One policy rule as iptables rules: the cross product of its peers and port blocks.
@@ -403,7 +428,10 @@ impl Builder<'_> {
         };
         let peers: Vec<Vec<Match>> = match &r.peers {
             None => vec![vec![]],
-            Some(peers) => peers.iter().filter_map(|peer| self.peer_match(family, peer, set_dir)).collect(),
+            Some(peers) => peers
+                .iter()
+                .filter_map(|peer| self.peer_match(family, peer, set_dir))
+                .collect(),
         };
         let ports: Vec<Vec<Match>> = match &r.ports {
             None => vec![vec![]],
@@ -517,7 +545,10 @@ impl Builder<'_> {
             for r in list {
                 let need = if r.0 == r.1 { 1 } else { 2 };
                 if slots + need > MULTIPORT_SLOTS {
-                    out.push(vec![Match::Protocol(proto), Match::DestPorts(std::mem::take(&mut chunk))]);
+                    out.push(vec![
+                        Match::Protocol(proto),
+                        Match::DestPorts(std::mem::take(&mut chunk)),
+                    ]);
                     slots = 0;
                 }
                 chunk.push(r);
@@ -581,8 +612,16 @@ impl Builder<'_> {
         let prefix = format!("{SET_PREFIX}{}{tag}-", family_digit(family));
         let name = hashed_name(&prefix, key, MAX_SET_NAME);
         let members = members(self);
-        self.program.sets.insert(name.clone(), IpSet { family, kind, members });
-        self.set_cache.insert((family, key.to_string()), Some(name.clone()));
+        self.program.sets.insert(
+            name.clone(),
+            IpSet {
+                family,
+                kind,
+                members,
+            },
+        );
+        self.set_cache
+            .insert((family, key.to_string()), Some(name.clone()));
         name
     }
 }
@@ -619,7 +658,11 @@ fn endpoint_chain(pod: &Key, dir: Direction, app: &Applicable<'_>) -> Chain {
             Action::Accept,
             "established or related: replies pass",
         ),
-        rule(vec![Match::CtState(vec![CtState::Invalid])], Action::Drop, "conntrack invalid"),
+        rule(
+            vec![Match::CtState(vec![CtState::Invalid])],
+            Action::Drop,
+            "conntrack invalid",
+        ),
         Rule {
             matches: vec![],
             action: Action::SetMark {
@@ -723,7 +766,10 @@ fn dispatch(
     } else {
         let mut groups: BTreeMap<Option<char>, Vec<&str>> = BTreeMap::new();
         for iface in ifaces {
-            groups.entry(iface[depth.min(iface.len())..].chars().next()).or_default().push(iface);
+            groups
+                .entry(iface[depth.min(iface.len())..].chars().next())
+                .or_default()
+                .push(iface);
         }
         for (c, group) in groups {
             match (c, group.len()) {
@@ -749,6 +795,344 @@ fn dispatch(
             }
         }
     }
-    rules.push(rule(vec![], Action::Drop, "unknown pod interface: no policy programmed yet"));
+    rules.push(rule(
+        vec![],
+        Action::Drop,
+        "unknown pod interface: no policy programmed yet",
+    ));
     chains.insert((family, Table::Filter, name.to_string()), Chain { rules });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{self, Packet};
+    use crate::model::NamedPort;
+
+    fn pod(ns: &str, name: &str, labels: &[(&str, &str)], ips: &[&str]) -> Pod {
+        Pod {
+            namespace: ns.into(),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+            node: Some("n".into()),
+            ports: vec![NamedPort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 8080,
+            }],
+        }
+    }
+
+    fn state(policies: &str) -> ClusterState {
+        let mut s = ClusterState::default();
+        for (k, p) in [
+            (
+                Key::new("x", "a"),
+                pod("x", "a", &[("app", "web")], &["10.0.0.1", "fd00::1"]),
+            ),
+            (
+                Key::new("x", "b"),
+                pod("x", "b", &[("app", "db")], &["10.0.0.2", "fd00::2"]),
+            ),
+            (
+                Key::new("y", "c"),
+                pod("y", "c", &[("app", "web")], &["10.0.1.3", "fd00::1:3"]),
+            ),
+        ] {
+            s.pods.insert(k, p);
+        }
+        crate::manifests::load(&mut s, policies).unwrap();
+        s
+    }
+
+    fn endpoints(s: &ClusterState, keys: &[Key]) -> Vec<LocalEndpoint> {
+        keys.iter()
+            .map(|k| LocalEndpoint {
+                pod: k.clone(),
+                iface: iface_name(k),
+                ips: s.pods[k].ips.clone(),
+            })
+            .collect()
+    }
+
+    fn fwd(p: &Program, src: &str, dst: &str, in_if: &str, out_if: &str, port: u16) -> eval::Verdict {
+        eval::run(
+            p,
+            "FORWARD",
+            &Packet {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                protocol: Protocol::Tcp,
+                dport: port,
+                in_iface: Some(in_if.into()),
+                out_iface: Some(out_if.into()),
+                ct: CtState::New,
+            },
+        )
+        .unwrap()
+    }
+
+    const DENY_DB: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]\n";
+
+    #[test]
+    fn hooks_static_chains_and_endpoint_chains_exist_for_both_families() {
+        let s = state(DENY_DB);
+        let eps = endpoints(&s, &[Key::new("x", "a"), Key::new("x", "b")]);
+        let p = compile(&s, &eps).program;
+        for f in [Family::V4, Family::V6] {
+            for name in [
+                CHAIN_FORWARD,
+                CHAIN_INPUT,
+                CHAIN_OUTPUT,
+                CHAIN_FW_DISPATCH,
+                CHAIN_TW_DISPATCH,
+            ] {
+                assert!(
+                    p.chains.contains_key(&(f, Table::Filter, name.to_string())),
+                    "{f:?} {name}"
+                );
+            }
+            for ep in &eps {
+                assert!(
+                    p.chains
+                        .contains_key(&(f, Table::Filter, to_workload_chain(&ep.iface)))
+                );
+                assert!(
+                    p.chains
+                        .contains_key(&(f, Table::Filter, from_workload_chain(&ep.iface)))
+                );
+            }
+            let hooks: Vec<_> = p.hooks.iter().filter(|(hf, _)| *hf == f).collect();
+            assert_eq!(hooks.len(), 4);
+        }
+        for (_, _, name) in p.chains.keys() {
+            assert!(
+                name.len() <= MAX_CHAIN_NAME && name.starts_with(CHAIN_PREFIX),
+                "{name}"
+            );
+        }
+        for name in p.sets.keys() {
+            assert!(
+                name.len() <= MAX_SET_NAME && name.starts_with(SET_PREFIX),
+                "{name}"
+            );
+        }
+        let no_rejects = p
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .all(|r| !matches!(&r.action, Action::Jump(t) | Action::Goto(t) if t.contains("REJECT")));
+        assert!(no_rejects);
+    }
+
+    #[test]
+    fn unknown_pod_interfaces_are_dropped_both_ways() {
+        let s = state("");
+        let p = compile(&s, &endpoints(&s, &[Key::new("x", "a")])).program;
+        let v = fwd(&p, "10.0.0.9", "10.0.0.1", "caranew0000001", "eth0", 80);
+        assert!(!v.accepted, "traffic from an interface without chains is dropped");
+        let v = fwd(&p, "10.9.9.9", "10.0.0.9", "eth0", "caranew0000001", 80);
+        assert!(!v.accepted, "traffic to an interface without chains is dropped");
+        let v = fwd(
+            &p,
+            "10.9.9.9",
+            "10.0.0.1",
+            "eth0",
+            &iface_name(&Key::new("x", "a")),
+            80,
+        );
+        assert!(v.accepted, "a known pod without policy is open");
+        let v = fwd(&p, "10.9.9.9", "10.9.9.8", "eth0", "eth1", 80);
+        assert!(v.accepted, "traffic not touching a pod is left alone");
+    }
+
+    #[test]
+    fn same_node_traffic_passes_source_egress_and_destination_ingress() {
+        let egress_deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: e, namespace: x}\nspec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Egress]}\n";
+        let s = state(&format!("{DENY_DB}---\n{egress_deny}"));
+        let (a, b) = (Key::new("x", "a"), Key::new("x", "b"));
+        let p = compile(&s, &endpoints(&s, &[a.clone(), b.clone()])).program;
+        // a's egress denies everything, although b's ingress admits a on the named port.
+        let v = fwd(&p, "10.0.0.1", "10.0.0.2", &iface_name(&a), &iface_name(&b), 8080);
+        assert!(!v.accepted);
+        assert!(
+            v.reasons().iter().any(|r| r.contains("x/a egress")),
+            "{:?}",
+            v.reasons()
+        );
+        // Without the egress policy the named port opens the flow, other ports stay closed.
+        let s = state(DENY_DB);
+        let p = compile(&s, &endpoints(&s, &[a.clone(), b.clone()])).program;
+        assert!(fwd(&p, "10.0.0.1", "10.0.0.2", &iface_name(&a), &iface_name(&b), 8080).accepted);
+        assert!(!fwd(&p, "10.0.0.1", "10.0.0.2", &iface_name(&a), &iface_name(&b), 8081).accepted);
+        // Established replies pass even where a new flow would not.
+        let mut pkt = Packet {
+            src: "10.0.0.2".parse().unwrap(),
+            dst: "10.0.0.1".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            dport: 40000,
+            in_iface: Some(iface_name(&b)),
+            out_iface: Some(iface_name(&a)),
+            ct: CtState::Established,
+        };
+        assert!(eval::run(&p, "FORWARD", &pkt).unwrap().accepted);
+        pkt.ct = CtState::Invalid;
+        assert!(!eval::run(&p, "FORWARD", &pkt).unwrap().accepted);
+    }
+
+    #[test]
+    fn policy_chains_and_sets_are_shared_between_endpoints() {
+        let all = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: all, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]\n";
+        let s = state(all);
+        let p = compile(&s, &endpoints(&s, &[Key::new("x", "a"), Key::new("x", "b")])).program;
+        let policy_chains: Vec<_> = p
+            .chains
+            .keys()
+            .filter(|(f, _, n)| *f == Family::V4 && n.starts_with("cara-pi-"))
+            .collect();
+        assert_eq!(policy_chains.len(), 1);
+        let v4_sets: Vec<_> = p.sets.values().filter(|s| s.family == Family::V4).collect();
+        assert_eq!(v4_sets.len(), 1);
+        // Only x/a matches (podSelector without namespaceSelector: own namespace).
+        assert_eq!(
+            v4_sets[0].members,
+            BTreeSet::from([SetMember::Net("10.0.0.1/32".parse().unwrap())])
+        );
+    }
+
+    #[test]
+    fn ipv6_uses_its_own_sets_and_cidrs_of_the_other_family_never_match() {
+        let cidr = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.1/32]}}, {podSelector: {matchLabels: {app: web}}}]}]\n";
+        let s = state(cidr);
+        let b = Key::new("x", "b");
+        let p = compile(&s, &endpoints(&s, std::slice::from_ref(&b))).program;
+        let bi = iface_name(&b);
+        assert!(
+            fwd(&p, "10.0.0.1", "10.0.0.2", "eth0", &bi, 80).accepted,
+            "excepted, but a is web: the pod peer admits it"
+        );
+        let p2 = compile(
+            &state(&cidr.replace(", {podSelector: {matchLabels: {app: web}}}", "")),
+            &endpoints(&s, std::slice::from_ref(&b)),
+        )
+        .program;
+        assert!(
+            !fwd(&p2, "10.0.0.1", "10.0.0.2", "eth0", &bi, 80).accepted,
+            "excepted address"
+        );
+        assert!(
+            fwd(&p2, "10.0.0.7", "10.0.0.2", "eth0", &bi, 80).accepted,
+            "inside the CIDR"
+        );
+        assert!(
+            !fwd(&p2, "11.0.0.7", "10.0.0.2", "eth0", &bi, 80).accepted,
+            "outside the CIDR"
+        );
+        assert!(
+            !fwd(&p2, "fd00::1", "fd00::2", "eth0", &bi, 80).accepted,
+            "v4 CIDR never matches v6"
+        );
+        assert!(
+            fwd(&p, "fd00::1", "fd00::2", "eth0", &bi, 80).accepted,
+            "v6 pod set holds a's v6 address"
+        );
+        let nomatch = p2
+            .sets
+            .values()
+            .find(|s| s.members.iter().any(|m| matches!(m, SetMember::NoMatch(_))));
+        assert!(nomatch.is_some_and(|s| s.family == Family::V4 && s.kind == SetKind::HashNet));
+    }
+
+    #[test]
+    fn large_dispatch_is_split_into_child_chains_and_still_finds_every_endpoint() {
+        let mut s = ClusterState::default();
+        let mut keys = Vec::new();
+        for i in 0..200 {
+            let k = Key::new("x", format!("p{i}"));
+            s.pods.insert(
+                k.clone(),
+                pod(
+                    "x",
+                    &format!("p{i}"),
+                    &[],
+                    &[&format!("10.1.{}.{}", i / 200, i % 200 + 1)],
+                ),
+            );
+            keys.push(k);
+        }
+        let p = compile(&s, &endpoints(&s, &keys)).program;
+        let top = &p.chains[&(Family::V4, Table::Filter, CHAIN_TW_DISPATCH.to_string())];
+        assert!(
+            top.rules.len() <= 18,
+            "top dispatch has {} rules",
+            top.rules.len()
+        );
+        for k in &keys {
+            let ip = s.pods[k].ips[0].to_string();
+            assert!(
+                fwd(&p, "10.9.9.9", &ip, "eth0", &iface_name(k), 80).accepted,
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_ports_are_split_into_multiport_blocks_of_fifteen_slots() {
+        let ports: Vec<String> = (1..=20).map(|p| format!("{{port: {}}}", 1000 + p)).collect();
+        let np = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: x}}\nspec:\n  podSelector: {{}}\n  ingress: [{{ports: [{}, {{port: 2000, endPort: 2010}}]}}]\n",
+            ports.join(", ")
+        );
+        let s = state(&np);
+        let a = Key::new("x", "a");
+        let p = compile(&s, &endpoints(&s, std::slice::from_ref(&a))).program;
+        let chain = p
+            .chains
+            .iter()
+            .find(|((f, _, n), _)| *f == Family::V4 && n.starts_with("cara-pi-"))
+            .unwrap()
+            .1;
+        for r in &chain.rules {
+            if let Some(Match::DestPorts(list)) = r.matches.iter().find(|m| matches!(m, Match::DestPorts(_)))
+            {
+                let slots: usize = list.iter().map(|(a, b)| if a == b { 1 } else { 2 }).sum();
+                assert!(slots <= MULTIPORT_SLOTS);
+            }
+        }
+        let ai = iface_name(&a);
+        for port in [1001, 1020, 2005] {
+            assert!(
+                fwd(&p, "10.0.1.3", "10.0.0.1", "eth0", &ai, port).accepted,
+                "{port}"
+            );
+        }
+        assert!(!fwd(&p, "10.0.1.3", "10.0.0.1", "eth0", &ai, 1021).accepted);
+    }
+
+    #[test]
+    fn compile_is_deterministic_and_renders() {
+        let s = state(DENY_DB);
+        let eps = endpoints(&s, &[Key::new("x", "b"), Key::new("x", "a")]);
+        let mut rev = eps.clone();
+        rev.reverse();
+        let p1 = compile(&s, &eps).program;
+        assert_eq!(p1, compile(&s, &rev).program);
+        crate::render::iptables::render_program(&p1).unwrap();
+        crate::render::ipset::render_sets(&p1.sets).unwrap();
+    }
+
+    #[test]
+    fn invalid_policies_are_reported_and_ignored() {
+        let bad = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: nonsense}}]}]\n";
+        let s = state(bad);
+        let a = Key::new("x", "a");
+        let c = compile(&s, &endpoints(&s, std::slice::from_ref(&a)));
+        assert_eq!(c.errors.len(), 1);
+        assert!(c.errors[0].to_string().contains("ipBlock.cidr"));
+        assert!(fwd(&c.program, "10.0.1.3", "10.0.0.1", "eth0", &iface_name(&a), 80).accepted);
+    }
 }

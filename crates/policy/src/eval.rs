@@ -59,7 +59,11 @@ impl Verdict {
                 Action::SetMark { value, .. } => *value != 0,
                 _ => false,
             })
-            .map(|s| s.comment.clone().unwrap_or_else(|| format!("{} rule {}", s.chain, s.index)))
+            .map(|s| {
+                s.comment
+                    .clone()
+                    .unwrap_or_else(|| format!("{} rule {}", s.chain, s.index))
+            })
             .collect()
     }
 }
@@ -103,7 +107,10 @@ struct Run<'a> {
 /// else is installed in the simulated host).
 pub fn run(program: &Program, builtin: &str, pkt: &Packet) -> Result<Verdict> {
     let family = pkt.family();
-    if matches!((pkt.src, pkt.dst), (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_))) {
+    if matches!(
+        (pkt.src, pkt.dst),
+        (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_))
+    ) {
         return Err(Error::MixedFamily);
     }
     let mut r = Run {
@@ -117,7 +124,9 @@ pub fn run(program: &Program, builtin: &str, pkt: &Packet) -> Result<Verdict> {
         program
             .hooks
             .iter()
-            .filter(move |(f, h)| *f == family && h.table == Table::Filter && h.builtin == builtin && h.append == append)
+            .filter(move |(f, h)| {
+                *f == family && h.table == Table::Filter && h.builtin == builtin && h.append == append
+            })
             .map(|(_, h)| &h.rule)
     };
     let rules: Vec<&crate::program::Rule> = hooks(false).chain(hooks(true)).collect();
@@ -203,7 +212,11 @@ impl<'a> Run<'a> {
     }
 
     fn in_set(&self, name: &str, dir: SetDir) -> Result<bool> {
-        let set = self.program.sets.get(name).ok_or_else(|| Error::NoSet(name.to_string()))?;
+        let set = self
+            .program
+            .sets
+            .get(name)
+            .ok_or_else(|| Error::NoSet(name.to_string()))?;
         if set.family != self.family {
             return Err(Error::SetFamily(name.to_string(), set.family, self.family));
         }
@@ -274,7 +287,13 @@ pub mod reference {
 
     /// Is a new connection from `src` to `dst` on `proto`/`port` allowed (egress of `src` and
     /// ingress of `dst`)?
-    pub fn allowed(state: &ClusterState, src: &Pod, dst: &Pod, proto: Protocol, port: u16) -> (Decision, Decision) {
+    pub fn allowed(
+        state: &ClusterState,
+        src: &Pod,
+        dst: &Pod,
+        proto: Protocol,
+        port: u16,
+    ) -> (Decision, Decision) {
         let (policies, _) = policies(state);
         let (Some(src_ip), Some(dst_ip)) = (src.ips.first().copied(), dst.ips.first().copied()) else {
             let d = Decision {
@@ -284,7 +303,16 @@ pub mod reference {
             return (d.clone(), d);
         };
         let egress = decide(state, &policies, src, Direction::Egress, dst_ip, dst, proto, port);
-        let ingress = decide(state, &policies, dst, Direction::Ingress, src_ip, dst, proto, port);
+        let ingress = decide(
+            state,
+            &policies,
+            dst,
+            Direction::Ingress,
+            src_ip,
+            dst,
+            proto,
+            port,
+        );
         (egress, ingress)
     }
 
@@ -309,9 +337,9 @@ pub mod reference {
             let peer_ok = r.peers.as_ref().is_none_or(|peers| {
                 peers.iter().any(|peer| match peer {
                     Peer::Net { net, except } => Peer::matches_net(net, except, peer_ip),
-                    Peer::Pods(set) => peer_pod.is_some_and(|pp| {
-                        set.matches(Some(&namespace(state, &pp.namespace)), pp)
-                    }),
+                    Peer::Pods(set) => {
+                        peer_pod.is_some_and(|pp| set.matches(Some(&namespace(state, &pp.namespace)), pp))
+                    }
                 })
             });
             let port_ok = r.ports.as_ref().is_none_or(|ports| {
@@ -319,7 +347,11 @@ pub mod reference {
                     PortMatch::Protocol(p) => *p == proto,
                     PortMatch::Range(p, lo, hi) => *p == proto && (*lo..=*hi).contains(&port),
                     PortMatch::Named(p, name) => {
-                        *p == proto && dst.ports.iter().any(|np| np.name == *name && np.protocol == *p && np.port == port)
+                        *p == proto
+                            && dst
+                                .ports
+                                .iter()
+                                .any(|np| np.name == *name && np.protocol == *p && np.port == port)
                     }
                 })
             });
@@ -331,8 +363,14 @@ pub mod reference {
                     if rule_matches(r) {
                         let reason = format!("{} {} {}: {:?}", p.id, dir.name(), r.label(), r.action);
                         return match r.action {
-                            Action::Accept => Some(Decision { allowed: true, reason }),
-                            Action::Deny => Some(Decision { allowed: false, reason }),
+                            Action::Accept => Some(Decision {
+                                allowed: true,
+                                reason,
+                            }),
+                            Action::Deny => Some(Decision {
+                                allowed: false,
+                                reason,
+                            }),
                             Action::Pass => None,
                         };
                     }
@@ -367,5 +405,207 @@ pub mod reference {
             allowed: true,
             reason: "no policy decided, allowed".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{Chain, Hook, Rule};
+
+    fn rule(matches: Vec<Match>, action: Action) -> Rule {
+        let comment = Some(format!("{action:?}"));
+        Rule {
+            matches,
+            action,
+            comment,
+        }
+    }
+
+    fn program(chains: Vec<(&str, Vec<Rule>)>) -> Program {
+        let mut p = Program::default();
+        for (n, rules) in chains {
+            p.chains
+                .insert((Family::V4, Table::Filter, n.to_string()), Chain { rules });
+        }
+        p.hooks.push((
+            Family::V4,
+            Hook {
+                table: Table::Filter,
+                builtin: "FORWARD".into(),
+                rule: rule(vec![], Action::Jump("cara-top".into())),
+                append: false,
+            },
+        ));
+        p
+    }
+
+    fn pkt() -> Packet {
+        Packet {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            protocol: Protocol::Udp,
+            dport: 53,
+            in_iface: Some("cara1".into()),
+            out_iface: Some("eth0".into()),
+            ct: CtState::New,
+        }
+    }
+
+    #[test]
+    fn goto_returns_to_the_caller_of_the_chain_that_jumped() {
+        let p = program(vec![
+            (
+                "cara-top",
+                vec![
+                    rule(vec![], Action::Jump("cara-mid".into())),
+                    rule(vec![], Action::Drop),
+                ],
+            ),
+            (
+                "cara-mid",
+                vec![
+                    rule(vec![], Action::Goto("cara-leaf".into())),
+                    rule(vec![], Action::Accept),
+                ],
+            ),
+            ("cara-leaf", vec![rule(vec![], Action::Return)]),
+        ]);
+        // leaf RETURN skips the rest of mid and continues in top, which drops.
+        assert!(!run(&p, "FORWARD", &pkt()).unwrap().accepted);
+    }
+
+    #[test]
+    fn marks_are_set_with_xmark_semantics_and_matched_with_masks() {
+        let p = program(vec![(
+            "cara-top",
+            vec![
+                rule(
+                    vec![],
+                    Action::SetMark {
+                        value: 0x10000,
+                        mask: 0x30000,
+                    },
+                ),
+                rule(
+                    vec![Match::Mark {
+                        value: 0x10000,
+                        mask: 0x10000,
+                        negated: true,
+                    }],
+                    Action::Drop,
+                ),
+                rule(
+                    vec![],
+                    Action::SetMark {
+                        value: 0,
+                        mask: 0x10000,
+                    },
+                ),
+                rule(
+                    vec![Match::Mark {
+                        value: 0,
+                        mask: 0x30000,
+                        negated: false,
+                    }],
+                    Action::Accept,
+                ),
+                rule(vec![], Action::Drop),
+            ],
+        )]);
+        let v = run(&p, "FORWARD", &pkt()).unwrap();
+        assert!(v.accepted);
+        assert_eq!(v.mark, 0);
+    }
+
+    #[test]
+    fn interface_wildcards_ports_and_protocols_match_like_iptables() {
+        assert!(iface_matches("cara+", "cara123"));
+        assert!(!iface_matches("cara+", "eth0"));
+        assert!(iface_matches("cara1", "cara1"));
+        let p = program(vec![(
+            "cara-top",
+            vec![rule(
+                vec![
+                    Match::InInterface("cara+".into()),
+                    Match::Protocol(Protocol::Udp),
+                    Match::DestPorts(vec![(50, 60)]),
+                ],
+                Action::Drop,
+            )],
+        )]);
+        assert!(!run(&p, "FORWARD", &pkt()).unwrap().accepted);
+        let mut tcp = pkt();
+        tcp.protocol = Protocol::Tcp;
+        assert!(run(&p, "FORWARD", &tcp).unwrap().accepted);
+    }
+
+    #[test]
+    fn missing_chains_sets_and_loops_are_errors() {
+        let p = program(vec![(
+            "cara-top",
+            vec![rule(vec![], Action::Jump("cara-none".into()))],
+        )]);
+        assert_eq!(
+            run(&p, "FORWARD", &pkt()),
+            Err(Error::NoChain("cara-none".into()))
+        );
+        let p = program(vec![(
+            "cara-top",
+            vec![rule(
+                vec![Match::Set {
+                    name: "cara-x".into(),
+                    dir: SetDir::Src,
+                    negated: false,
+                }],
+                Action::Drop,
+            )],
+        )]);
+        assert_eq!(run(&p, "FORWARD", &pkt()), Err(Error::NoSet("cara-x".into())));
+        let p = program(vec![(
+            "cara-top",
+            vec![rule(vec![], Action::Jump("cara-top".into()))],
+        )]);
+        assert!(matches!(run(&p, "FORWARD", &pkt()), Err(Error::TooDeep(_))));
+    }
+
+    #[test]
+    fn hash_net_nomatch_entries_exclude_the_most_specific_range() {
+        let mut p = program(vec![(
+            "cara-top",
+            vec![rule(
+                vec![Match::Set {
+                    name: "cara-n".into(),
+                    dir: SetDir::Src,
+                    negated: false,
+                }],
+                Action::Drop,
+            )],
+        )]);
+        p.sets.insert(
+            "cara-n".into(),
+            crate::program::IpSet {
+                family: Family::V4,
+                kind: SetKind::HashNet,
+                members: [
+                    SetMember::Net("10.0.0.0/8".parse().unwrap()),
+                    SetMember::NoMatch("10.0.0.0/24".parse().unwrap()),
+                    SetMember::Net("10.0.0.1/32".parse().unwrap()),
+                ]
+                .into(),
+            },
+        );
+        assert!(
+            !run(&p, "FORWARD", &pkt()).unwrap().accepted,
+            "the /32 beats the nomatch /24"
+        );
+        let mut other = pkt();
+        other.src = "10.0.0.9".parse().unwrap();
+        assert!(
+            run(&p, "FORWARD", &other).unwrap().accepted,
+            "nomatch /24 beats the /8"
+        );
+        other.src = "10.5.0.9".parse().unwrap();
+        assert!(!run(&p, "FORWARD", &other).unwrap().accepted);
     }
 }

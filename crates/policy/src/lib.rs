@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod eval;
 pub mod expr;
 pub mod globalpolicy;
+pub mod manifests;
 pub mod model;
 pub mod policy;
 pub mod program;

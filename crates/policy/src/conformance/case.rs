@@ -161,7 +161,10 @@ impl Case {
         }
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = match raw.model.namespaces {
             Some(ns) => ns.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
-            None => ["x", "y", "z"].iter().map(|n| (n.to_string(), BTreeMap::new())).collect(),
+            None => ["x", "y", "z"]
+                .iter()
+                .map(|n| (n.to_string(), BTreeMap::new()))
+                .collect(),
         };
         let raw_pods = match raw.model.pods {
             Some(p) => p,
@@ -182,7 +185,10 @@ impl Case {
             .protocols
             .unwrap_or_else(|| vec!["TCP".into(), "UDP".into()])
             .iter()
-            .map(|p| parse_protocol(p).ok_or_else(|| Error::Case(format!("model.protocols: unknown protocol {p:?}"))))
+            .map(|p| {
+                parse_protocol(p)
+                    .ok_or_else(|| Error::Case(format!("model.protocols: unknown protocol {p:?}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let node_names: Vec<String> = (0..nodes).map(|i| format!("node-{i}")).collect();
 
@@ -202,7 +208,10 @@ impl Case {
         let mut pods = Vec::new();
         for (i, rp) in raw_pods.into_iter().enumerate() {
             if !initial.namespaces.contains_key(&rp.namespace) {
-                return Err(Error::Case(format!("pod {}/{}: namespace not in the model", rp.namespace, rp.name)));
+                return Err(Error::Case(format!(
+                    "pod {}/{}: namespace not in the model",
+                    rp.namespace, rp.name
+                )));
             }
             let node = i % nodes;
             let index = per_node[node];
@@ -211,7 +220,9 @@ impl Case {
                 return Err(Error::Case("more than 240 pods on one node".into()));
             }
             let key = Key::new(rp.namespace.clone(), rp.name.clone());
-            let labels = rp.labels.unwrap_or_else(|| [("pod".to_string(), rp.name.clone())].into());
+            let labels = rp
+                .labels
+                .unwrap_or_else(|| [("pod".to_string(), rp.name.clone())].into());
             let named = protocols
                 .iter()
                 .flat_map(|&proto| {
@@ -226,7 +237,10 @@ impl Case {
                 namespace: rp.namespace,
                 name: rp.name,
                 labels,
-                ips: vec![IpAddr::V4(pod_ipv4(node, index)), IpAddr::V6(pod_ipv6(node, index))],
+                ips: vec![
+                    IpAddr::V4(pod_ipv4(node, index)),
+                    IpAddr::V6(pod_ipv6(node, index)),
+                ],
                 node: Some(node_names[node].clone()),
                 ports: named,
             };
@@ -244,7 +258,9 @@ impl Case {
         let mut steps = Vec::new();
         for (si, rs) in raw.steps.into_iter().enumerate() {
             let apply = match rs.apply {
-                Some(text) => Some(substitute(&text, &ipv4).map_err(|e| Error::Case(format!("steps[{si}].apply: {e}")))?),
+                Some(text) => Some(
+                    substitute(&text, &ipv4).map_err(|e| Error::Case(format!("steps[{si}].apply: {e}")))?,
+                ),
                 None => None,
             };
             let mut expect = Vec::new();
@@ -252,11 +268,17 @@ impl Case {
                 let field = format!("steps[{si}].expect[{ei}]");
                 let protocol = parse_protocol(&e.protocol)
                     .filter(|p| protocols.contains(p))
-                    .ok_or_else(|| Error::Case(format!("{field}: protocol {} is not in the model", e.protocol)))?;
+                    .ok_or_else(|| {
+                        Error::Case(format!("{field}: protocol {} is not in the model", e.protocol))
+                    })?;
                 if !ports.contains(&e.port) {
-                    return Err(Error::Case(format!("{field}: port {} is not in the model", e.port)));
+                    return Err(Error::Case(format!(
+                        "{field}: port {} is not in the model",
+                        e.port
+                    )));
                 }
-                let table = Table::parse(&e.table, &pods).map_err(|err| Error::Case(format!("{field}: {err}")))?;
+                let table =
+                    Table::parse(&e.table, &pods).map_err(|err| Error::Case(format!("{field}: {err}")))?;
                 expect.push(Expect {
                     port: e.port,
                     protocol,
@@ -332,13 +354,19 @@ pub fn apply_step(state: &mut ClusterState, step: &Step) -> Result<()> {
         let removed = match d.kind.as_str() {
             "NetworkPolicy" => state
                 .network_policies
-                .remove(&Key::new(d.namespace.clone().unwrap_or_else(|| "default".into()), d.name.clone()))
+                .remove(&Key::new(
+                    d.namespace.clone().unwrap_or_else(|| "default".into()),
+                    d.name.clone(),
+                ))
                 .is_some(),
             "GlobalPolicy" => state.global_policies.remove(&d.name).is_some(),
             other => return Err(Error::Manifest(format!("delete: unknown kind {other:?}"))),
         };
         if !removed {
-            return Err(Error::Manifest(format!("delete: {} {} does not exist", d.kind, d.name)));
+            return Err(Error::Manifest(format!(
+                "delete: {} {} does not exist",
+                d.kind, d.name
+            )));
         }
     }
     for nl in &step.namespace_labels {
@@ -347,7 +375,8 @@ pub fn apply_step(state: &mut ClusterState, step: &Step) -> Result<()> {
             .get_mut(&nl.namespace)
             .ok_or_else(|| Error::Manifest(format!("namespaceLabels: no namespace {}", nl.namespace)))?;
         ns.labels = nl.labels.clone();
-        ns.labels.insert(NAMESPACE_NAME_LABEL.into(), nl.namespace.clone());
+        ns.labels
+            .insert(NAMESPACE_NAME_LABEL.into(), nl.namespace.clone());
     }
     for pl in &step.pod_labels {
         let pod = state
@@ -361,12 +390,20 @@ pub fn apply_step(state: &mut ClusterState, step: &Step) -> Result<()> {
 
 /// Applies one manifest (replacing an object of the same name whole, as `kubectl apply` does).
 pub fn apply_object(state: &mut ClusterState, value: serde_yaml::Value) -> Result<()> {
-    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("")
+        .to_string();
     match kind.as_str() {
         "NetworkPolicy" => {
             let mut np: NetworkPolicy =
                 serde_yaml::from_value(value).map_err(|e| Error::Manifest(format!("NetworkPolicy: {e}")))?;
-            let ns = np.metadata.namespace.get_or_insert_with(|| "default".into()).clone();
+            let ns = np
+                .metadata
+                .namespace
+                .get_or_insert_with(|| "default".into())
+                .clone();
             let name = np.metadata.name.clone().unwrap_or_default();
             state.network_policies.insert(Key::new(ns, name), np);
         }
@@ -393,7 +430,10 @@ mod tests {
         let xa = &case.initial.pods[&Key::new("x", "a")];
         assert_eq!(xa.labels.get("pod").map(String::as_str), Some("a"));
         assert_eq!(xa.node.as_deref(), Some("node-0"));
-        assert_eq!(case.initial.pods[&Key::new("x", "b")].node.as_deref(), Some("node-1"));
+        assert_eq!(
+            case.initial.pods[&Key::new("x", "b")].node.as_deref(),
+            Some("node-1")
+        );
         assert!(xa.ports.iter().any(|p| p.name == "serve-81-udp" && p.port == 81));
         assert_eq!(case.initial.namespaces["y"].labels[NAMESPACE_NAME_LABEL], "y");
     }

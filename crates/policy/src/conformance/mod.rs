@@ -25,10 +25,7 @@ pub enum Error {
     #[error("manifest: {0}")]
     Manifest(String),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("prober: {0}")]
     Prober(String),
 }
@@ -235,7 +232,10 @@ impl Report {
                     out.push_str(&format!("  step {} {}/{}: skipped\n", p.step, p.port, p.protocol));
                     continue;
                 }
-                out.push_str(&format!("  step {} {}/{}: expected\n", p.step, p.port, p.protocol));
+                out.push_str(&format!(
+                    "  step {} {}/{}: expected\n",
+                    p.step, p.port, p.protocol
+                ));
                 out.push_str(&indent(&p.expected));
                 out.push_str("  observed\n");
                 out.push_str(&indent(&p.observed));

@@ -51,7 +51,10 @@ pub fn path_verdicts(
     port: u16,
 ) -> Result<Vec<eval::Verdict>> {
     let (Some(s), Some(d)) = (ipv4(src), ipv4(dst)) else {
-        return Err(Error::Prober(format!("{}/{} or {}/{} has no IPv4 address", src.namespace, src.name, dst.namespace, dst.name)));
+        return Err(Error::Prober(format!(
+            "{}/{} or {}/{} has no IPv4 address",
+            src.namespace, src.name, dst.namespace, dst.name
+        )));
     };
     let src_node = src.node.clone().unwrap_or_default();
     let dst_node = dst.node.clone().unwrap_or_default();
@@ -133,6 +136,9 @@ impl Prober for OfflineProber {
                 table.cells.insert((s.clone(), d.clone()), allowed);
             }
         }
-        Ok(Observation { table, skipped: false })
+        Ok(Observation {
+            table,
+            skipped: false,
+        })
     }
 }

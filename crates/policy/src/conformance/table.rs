@@ -46,7 +46,10 @@ impl Table {
                 reason: "the header must start with '-'".into(),
             });
         }
-        let cols: Vec<Key> = header[1..].iter().map(|s| parse_key(s, hl)).collect::<Result<_, _>>()?;
+        let cols: Vec<Key> = header[1..]
+            .iter()
+            .map(|s| parse_key(s, hl))
+            .collect::<Result<_, _>>()?;
         check_pods(&cols, pods, hl, "columns")?;
         let mut rows = Vec::new();
         let mut cells = BTreeMap::new();
@@ -102,7 +105,11 @@ impl Table {
             out.push_str(&s.to_string());
             for d in &self.pods {
                 out.push('\t');
-                out.push(if s == d || self.get(s, d).unwrap_or(false) { '.' } else { 'X' });
+                out.push(if s == d || self.get(s, d).unwrap_or(false) {
+                    '.'
+                } else {
+                    'X'
+                });
             }
             out.push('\n');
         }
