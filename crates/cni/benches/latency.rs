@@ -53,16 +53,17 @@ fn main() {
     }
     let mut add: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut del: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    for i in 0..n {
-        for k in 0..2 {
-            let r = nets[k].add(&nodes[k].ns, &pods[k][i]);
+    // Interleaved pod by pod: machine noise hits both plugins alike.
+    for (p0, p1) in pods[0].iter().zip(&pods[1]) {
+        for (k, pod) in [(0, p0), (1, p1)] {
+            let r = nets[k].add(&nodes[k].ns, pod);
             assert!(r.ok(), "{:?} ADD: {r:?}", nets[k].kind);
             add[k].push(r.elapsed);
         }
     }
-    for i in 0..n {
-        for k in 0..2 {
-            let r = nets[k].del(&nodes[k].ns, &pods[k][i]);
+    for (p0, p1) in pods[0].iter().zip(&pods[1]) {
+        for (k, pod) in [(0, p0), (1, p1)] {
+            let r = nets[k].del(&nodes[k].ns, pod);
             assert!(r.ok(), "{:?} DEL: {r:?}", nets[k].kind);
             del[k].push(r.elapsed);
         }
