@@ -5,5 +5,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod dataplane;
 pub mod lab;
 pub mod logging;
