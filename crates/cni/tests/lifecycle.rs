@@ -336,10 +336,11 @@ fn dual_stack_pods_reach_each_other_over_ipv4_and_ipv6() {
 }
 
 #[test]
-fn ipv4_only_pods_get_no_ipv6_address_or_route() {
+fn ipv4_only_pods_get_no_ipv6_address_or_route_with_durable_ipam() {
     require_root!();
     let node = Node::new();
-    let net = Net::new(Kind::Caracal, "1.1.0", "10.69.0.0/24", None);
+    let mut net = Net::new(Kind::Caracal, "1.1.0", "10.69.0.0/24", None);
+    net.conf["ipam"]["fsync"] = true.into();
     let pod = Pod::new();
     let r = net.add(&node.ns, &pod);
     assert!(r.ok(), "{r:?}");
@@ -354,5 +355,7 @@ fn ipv4_only_pods_get_no_ipv6_address_or_route() {
         .sh(&["ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"]);
     assert!(v6.trim().is_empty(), "{v6}");
     assert!(!pod.ns().routes(true).contains("default"));
+    assert_eq!(net.held_addresses(), 1);
     assert!(net.del(&node.ns, &pod).ok());
+    assert_eq!(net.held_addresses(), 0);
 }
