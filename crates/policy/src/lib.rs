@@ -6,10 +6,12 @@
 //! by the node agent, or run packet by packet by [`eval`].
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod expr;
 pub mod globalpolicy;
 pub mod model;
 pub mod policy;
 pub mod program;
+pub mod render;
 pub mod selector;
 pub mod validate;

@@ -1,0 +1,177 @@
+//! NOTIFICATION (RFC 4271 §4.5) and the shutdown communication carried by Cease subcodes 2
+//! and 4 (RFC 9003).
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! | Error code    | Error subcode |   Data (variable)             |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! Shutdown communication data (RFC 9003 §2): a length octet, then that many octets of UTF-8.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::Notification;
+use super::error::{EncodeError, Error, Result};
+
+/// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313).
+pub mod code {
+    pub const MESSAGE_HEADER: u8 = 1;
+    pub const OPEN: u8 = 2;
+    pub const UPDATE: u8 = 3;
+    pub const HOLD_TIMER_EXPIRED: u8 = 4;
+    pub const FSM: u8 = 5;
+    pub const CEASE: u8 = 6;
+    pub const ROUTE_REFRESH: u8 = 7;
+}
+
+/// Cease subcodes (RFC 4486, RFC 9003).
+pub mod cease {
+    pub const MAX_PREFIXES: u8 = 1;
+    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
+    pub const PEER_DECONFIGURED: u8 = 3;
+    pub const ADMINISTRATIVE_RESET: u8 = 4;
+    pub const CONNECTION_REJECTED: u8 = 5;
+    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+    pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
+    pub const OUT_OF_RESOURCES: u8 = 8;
+    pub const HARD_RESET: u8 = 9;
+}
+
+/// Longest shutdown communication (RFC 9003 §2).
+pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
+
+impl Notification {
+    pub fn new(code: u8, subcode: u8) -> Notification {
+        Notification {
+            code,
+            subcode,
+            data: Bytes::new(),
+        }
+    }
+
+    /// A Cease with `subcode` and no data.
+    pub fn cease(subcode: u8) -> Notification {
+        Notification::new(code::CEASE, subcode)
+    }
+
+    /// A Cease/Administrative Shutdown (`reset == false`) or Administrative Reset (`true`)
+    /// with a shutdown communication (RFC 9003). An empty message sends no data at all.
+    pub fn shutdown(reset: bool, message: &str) -> Result<Notification, EncodeError> {
+        let subcode = if reset {
+            cease::ADMINISTRATIVE_RESET
+        } else {
+            cease::ADMINISTRATIVE_SHUTDOWN
+        };
+        if message.len() > MAX_SHUTDOWN_COMMUNICATION {
+            return Err(EncodeError::FieldTooLong {
+                what: "shutdown communication",
+                length: message.len(),
+                max: MAX_SHUTDOWN_COMMUNICATION,
+            });
+        }
+        let mut n = Notification::cease(subcode);
+        if !message.is_empty() {
+            let mut data = BytesMut::with_capacity(1 + message.len());
+            data.put_u8(message.len() as u8);
+            data.put_slice(message.as_bytes());
+            n.data = data.freeze();
+        }
+        Ok(n)
+    }
+
+    /// The shutdown communication (RFC 9003) of a Cease/Administrative Shutdown or Reset.
+    /// `None` when there is none or it is malformed (length beyond the data or not UTF-8):
+    /// RFC 9003 §4 says such a message is to be treated as if absent, not as an error.
+    pub fn shutdown_communication(&self) -> Option<&str> {
+        if self.code != code::CEASE
+            || !matches!(
+                self.subcode,
+                cease::ADMINISTRATIVE_SHUTDOWN | cease::ADMINISTRATIVE_RESET
+            )
+        {
+            return None;
+        }
+        let (&len, rest) = self.data.split_first()?;
+        let text = rest.get(..usize::from(len))?;
+        if text.is_empty() {
+            return None;
+        }
+        std::str::from_utf8(text).ok()
+    }
+
+    /// A short human description: "Cease/Administrative Shutdown (6/2): maintenance".
+    pub fn describe(&self) -> String {
+        let name = match (self.code, self.subcode) {
+            (1, 1) => "Message Header Error/Connection Not Synchronized",
+            (1, 2) => "Message Header Error/Bad Message Length",
+            (1, 3) => "Message Header Error/Bad Message Type",
+            (1, _) => "Message Header Error",
+            (2, 1) => "OPEN Message Error/Unsupported Version Number",
+            (2, 2) => "OPEN Message Error/Bad Peer AS",
+            (2, 3) => "OPEN Message Error/Bad BGP Identifier",
+            (2, 4) => "OPEN Message Error/Unsupported Optional Parameter",
+            (2, 6) => "OPEN Message Error/Unacceptable Hold Time",
+            (2, 7) => "OPEN Message Error/Unsupported Capability",
+            (2, _) => "OPEN Message Error",
+            (3, 1) => "UPDATE Message Error/Malformed Attribute List",
+            (3, 2) => "UPDATE Message Error/Unrecognized Well-known Attribute",
+            (3, 3) => "UPDATE Message Error/Missing Well-known Attribute",
+            (3, 4) => "UPDATE Message Error/Attribute Flags Error",
+            (3, 5) => "UPDATE Message Error/Attribute Length Error",
+            (3, 6) => "UPDATE Message Error/Invalid ORIGIN Attribute",
+            (3, 8) => "UPDATE Message Error/Invalid NEXT_HOP Attribute",
+            (3, 9) => "UPDATE Message Error/Optional Attribute Error",
+            (3, 10) => "UPDATE Message Error/Invalid Network Field",
+            (3, 11) => "UPDATE Message Error/Malformed AS_PATH",
+            (3, _) => "UPDATE Message Error",
+            (4, _) => "Hold Timer Expired",
+            (5, _) => "Finite State Machine Error",
+            (6, 1) => "Cease/Maximum Number of Prefixes Reached",
+            (6, 2) => "Cease/Administrative Shutdown",
+            (6, 3) => "Cease/Peer De-configured",
+            (6, 4) => "Cease/Administrative Reset",
+            (6, 5) => "Cease/Connection Rejected",
+            (6, 6) => "Cease/Other Configuration Change",
+            (6, 7) => "Cease/Connection Collision Resolution",
+            (6, 8) => "Cease/Out of Resources",
+            (6, 9) => "Cease/Hard Reset",
+            (6, _) => "Cease",
+            (7, _) => "ROUTE-REFRESH Message Error",
+            _ => "Unknown error",
+        };
+        match self.shutdown_communication() {
+            Some(msg) => format!("{name} ({}/{}): {msg}", self.code, self.subcode),
+            None => format!("{name} ({}/{})", self.code, self.subcode),
+        }
+    }
+}
+
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Decodes a NOTIFICATION body (after the header). The header check already guaranteed the
+/// two fixed octets, but the body is checked again so this is safe on its own.
+pub(crate) fn decode(body: &[u8]) -> Result<Notification> {
+    match body {
+        [code, subcode, data @ ..] => Ok(Notification {
+            code: *code,
+            subcode: *subcode,
+            data: Bytes::copy_from_slice(data),
+        }),
+        _ => Err(Error::BadMessageLength {
+            length: (super::HEADER_LEN + body.len()) as u16,
+        }),
+    }
+}
+
+pub(crate) fn encode(n: &Notification, out: &mut BytesMut) {
+    out.put_u8(n.code);
+    out.put_u8(n.subcode);
+    out.put_slice(&n.data);
+}

@@ -1,0 +1,886 @@
+//! Byte vectors for every message type and attribute, built from the RFC layouts, and
+//! vectors re-derived from ExaBGP's `qa/` data (conf-ebgp.ci, decoding/ipv4-unicast-1).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use bytes::Bytes;
+use ipnet::IpNet;
+
+use super::{hex, msg, update_msg};
+use crate::wire::*;
+
+fn four(ebgp: bool) -> SessionOptions {
+    SessionOptions::modern(ebgp)
+}
+
+fn two_octet() -> SessionOptions {
+    SessionOptions {
+        four_octet_as: false,
+        ..SessionOptions::modern(true)
+    }
+}
+
+fn notif_of(frame: &[u8], opts: &SessionOptions) -> (u8, u8, Vec<u8>) {
+    let e = Message::decode(frame, opts).expect_err("must fail");
+    let n = e.to_notification();
+    (n.code, n.subcode, n.data.to_vec())
+}
+
+fn pfx(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+// -- KEEPALIVE ------------------------------------------------------------------------------
+
+#[test]
+fn keepalive_is_a_bare_header() {
+    let bytes = msg(4, &[]);
+    assert_eq!(bytes, hex("ffffffffffffffffffffffffffffffff 0013 04"));
+    assert_eq!(Message::decode(&bytes, &four(true)).unwrap(), Message::Keepalive);
+    assert_eq!(Message::Keepalive.encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn keepalive_with_a_body_is_notification_1_2_with_the_length() {
+    assert_eq!(notif_of(&msg(4, &[0]), &four(true)), (1, 2, vec![0x00, 0x14]));
+}
+
+// -- Header ---------------------------------------------------------------------------------
+
+#[test]
+fn marker_not_all_ones_is_notification_1_1() {
+    let mut bytes = msg(4, &[]);
+    bytes[3] = 0xfe;
+    assert_eq!(notif_of(&bytes, &four(true)), (1, 1, vec![]));
+    assert_eq!(
+        frame_len(&bytes, &four(true)),
+        Err(Error::ConnectionNotSynchronized)
+    );
+}
+
+#[test]
+fn length_below_19_is_notification_1_2() {
+    let mut bytes = msg(4, &[]);
+    bytes[17] = 18;
+    assert_eq!(
+        frame_len(&bytes, &four(true)),
+        Err(Error::BadMessageLength { length: 18 })
+    );
+    assert_eq!(
+        Error::BadMessageLength { length: 18 }
+            .to_notification()
+            .data
+            .to_vec(),
+        vec![0, 18]
+    );
+}
+
+#[test]
+fn length_above_4096_needs_extended_messages() {
+    let mut header = hex("ffffffffffffffffffffffffffffffff 1001 02");
+    assert_eq!(
+        frame_len(&header, &four(true)),
+        Err(Error::BadMessageLength { length: 4097 })
+    );
+    let ext = SessionOptions {
+        extended_message: true,
+        ..four(true)
+    };
+    assert_eq!(frame_len(&header, &ext), Ok(Some(4097)));
+    header.truncate(18);
+    assert_eq!(
+        frame_len(&header, &ext),
+        Ok(None),
+        "a partial header asks for more bytes"
+    );
+}
+
+#[test]
+fn unknown_type_is_notification_1_3_with_the_type() {
+    assert_eq!(notif_of(&msg(9, &[]), &four(true)), (1, 3, vec![9]));
+}
+
+#[test]
+fn frame_shorter_than_its_length_field_is_notification_1_2() {
+    let bytes = msg(3, &[6, 2]);
+    assert_eq!(notif_of(&bytes[..20], &four(true)), (1, 2, vec![0, 21]));
+}
+
+#[test]
+fn each_type_has_its_minimum_length() {
+    for (kind, body_len) in [(1u8, 9usize), (2, 3), (3, 1), (5, 3)] {
+        let bytes = msg(kind, &vec![0; body_len]);
+        let (code, sub, _) = notif_of(&bytes, &four(true));
+        assert_eq!((code, sub), (1, 2), "type {kind} with a {body_len}-octet body");
+    }
+}
+
+// -- OPEN -----------------------------------------------------------------------------------
+
+/// OPEN, AS 65001, hold 180, id 1.1.1.1, capabilities MP IPv4 and IPv6 unicast, route
+/// refresh, 4-octet AS 65001, graceful restart 120 s with IPv4 forwarding kept, extended
+/// messages, all in one optional parameter.
+const OPEN_HEX: &str = "04 fde9 00b4 01010101 20
+    02 1e  010400010001 010400020001 0200 41040000fde9 4006 0078 00010180 0600";
+
+fn open_value() -> Open {
+    Open {
+        version: 4,
+        my_as: 65001,
+        hold_time: 180,
+        router_id: Ipv4Addr::new(1, 1, 1, 1),
+        capabilities: vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::Multiprotocol(Family::IPV6_UNICAST),
+            Capability::RouteRefresh,
+            Capability::FourOctetAs(65001),
+            Capability::GracefulRestart(GracefulRestart {
+                restarting: false,
+                notification: false,
+                restart_time: 120,
+                families: vec![(Family::IPV4_UNICAST, true)],
+            }),
+            Capability::ExtendedMessage,
+        ],
+    }
+}
+
+#[test]
+fn open_with_capabilities_decodes_and_encodes() {
+    let bytes = msg(1, &hex(OPEN_HEX));
+    let m = Message::decode(&bytes, &SessionOptions::default()).unwrap();
+    assert_eq!(m, Message::Open(open_value()));
+    assert_eq!(m.encode(&SessionOptions::default()).unwrap().to_vec(), bytes);
+    let Message::Open(o) = m else { unreachable!() };
+    assert_eq!(o.asn(), 65001);
+    assert_eq!(o.families(), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+}
+
+#[test]
+fn open_graceful_restart_flags_decode() {
+    // R and N set, restart time 0xfff, IPv6 without forwarding state.
+    let body = hex("04 fde9 005a 0a000001 0a 02 08 4006 cfff 00020100");
+    let Message::Open(o) = Message::decode(&msg(1, &body), &four(true)).unwrap() else {
+        panic!()
+    };
+    let gr = o.graceful_restart().unwrap();
+    assert!(gr.restarting && gr.notification);
+    assert_eq!(gr.restart_time, 0xfff);
+    assert_eq!(gr.families, vec![(Family::IPV6_UNICAST, false)]);
+}
+
+#[test]
+fn open_with_rfc9072_extended_parameters_decodes() {
+    // Opt Parm Len 255, type 255, 2-octet length 11; then one capabilities parameter with
+    // a 2-octet length of 8.
+    let body = hex("04 5ba0 00b4 01010101 ff ff 000b 02 0008 41040001d4c0 0200");
+    let Message::Open(o) = Message::decode(&msg(1, &body), &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        o.capabilities,
+        vec![Capability::FourOctetAs(120000), Capability::RouteRefresh]
+    );
+    assert_eq!(o.asn(), 120000);
+    assert_eq!(o.my_as, AS_TRANS);
+}
+
+#[test]
+fn open_with_many_capabilities_uses_extended_parameters_and_round_trips() {
+    let mut open = open_value();
+    for code in 100..170u8 {
+        open.capabilities.push(Capability::Unknown {
+            code,
+            value: Bytes::from_static(b"abc"),
+        });
+    }
+    let bytes = Message::Open(open.clone()).encode(&four(true)).unwrap();
+    assert_eq!(
+        &bytes[28..30],
+        &[0xff, 0xff],
+        "Opt Parm Len 255 and type 255 (RFC 9072)"
+    );
+    assert_eq!(Message::decode(&bytes, &four(true)).unwrap(), Message::Open(open));
+}
+
+#[test]
+fn open_version_3_is_notification_2_1_naming_version_4() {
+    let mut body = hex(OPEN_HEX);
+    body[0] = 3;
+    assert_eq!(notif_of(&msg(1, &body), &four(true)), (2, 1, vec![0, 4]));
+}
+
+#[test]
+fn open_hold_time_2_is_notification_2_6() {
+    let body = hex("04 fde9 0002 01010101 00");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)), (2, 6, vec![0, 2]));
+}
+
+#[test]
+fn open_zero_identifier_is_notification_2_3() {
+    let body = hex("04 fde9 00b4 00000000 00");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)).0, 2);
+    assert_eq!(notif_of(&msg(1, &body), &four(true)).1, 3);
+}
+
+#[test]
+fn open_authentication_parameter_is_notification_2_4() {
+    let body = hex("04 fde9 00b4 01010101 03 01 01 00");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)), (2, 4, vec![1]));
+}
+
+#[test]
+fn open_parameter_length_mismatch_is_notification_2_0() {
+    let body = hex("04 fde9 00b4 01010101 05 02 02 0200");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)).0, 2);
+    let body = hex("04 fde9 00b4 01010101 04 02 03 0200");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)), (2, 0, vec![]));
+}
+
+#[test]
+fn open_unknown_capabilities_are_kept_not_refused() {
+    let body = hex("04 fde9 00b4 01010101 0a 02 08 4502 0001 4900 8000");
+    let Message::Open(o) = Message::decode(&msg(1, &body), &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        o.capabilities,
+        vec![
+            Capability::Unknown {
+                code: 0x45,
+                value: Bytes::from_static(&[0, 1])
+            },
+            Capability::Unknown {
+                code: 0x49,
+                value: Bytes::new()
+            },
+            Capability::Unknown {
+                code: 0x80,
+                value: Bytes::new()
+            },
+        ]
+    );
+}
+
+#[test]
+fn open_malformed_four_octet_as_capability_is_notification_2_0() {
+    let body = hex("04 fde9 00b4 01010101 05 02 03 4101 00");
+    assert_eq!(notif_of(&msg(1, &body), &four(true)).0, 2);
+}
+
+#[test]
+fn options_negotiate_takes_the_common_capabilities() {
+    let mut theirs = open_value();
+    theirs
+        .capabilities
+        .retain(|c| !matches!(c, Capability::Multiprotocol(f) if f.afi == Afi::Ipv6));
+    theirs.capabilities.retain(|c| *c != Capability::ExtendedMessage);
+    let o = SessionOptions::negotiate(&open_value(), &theirs, false);
+    assert!(o.four_octet_as);
+    assert!(!o.extended_message);
+    assert_eq!(o.families, vec![Family::IPV4_UNICAST]);
+    assert!(!o.ebgp);
+}
+
+// -- NOTIFICATION ---------------------------------------------------------------------------
+
+#[test]
+fn notification_with_shutdown_communication_round_trips() {
+    let bytes = msg(3, &hex("06 02 0b 6d61696e74656e616e6365"));
+    let m = Message::decode(&bytes, &four(true)).unwrap();
+    let Message::Notification(n) = &m else { panic!() };
+    assert_eq!((n.code, n.subcode), (6, 2));
+    assert_eq!(n.shutdown_communication(), Some("maintenance"));
+    assert_eq!(n.to_string(), "Cease/Administrative Shutdown (6/2): maintenance");
+    assert_eq!(*n, Notification::shutdown(false, "maintenance").unwrap());
+    assert_eq!(m.encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn administrative_reset_carries_shutdown_communication() {
+    let n = Notification::shutdown(true, "bye").unwrap();
+    assert_eq!((n.code, n.subcode, n.data.to_vec()), (6, 4, hex("03 627965")));
+    assert_eq!(n.shutdown_communication(), Some("bye"));
+}
+
+#[test]
+fn malformed_shutdown_communication_reads_as_none() {
+    let overrun = Notification {
+        code: 6,
+        subcode: 2,
+        data: Bytes::from_static(&[5, b'a']),
+    };
+    assert_eq!(overrun.shutdown_communication(), None);
+    let not_utf8 = Notification {
+        code: 6,
+        subcode: 4,
+        data: Bytes::from_static(&[2, 0xc3, 0x28]),
+    };
+    assert_eq!(not_utf8.shutdown_communication(), None);
+    let other = Notification {
+        code: 6,
+        subcode: 3,
+        data: Bytes::from_static(&[1, b'a']),
+    };
+    assert_eq!(
+        other.shutdown_communication(),
+        None,
+        "only subcodes 2 and 4 carry one"
+    );
+}
+
+#[test]
+fn shutdown_communication_longer_than_255_octets_is_refused() {
+    assert!(Notification::shutdown(false, &"x".repeat(256)).is_err());
+    assert!(Notification::shutdown(false, &"x".repeat(255)).is_ok());
+}
+
+#[test]
+fn hold_timer_expired_notification_round_trips() {
+    let bytes = msg(3, &[4, 0]);
+    let m = Message::Notification(Notification::new(4, 0));
+    assert_eq!(Message::decode(&bytes, &four(true)).unwrap(), m);
+    assert_eq!(m.encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+// -- ROUTE-REFRESH --------------------------------------------------------------------------
+
+#[test]
+fn route_refresh_round_trips() {
+    let bytes = msg(5, &hex("0002 00 01"));
+    let m = Message::RouteRefresh(RouteRefresh {
+        family: Family::IPV6_UNICAST,
+        subtype: 0,
+    });
+    assert_eq!(Message::decode(&bytes, &four(true)).unwrap(), m);
+    assert_eq!(m.encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn enhanced_route_refresh_with_bad_length_is_notification_7_1_with_the_message() {
+    let bytes = msg(5, &hex("0001 01 01 00"));
+    assert_eq!(notif_of(&bytes, &four(true)), (7, 1, bytes.clone()));
+    let plain = msg(5, &hex("0001 00 01 00"));
+    assert_eq!(notif_of(&plain, &four(true)).0, 1);
+}
+
+// -- UPDATE ---------------------------------------------------------------------------------
+
+/// ExaBGP qa/encoding/conf-ebgp.ci: `announce route 10.0.0.0/24 next-hop 10.0.1.254 origin
+/// igp as-path [65533]` over a 4-octet session.
+#[test]
+fn exabgp_conf_ebgp_update_decodes_and_encodes_byte_for_byte() {
+    let bytes = hex(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF 002F 02 0000 0014 40010100 40020602010000FFFD 4003040A0001FE 180A0000",
+    );
+    let want = Update {
+        withdrawn: vec![],
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence([65533])),
+            next_hop: Some(Ipv4Addr::new(10, 0, 1, 254)),
+            ..Default::default()
+        },
+        nlri: vec!["10.0.0.0/24".parse().unwrap()],
+    };
+    assert_eq!(
+        Message::decode(&bytes, &four(true)).unwrap(),
+        Message::Update(want.clone())
+    );
+    assert_eq!(Message::Update(want).encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+/// ExaBGP qa/decoding/ipv4-unicast-1: MED 200, LOCAL_PREF 100, an empty AS_PATH, and four
+/// zero-length /0 NLRI before 1.1.1.1/32.
+#[test]
+fn exabgp_ipv4_unicast_1_decodes() {
+    let bytes = hex(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF 003C 02 0000 001C 40010100 400200 40030465016501
+         800404000000C8 40050400000064 00000000 2001010101",
+    );
+    let Message::Update(u) = Message::decode(&bytes, &four(false)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attributes.origin, Some(Origin::Igp));
+    assert_eq!(u.attributes.as_path, Some(AsPath::default()));
+    assert_eq!(u.attributes.next_hop, Some(Ipv4Addr::new(101, 1, 101, 1)));
+    assert_eq!(u.attributes.med, Some(200));
+    assert_eq!(u.attributes.local_pref, Some(100));
+    let zero = "0.0.0.0/0".parse().unwrap();
+    assert_eq!(
+        u.nlri,
+        vec![zero, zero, zero, zero, "1.1.1.1/32".parse().unwrap()]
+    );
+}
+
+#[test]
+fn local_pref_from_external_peer_is_discarded() {
+    let bytes = hex(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF 003C 02 0000 001C 40010100 400200 40030465016501
+         800404000000C8 40050400000064 00000000 2001010101",
+    );
+    let body = &bytes[19..];
+    let UpdateOutcome::AttributeDiscard { update, discarded } = decode_update(body, &four(true)) else {
+        panic!("expected attribute discard")
+    };
+    assert_eq!(update.attributes.local_pref, None);
+    assert_eq!(update.nlri.len(), 5);
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0].type_code, attr_type::LOCAL_PREF);
+}
+
+#[test]
+fn empty_update_is_ipv4_end_of_rib() {
+    let bytes = hex("ffffffffffffffffffffffffffffffff 0017 02 0000 0000");
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.end_of_rib(), Some(Family::IPV4_UNICAST));
+    assert_eq!(
+        encode_end_of_rib(Family::IPV4_UNICAST, &four(true))
+            .unwrap()
+            .to_vec(),
+        bytes
+    );
+}
+
+#[test]
+fn empty_mp_unreach_is_ipv6_end_of_rib() {
+    let bytes = hex("ffffffffffffffffffffffffffffffff 001d 02 0000 0006 800f03 000201");
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.end_of_rib(), Some(Family::IPV6_UNICAST));
+    assert_eq!(
+        encode_end_of_rib(Family::IPV6_UNICAST, &four(true))
+            .unwrap()
+            .to_vec(),
+        bytes
+    );
+}
+
+#[test]
+fn update_with_prefixes_is_not_end_of_rib() {
+    let u = Update {
+        withdrawn: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    };
+    assert_eq!(u.end_of_rib(), None);
+}
+
+/// MP_REACH_NLRI for IPv6 with a global and a link-local next hop (RFC 2545 §3).
+const MP_REACH_V6: &str =
+    "800e2c 0002 01 20 20010db8000000000000000000000001 fe800000000000000000000000000001 00
+    30 20010db80001";
+
+#[test]
+fn ipv6_mp_reach_with_link_local_next_hop_round_trips() {
+    let attrs = hex(&format!("{MP_REACH_V6} 40010100 40020602010000fde9"));
+    let bytes = update_msg(&[], &attrs, &[]);
+    let want = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence([65001])),
+            mp_reach: Some(MpReach {
+                family: Family::IPV6_UNICAST,
+                next_hops: vec!["2001:db8::1".parse().unwrap(), "fe80::1".parse().unwrap()],
+                nlri: vec![pfx("2001:db8:1::/48")],
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_eq!(
+        Message::decode(&bytes, &four(true)).unwrap(),
+        Message::Update(want.clone())
+    );
+    assert_eq!(Message::Update(want).encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn ipv6_mp_unreach_round_trips() {
+    let bytes = update_msg(&[], &hex("800f0c 0002 01 40 20010db800000001"), &[]);
+    let want = Update {
+        attributes: PathAttributes {
+            mp_unreach: Some(MpUnreach {
+                family: Family::IPV6_UNICAST,
+                withdrawn: vec![pfx("2001:db8:0:1::/64")],
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_eq!(
+        Message::decode(&bytes, &four(true)).unwrap(),
+        Message::Update(want.clone())
+    );
+    assert_eq!(Message::Update(want).encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn mp_reach_of_a_family_not_negotiated_is_ignored() {
+    let attrs = hex(&format!("{MP_REACH_V6} 40010100 40020602010000fde9"));
+    let bytes = update_msg(&[], &attrs, &[]);
+    let v4_only = SessionOptions {
+        families: vec![Family::IPV4_UNICAST],
+        ..four(true)
+    };
+    let Message::Update(u) = Message::decode(&bytes, &v4_only).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attributes.mp_reach, None);
+}
+
+#[test]
+fn withdrawn_routes_decode() {
+    let bytes = update_msg(&hex("18 0a0100 10 ac10"), &[], &[]);
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    let want: Vec<ipnet::Ipv4Net> = vec!["10.1.0.0/24".parse().unwrap(), "172.16.0.0/16".parse().unwrap()];
+    assert_eq!(u.withdrawn, want);
+    assert_eq!(Message::Update(u).encode(&four(true)).unwrap().to_vec(), bytes);
+}
+
+/// Every other attribute, in type-code order, over a 4-octet iBGP session.
+#[test]
+fn every_attribute_round_trips_byte_for_byte() {
+    let attrs = hex("40010102                     # ORIGIN incomplete
+         4002 10 02020000fde90000fdea 0101000003e8 # AS_PATH seq(65001 65002) set(1000)
+         400304 0a000001              # NEXT_HOP 10.0.0.1
+         800404 00000064              # MED 100
+         400504 000000c8              # LOCAL_PREF 200
+         400600                       # ATOMIC_AGGREGATE
+         c00708 0000fde9 0a000002     # AGGREGATOR 65001 10.0.0.2
+         c00808 fde90001 ffffff01     # COMMUNITIES 65001:1 NO_EXPORT
+         800904 0a000003              # ORIGINATOR_ID 10.0.0.3
+         800a08 0a000004 0a000005     # CLUSTER_LIST
+         c01008 0002fde900000001      # EXTENDED_COMMUNITIES (kept verbatim)
+         c0200c 0000fde9 00000001 00000002 # LARGE_COMMUNITIES 65001:1:2
+         e0fe04 deadbeef              # unknown optional transitive, Partial");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    let Message::Update(u) = Message::decode(&bytes, &four(false)).unwrap() else {
+        panic!()
+    };
+    let a = &u.attributes;
+    assert_eq!(a.origin, Some(Origin::Incomplete));
+    assert_eq!(
+        a.as_path.as_ref().unwrap().segments,
+        vec![
+            AsSegment {
+                kind: SegmentKind::Sequence,
+                asns: vec![65001, 65002]
+            },
+            AsSegment {
+                kind: SegmentKind::Set,
+                asns: vec![1000]
+            },
+        ]
+    );
+    assert_eq!(a.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(a.med, Some(100));
+    assert_eq!(a.local_pref, Some(200));
+    assert!(a.atomic_aggregate);
+    assert_eq!(
+        a.aggregator,
+        Some(Aggregator {
+            asn: 65001,
+            address: Ipv4Addr::new(10, 0, 0, 2)
+        })
+    );
+    assert_eq!(a.communities, vec![0xfde9_0001, 0xffff_ff01]);
+    assert_eq!(a.originator_id, Some(Ipv4Addr::new(10, 0, 0, 3)));
+    assert_eq!(
+        a.cluster_list,
+        vec![Ipv4Addr::new(10, 0, 0, 4), Ipv4Addr::new(10, 0, 0, 5)]
+    );
+    assert_eq!(
+        a.large_communities,
+        vec![LargeCommunity {
+            global: 65001,
+            local1: 1,
+            local2: 2
+        }]
+    );
+    assert_eq!(a.unknown.len(), 2);
+    assert_eq!(a.unknown[0].type_code, attr_type::EXTENDED_COMMUNITIES);
+    assert_eq!(
+        a.unknown[0].flags, 0xc0,
+        "a recognised attribute travels without Partial"
+    );
+    assert_eq!(a.unknown[1].flags, 0xe0);
+    assert_eq!(Message::Update(u).encode(&four(false)).unwrap().to_vec(), bytes);
+}
+
+#[test]
+fn unknown_optional_transitive_attribute_is_passed_on_with_partial() {
+    let attrs = hex("40010100 40020602010000fde9 4003040a000001 c0fe04deadbeef");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        u.attributes.unknown,
+        vec![RawAttribute {
+            flags: 0xe0,
+            type_code: 0xfe,
+            value: Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef])
+        }]
+    );
+    let out = Message::Update(u).encode(&four(true)).unwrap();
+    assert!(
+        out.windows(7).any(|w| w == hex("e0fe04deadbeef")),
+        "re-encoded with the Partial bit"
+    );
+}
+
+#[test]
+fn unknown_optional_non_transitive_attribute_is_dropped() {
+    let attrs = hex("40010100 40020602010000fde9 4003040a000001 80fd04deadbeef");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    let outcome = decode_update(&bytes[19..], &four(true));
+    let UpdateOutcome::Ok(u) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(u.attributes.unknown.is_empty());
+}
+
+#[test]
+fn unknown_well_known_attribute_is_notification_3_2_with_the_attribute() {
+    let attrs = hex("40010100 40020602010000fde9 4003040a000001 40fe02abcd");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    assert_eq!(notif_of(&bytes, &four(true)), (3, 2, hex("40fe02abcd")));
+}
+
+#[test]
+fn attribute_with_extended_length_decodes() {
+    // COMMUNITIES with the Extended Length bit and a 2-octet length of 4.
+    let attrs = hex("40010100 40020602010000fde9 4003040a000001 d0080004fde90001");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attributes.communities, vec![0xfde9_0001]);
+}
+
+// -- 2-octet AS sessions (RFC 6793) ---------------------------------------------------------
+
+#[test]
+fn two_octet_session_sends_as_trans_and_as4_path() {
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence([65001, 4_200_000_000])),
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            aggregator: Some(Aggregator {
+                asn: 4_200_000_000,
+                address: Ipv4Addr::new(10, 0, 0, 9),
+            }),
+            ..Default::default()
+        },
+        nlri: vec!["10.1.0.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let bytes = Message::Update(u.clone()).encode(&two_octet()).unwrap();
+    let attrs = hex("40010100
+         400206 0202 fde9 5ba0          # AS_PATH with AS_TRANS
+         4003040a000001
+         c00706 5ba0 0a000009           # AGGREGATOR with AS_TRANS
+         c0110a 0202 0000fde9 fa56ea00  # AS4_PATH
+         c01208 fa56ea00 0a000009       # AS4_AGGREGATOR");
+    assert_eq!(bytes.to_vec(), update_msg(&[], &attrs, &hex("18 0a0100")));
+    // And the 2-octet decoder merges them back.
+    assert_eq!(Message::decode(&bytes, &two_octet()).unwrap(), Message::Update(u));
+}
+
+#[test]
+fn two_octet_session_without_large_ases_sends_no_as4_path() {
+    let u = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence([65001, 65002])),
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            ..Default::default()
+        },
+        nlri: vec!["10.1.0.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let bytes = Message::Update(u).encode(&two_octet()).unwrap();
+    let attrs = hex("40010100 400206 0202 fde9 fdea 4003040a000001");
+    assert_eq!(bytes.to_vec(), update_msg(&[], &attrs, &hex("18 0a0100")));
+}
+
+#[test]
+fn as4_path_from_a_four_octet_peer_is_ignored() {
+    let attrs = hex("40010100 40020602010000fde9 4003040a000001 c0110602010001d4c0");
+    let bytes = update_msg(&[], &attrs, &hex("18 0a0100"));
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attributes.as_path, Some(AsPath::sequence([65001])));
+    assert!(u.attributes.unknown.is_empty());
+}
+
+// -- Packing many prefixes ------------------------------------------------------------------
+
+fn shared_attrs() -> PathAttributes {
+    PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::sequence([65001, 65002, 65003])),
+        next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        med: Some(10),
+        communities: vec![0xfde9_0001],
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hops: vec!["2001:db8::1".parse().unwrap(), "fe80::1".parse().unwrap()],
+            nlri: vec![],
+        }),
+        ..Default::default()
+    }
+}
+
+fn decode_all(msgs: &[Bytes], opts: &SessionOptions) -> (Vec<IpNet>, Vec<IpNet>) {
+    let (mut announced, mut withdrawn) = (Vec::new(), Vec::new());
+    for m in msgs {
+        assert!(m.len() <= opts.max_message_len(), "message of {} octets", m.len());
+        assert_eq!(frame_len(m, opts), Ok(Some(m.len())));
+        let (Message::Update(u), None) = Message::decode_with_outcome(m, opts).unwrap() else {
+            panic!("not a clean UPDATE")
+        };
+        announced.extend(u.announced_prefixes());
+        withdrawn.extend(u.withdrawn_prefixes());
+    }
+    (announced, withdrawn)
+}
+
+fn v4_prefixes(n: u32) -> Vec<IpNet> {
+    (0..n)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap()))
+        .collect()
+}
+
+fn v6_prefixes(n: u32) -> Vec<IpNet> {
+    (0..n)
+        .map(|i| {
+            let a = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64));
+            IpNet::V6(ipnet::Ipv6Net::new(a, 64).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn encode_updates_packs_ipv4_prefixes_into_few_full_messages() {
+    let opts = four(true);
+    let prefixes = v4_prefixes(10_000);
+    let msgs = encode_updates(&shared_attrs(), &prefixes, &opts).unwrap();
+    let (announced, _) = decode_all(&msgs, &opts);
+    assert_eq!(announced, prefixes);
+    // 4 octets per /24 and about 60 octets of attributes: ten full messages.
+    assert_eq!(msgs.len(), 10);
+    // Every message but the last is within one prefix of full.
+    for m in &msgs[..msgs.len() - 1] {
+        assert!(m.len() > 4096 - 4, "message of {} octets is not full", m.len());
+    }
+}
+
+#[test]
+fn encode_updates_with_extended_messages_uses_bigger_messages() {
+    let opts = SessionOptions {
+        extended_message: true,
+        ..four(true)
+    };
+    let prefixes = v4_prefixes(40_000);
+    let msgs = encode_updates(&shared_attrs(), &prefixes, &opts).unwrap();
+    assert!(msgs.len() <= 3, "{} messages", msgs.len());
+    assert!(msgs[0].len() > 60_000);
+    assert_eq!(decode_all(&msgs, &opts).0, prefixes);
+}
+
+#[test]
+fn encode_updates_packs_ipv6_into_mp_reach() {
+    let opts = four(true);
+    let mut prefixes = v6_prefixes(3_000);
+    prefixes.extend(v4_prefixes(100));
+    let msgs = encode_updates(&shared_attrs(), &prefixes, &opts).unwrap();
+    let (announced, _) = decode_all(&msgs, &opts);
+    assert_eq!(announced.len(), prefixes.len());
+    assert!(announced.iter().all(|p| prefixes.contains(p)));
+    for m in &msgs {
+        let Message::Update(u) = Message::decode(m, &opts).unwrap() else {
+            panic!()
+        };
+        if let Some(r) = &u.attributes.mp_reach {
+            let want: Vec<IpAddr> = vec!["2001:db8::1".parse().unwrap(), "fe80::1".parse().unwrap()];
+            assert_eq!(r.next_hops, want);
+            assert_eq!(u.attributes.next_hop, None, "no NEXT_HOP in MP-only UPDATEs");
+            assert_eq!(u.attributes.communities, vec![0xfde9_0001]);
+        }
+    }
+    // 9 octets per /64: about 450 per message.
+    assert!(msgs.len() <= 3_000 / 440 + 2, "{} messages", msgs.len());
+}
+
+#[test]
+fn encode_withdrawals_packs_both_families() {
+    let opts = four(true);
+    let mut prefixes = v4_prefixes(5_000);
+    prefixes.extend(v6_prefixes(2_000));
+    let msgs = encode_withdrawals(&prefixes, &opts).unwrap();
+    let (announced, withdrawn) = decode_all(&msgs, &opts);
+    assert!(announced.is_empty());
+    assert_eq!(withdrawn, prefixes);
+    assert!(
+        msgs.len() <= 5_000 * 4 / 4070 + 2_000 * 9 / 4060 + 2,
+        "{} messages",
+        msgs.len()
+    );
+}
+
+#[test]
+fn encode_updates_without_a_next_hop_is_an_error() {
+    let attrs = PathAttributes {
+        next_hop: None,
+        mp_reach: None,
+        ..shared_attrs()
+    };
+    assert_eq!(
+        encode_updates(&attrs, &v4_prefixes(1), &four(true)),
+        Err(EncodeError::MissingNextHop {
+            family: Family::IPV4_UNICAST
+        })
+    );
+    assert_eq!(
+        encode_updates(&attrs, &v6_prefixes(1), &four(true)),
+        Err(EncodeError::MissingNextHop {
+            family: Family::IPV6_UNICAST
+        })
+    );
+}
+
+#[test]
+fn encode_updates_with_no_prefixes_sends_nothing() {
+    assert!(
+        encode_updates(&shared_attrs(), &[], &four(true))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(encode_withdrawals(&[], &four(true)).unwrap().is_empty());
+}
+
+#[test]
+fn oversized_update_is_an_encode_error_not_a_corrupt_message() {
+    let u = Update {
+        nlri: v4_prefixes(2_000)
+            .into_iter()
+            .map(|p| match p {
+                IpNet::V4(p) => p,
+                IpNet::V6(_) => unreachable!(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Message::Update(u).encode(&four(true)),
+        Err(EncodeError::TooLarge { .. })
+    ));
+}
