@@ -68,10 +68,15 @@ impl RouteStatus {
             Some(Origin::Egp) => "egp",
             Some(Origin::Incomplete) | None => "incomplete",
         };
-        let mut communities: Vec<String> =
-            a.communities.iter().map(|c| format!("{}:{}", c >> 16, c & 0xffff)).collect();
+        let mut communities: Vec<String> = a
+            .communities
+            .iter()
+            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+            .collect();
         communities.extend(
-            a.large_communities.iter().map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)),
+            a.large_communities
+                .iter()
+                .map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)),
         );
         RouteStatus {
             prefix: r.prefix,
@@ -128,7 +133,10 @@ pub enum ControlError {
 pub async fn query(path: &Path, request: Request) -> Result<serde_json::Value, ControlError> {
     let mut s = UnixStream::connect(path)
         .await
-        .map_err(|source| ControlError::Connect { path: path.display().to_string(), source })?;
+        .map_err(|source| ControlError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
     s.write_all(request.line().as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;

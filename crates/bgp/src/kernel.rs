@@ -1,6 +1,6 @@
 //! Installs Loc-RIB best routes into the kernel over rtnetlink.
 //!
-//! Every route we install carries our own route protocol number (default 196), so that our
+//! Every route we install carries our own route protocol number (default 201), so that our
 //! routes can be told apart from everyone else's and removed at exit or after a crash.
 //! Multipath best routes become one ECMP route.
 
@@ -20,7 +20,11 @@ pub enum KernelError {
     #[error("netlink connection: {0}")]
     Connection(std::io::Error),
     #[error("netlink {op} {prefix}: {source}")]
-    Route { op: &'static str, prefix: IpNet, source: rtnetlink::Error },
+    Route {
+        op: &'static str,
+        prefix: IpNet,
+        source: rtnetlink::Error,
+    },
     #[error("netlink dump: {0}")]
     Dump(rtnetlink::Error),
     #[error("{prefix}: {reason}")]
@@ -41,7 +45,11 @@ impl KernelRoutes {
     pub fn new(protocol: u8) -> Result<Self> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(KernelError::Connection)?;
         tokio::spawn(conn);
-        Ok(KernelRoutes { handle, protocol, installed: HashSet::new() })
+        Ok(KernelRoutes {
+            handle,
+            protocol,
+            installed: HashSet::new(),
+        })
     }
 
     pub fn installed(&self) -> &HashSet<IpNet> {
@@ -52,9 +60,18 @@ impl KernelRoutes {
     pub async fn apply(&mut self, changes: &[RouteChange]) -> Vec<KernelError> {
         let mut errors = Vec::new();
         for c in changes {
-            let hops: Vec<IpAddr> = c.next_hops.iter().copied().filter(|h| usable(&c.prefix, h)).collect();
+            let hops: Vec<IpAddr> = c
+                .next_hops
+                .iter()
+                .copied()
+                .filter(|h| usable(&c.prefix, h))
+                .collect();
             let result = if c.kind == ChangeKind::Withdrawn || hops.is_empty() {
-                if self.installed.remove(&c.prefix) { self.delete(c.prefix).await } else { Ok(()) }
+                if self.installed.remove(&c.prefix) {
+                    self.delete(c.prefix).await
+                } else {
+                    Ok(())
+                }
             } else {
                 let r = self.replace(c.prefix, &hops).await;
                 if r.is_ok() {
@@ -71,8 +88,12 @@ impl KernelRoutes {
 
     fn message(&self, prefix: IpNet) -> RouteMessage {
         let mut m = match prefix {
-            IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(p.addr(), p.prefix_len()).build(),
-            IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(p.addr(), p.prefix_len()).build(),
+            IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(p.addr(), p.prefix_len())
+                .build(),
+            IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(p.addr(), p.prefix_len())
+                .build(),
         };
         m.header.protocol = RouteProtocol::from(self.protocol);
         m
@@ -85,8 +106,15 @@ impl KernelRoutes {
         } else {
             let mut nexthops = Vec::new();
             for h in hops {
-                let b = if h.is_ipv4() { RouteNextHopBuilder::new_ipv4() } else { RouteNextHopBuilder::new_ipv6() };
-                let b = b.via(*h).map_err(|e| KernelError::Invalid { prefix, reason: e.to_string() })?;
+                let b = if h.is_ipv4() {
+                    RouteNextHopBuilder::new_ipv4()
+                } else {
+                    RouteNextHopBuilder::new_ipv6()
+                };
+                let b = b.via(*h).map_err(|e| KernelError::Invalid {
+                    prefix,
+                    reason: e.to_string(),
+                })?;
                 nexthops.push(b.build());
             }
             m.attributes.push(RouteAttribute::MultiPath(nexthops));
@@ -97,7 +125,11 @@ impl KernelRoutes {
             .replace()
             .execute()
             .await
-            .map_err(|source| KernelError::Route { op: "replace", prefix, source })
+            .map_err(|source| KernelError::Route {
+                op: "replace",
+                prefix,
+                source,
+            })
     }
 
     async fn delete(&self, prefix: IpNet) -> Result<()> {
@@ -105,7 +137,11 @@ impl KernelRoutes {
             Ok(()) => Ok(()),
             // Already gone (someone else removed it): that is what we wanted.
             Err(rtnetlink::Error::NetlinkError(e)) if matches!(e.raw_code(), -3 | -2) => Ok(()),
-            Err(source) => Err(KernelError::Route { op: "delete", prefix, source }),
+            Err(source) => Err(KernelError::Route {
+                op: "delete",
+                prefix,
+                source,
+            }),
         }
     }
 

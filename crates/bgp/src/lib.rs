@@ -10,4 +10,6 @@ pub mod fsm;
 pub mod kernel;
 pub mod md5;
 pub mod rib;
+pub mod session;
+pub mod speaker;
 pub mod wire;

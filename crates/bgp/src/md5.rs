@@ -24,7 +24,10 @@ struct TcpMd5Sig {
 pub fn set_md5sig(socket: &impl AsRawFd, peer: std::net::IpAddr, key: Option<&[u8]>) -> std::io::Result<()> {
     let key = key.unwrap_or(&[]);
     if key.len() > libc::TCP_MD5SIG_MAXKEYLEN {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "MD5 key longer than 80 bytes"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "MD5 key longer than 80 bytes",
+        ));
     }
     let sockaddr = socket2::SockAddr::from(SocketAddr::new(peer, 0));
     // SAFETY: an all-zero bit pattern is valid for this plain C struct.
@@ -51,7 +54,11 @@ pub fn set_md5sig(socket: &impl AsRawFd, peer: std::net::IpAddr, key: Option<&[u
             std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

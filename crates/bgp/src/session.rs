@@ -50,11 +50,19 @@ pub enum ToSession {
 #[derive(Debug)]
 pub enum SessionEvent {
     State(State),
-    Established { negotiated: Negotiated, local_address: IpAddr, options: SessionOptions },
+    Established {
+        negotiated: Negotiated,
+        local_address: IpAddr,
+        local_alt_address: Option<IpAddr>,
+        options: SessionOptions,
+    },
     Updates(Vec<Update>),
     RouteRefresh(Family),
     /// The session left Established (or failed before); `last_error` is for status output.
-    Down { reason: DownReason, was_established: bool },
+    Down {
+        reason: DownReason,
+        was_established: bool,
+    },
     /// The task ended (after a manual stop or abort).
     Ended,
 }
@@ -163,7 +171,11 @@ struct Session {
 }
 
 /// Runs a session until it is stopped by hand or aborted.
-pub async fn run(params: SessionParams, mut rx: mpsc::UnboundedReceiver<ToSession>, core: mpsc::Sender<FromSession>) {
+pub async fn run(
+    params: SessionParams,
+    mut rx: mpsc::UnboundedReceiver<ToSession>,
+    core: mpsc::Sender<FromSession>,
+) {
     let (inputs_tx, mut inputs_rx) = mpsc::channel(1024);
     let mut s = Session {
         conns: vec![Conn::new(0, params.fsm.clone())],
@@ -258,7 +270,14 @@ pub async fn run(params: SessionParams, mut rx: mpsc::UnboundedReceiver<ToSessio
     for w in s.finished_writers.drain(..) {
         let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
     }
-    let _ = s.core.send(FromSession { peer: s.params.peer.address, generation: s.params.generation, event: SessionEvent::Ended }).await;
+    let _ = s
+        .core
+        .send(FromSession {
+            peer: s.params.peer.address,
+            generation: s.params.generation,
+            event: SessionEvent::Ended,
+        })
+        .await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -274,7 +293,11 @@ impl Session {
     }
 
     async fn report(&self, event: SessionEvent) {
-        let msg = FromSession { peer: self.params.peer.address, generation: self.params.generation, event };
+        let msg = FromSession {
+            peer: self.params.peer.address,
+            generation: self.params.generation,
+            event,
+        };
         let _ = self.core.send(msg).await;
     }
 
@@ -346,8 +369,15 @@ impl Session {
                     c.established = true;
                     let local_address = c.local_address.unwrap_or(IpAddr::V4(self.params.fsm.router_id));
                     let options = c.options.clone();
+                    let local_alt_address = other_family_address(local_address);
                     tracing::info!(peer = %self.params.peer.address, "session established");
-                    self.report(SessionEvent::Established { negotiated, local_address, options }).await;
+                    let event = SessionEvent::Established {
+                        negotiated,
+                        local_address,
+                        local_alt_address,
+                        options,
+                    };
+                    self.report(event).await;
                 }
                 Action::SessionDown(reason) => {
                     let was_established = std::mem::replace(&mut c.established, false);
@@ -358,7 +388,11 @@ impl Session {
                         self.pending.clear();
                     }
                     tracing::info!(peer = %self.params.peer.address, "session down: {reason}");
-                    self.report(SessionEvent::Down { reason, was_established }).await;
+                    self.report(SessionEvent::Down {
+                        reason,
+                        was_established,
+                    })
+                    .await;
                 }
             }
         }
@@ -386,7 +420,9 @@ impl Session {
 
     /// RFC 4271 §6.8, once the peer's BGP identifier is known on either connection.
     async fn resolve_collision(&mut self) {
-        let Some(remote_id) = self.conns.iter().find_map(|c| c.fsm.peer_id()) else { return };
+        let Some(remote_id) = self.conns.iter().find_map(|c| c.fsm.peer_id()) else {
+            return;
+        };
         let existing = &self.conns[0];
         let decision = fsm::resolve_collision(
             self.params.fsm.router_id,
@@ -399,9 +435,13 @@ impl Session {
             Collision::CloseNew => 1,
         };
         let id = self.conns[loser].id;
-        let actions = self.conns[loser]
-            .fsm
-            .handle(Event::ManualStop { subcode: fsm::code::CEASE_COLLISION, reason: None }, std::time::Instant::now());
+        let actions = self.conns[loser].fsm.handle(
+            Event::ManualStop {
+                subcode: fsm::code::CEASE_COLLISION,
+                reason: None,
+            },
+            std::time::Instant::now(),
+        );
         // The loser's stop is no session event of ours; only its NOTIFICATION and close matter.
         let actions: Vec<Action> = actions
             .into_iter()
@@ -551,6 +591,31 @@ pub fn normalize(a: IpAddr) -> IpAddr {
     }
 }
 
+/// A global address of the other family on the interface that holds `local`.
+fn other_family_address(local: IpAddr) -> Option<IpAddr> {
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs().ok()?.collect();
+    let ip_of = |a: &nix::ifaddrs::InterfaceAddress| -> Option<IpAddr> {
+        let s = a.address.as_ref()?;
+        if let Some(v4) = s.as_sockaddr_in() {
+            return Some(IpAddr::V4(v4.ip()));
+        }
+        s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+    };
+    let iface = addrs
+        .iter()
+        .find(|a| ip_of(a) == Some(local))?
+        .interface_name
+        .clone();
+    addrs
+        .iter()
+        .filter(|a| a.interface_name == iface)
+        .filter_map(ip_of)
+        .find(|ip| match ip {
+            IpAddr::V6(v6) => local.is_ipv4() && !v6.is_unicast_link_local() && !v6.is_loopback(),
+            IpAddr::V4(_) => local.is_ipv6(),
+        })
+}
+
 fn set_ttl(stream: &impl std::os::fd::AsFd, ttl: u32) -> std::io::Result<()> {
     let s = socket2::SockRef::from(stream);
     match s.local_addr()?.as_socket() {
@@ -562,7 +627,11 @@ fn set_ttl(stream: &impl std::os::fd::AsFd, ttl: u32) -> std::io::Result<()> {
 /// Opens the outgoing connection with the peer's source address, TTL and MD5 key.
 async fn connect(p: &SessionParams) -> std::io::Result<TcpStream> {
     let addr = SocketAddr::new(p.peer.address, p.peer.port);
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(src) = p.peer.source_address {
         socket.bind(SocketAddr::new(src, 0))?;
     }
@@ -573,7 +642,10 @@ async fn connect(p: &SessionParams) -> std::io::Result<TcpStream> {
     let timeout = p.fsm.connect_retry.max(Duration::from_secs(1));
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        )),
     }
 }
 

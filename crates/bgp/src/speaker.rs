@@ -30,7 +30,10 @@ use crate::wire::{GracefulRestart, Message, SessionOptions};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("control socket {path}: {source}")]
     ControlSocket { path: PathBuf, source: std::io::Error },
     #[error("kernel routes: {0}")]
@@ -70,7 +73,9 @@ impl SpeakerHandle {
     /// Applies a new configuration, changing only what differs.
     pub async fn reload(&self, config: SpeakerConfig) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Reload(Box::new(config), tx)).map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(Command::Reload(Box::new(config), tx))
+            .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -122,7 +127,10 @@ enum KernelMsg {
     Apply(Vec<RouteChange>),
     /// Remove routes of ours this run did not install (left from before a restart).
     PurgeForeign,
-    Shutdown { remove: bool, done: oneshot::Sender<()> },
+    Shutdown {
+        remove: bool,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Starts the speaker on the current tokio runtime. Best-route changes are also sent to
@@ -177,7 +185,12 @@ pub async fn start(
         });
         if restarted {
             // Routes not relearned within the restart time are stale (RFC 4724 §4.1).
-            let wait = config.peers.iter().map(|p| p.graceful_restart_time).max().unwrap_or(0);
+            let wait = config
+                .peers
+                .iter()
+                .map(|p| p.graceful_restart_time)
+                .max()
+                .unwrap_or(0);
             let t = tx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(wait.into())).await;
@@ -195,10 +208,10 @@ pub async fn start(
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            Some(
-                UnixListener::bind(path)
-                    .map_err(|source| Error::ControlSocket { path: path.clone(), source })?,
-            )
+            Some(UnixListener::bind(path).map_err(|source| Error::ControlSocket {
+                path: path.clone(),
+                source,
+            })?)
         }
         None => None,
     };
@@ -271,7 +284,11 @@ async fn listen(config: &SpeakerConfig) -> Result<Vec<Arc<TcpListener>>> {
 }
 
 fn bind(addr: SocketAddr, config: &SpeakerConfig) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -313,12 +330,22 @@ async fn accept_loop(listener: Arc<TcpListener>, directory: Directory) {
 
 async fn control_loop(listener: UnixListener, handle: SpeakerHandle) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let handle = handle.clone();
         tokio::spawn(async move {
             let body = match control::read_request(&mut stream).await {
-                Ok(Some(Request::Status)) => handle.status().await.ok().and_then(|s| serde_json::to_vec(&s).ok()),
-                Ok(Some(Request::Routes)) => handle.routes().await.ok().and_then(|r| serde_json::to_vec(&r).ok()),
+                Ok(Some(Request::Status)) => handle
+                    .status()
+                    .await
+                    .ok()
+                    .and_then(|s| serde_json::to_vec(&s).ok()),
+                Ok(Some(Request::Routes)) => handle
+                    .routes()
+                    .await
+                    .ok()
+                    .and_then(|r| serde_json::to_vec(&r).ok()),
                 _ => Some(br#"{"error":"unknown request"}"#.to_vec()),
             };
             if let Some(body) = body {
@@ -409,7 +436,10 @@ impl Core {
                 restarting: self.restarted,
                 notification: false,
                 restart_time: p.graceful_restart_time,
-                families: families.iter().map(|f| (*f, self.config.install_routes)).collect(),
+                families: families
+                    .iter()
+                    .map(|f| (*f, self.config.install_routes))
+                    .collect(),
             }),
         }
     }
@@ -442,7 +472,10 @@ impl Core {
             generation,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        self.directory.lock().expect("directory lock").insert(p.address, tx.clone());
+        self.directory
+            .lock()
+            .expect("directory lock")
+            .insert(p.address, tx.clone());
         let task = tokio::spawn(session::run(params, rx, self.events_tx.clone()));
         let entry = PeerEntry {
             idx,
@@ -475,7 +508,10 @@ impl Core {
     /// Stops a session and forgets the peer (its routes are withdrawn).
     fn remove_peer(&mut self, address: IpAddr, subcode: u8) {
         if let Some(p) = self.peers.remove(&address) {
-            let _ = p.tx.send(ToSession::Event(Event::ManualStop { subcode, reason: None }));
+            let _ = p.tx.send(ToSession::Event(Event::ManualStop {
+                subcode,
+                reason: None,
+            }));
             self.directory.lock().expect("directory lock").remove(&address);
             self.rib.remove_peer(p.idx);
             if p.config.password.is_some() {
@@ -487,14 +523,21 @@ impl Core {
     }
 
     fn session_event(&mut self, ev: FromSession) {
-        let Some(p) = self.peers.get_mut(&ev.peer) else { return };
+        let Some(p) = self.peers.get_mut(&ev.peer) else {
+            return;
+        };
         if p.generation != ev.generation {
             return; // from a session that was replaced
         }
         let idx = p.idx;
         match ev.event {
             SessionEvent::State(s) => p.state = s,
-            SessionEvent::Established { negotiated, local_address, options } => {
+            SessionEvent::Established {
+                negotiated,
+                local_address,
+                local_alt_address,
+                options,
+            } => {
                 p.state = State::Established;
                 p.established_at = Some(Instant::now());
                 p.capabilities = negotiated.capability_names();
@@ -510,6 +553,7 @@ impl Core {
                     router_id: negotiated.peer_id,
                     families: negotiated.families.clone(),
                     local_address,
+                    local_alt_address,
                     graceful_restart: gr.is_some(),
                     preserved_families: preserved,
                 };
@@ -538,7 +582,10 @@ impl Core {
                 }
             }
             SessionEvent::RouteRefresh(family) => self.rib.route_refresh(idx, family),
-            SessionEvent::Down { reason, was_established } => {
+            SessionEvent::Down {
+                reason,
+                was_established,
+            } => {
                 p.last_error = Some(reason.to_string());
                 p.established_at = None;
                 p.options = None;
@@ -610,7 +657,11 @@ impl Core {
                     remote_as: p.config.remote_as,
                     state: p.state.to_string(),
                     uptime_secs: p.established_at.map_or(0, |t| t.elapsed().as_secs()),
-                    capabilities: if p.state == State::Established { p.capabilities.clone() } else { vec![] },
+                    capabilities: if p.state == State::Established {
+                        p.capabilities.clone()
+                    } else {
+                        vec![]
+                    },
                     prefixes_received: c.received,
                     prefixes_accepted: c.accepted,
                     prefixes_advertised: c.advertised,
@@ -619,7 +670,11 @@ impl Core {
             })
             .collect();
         peers.sort_by_key(|p| p.address);
-        Status { router_id: self.config.router_id, local_as: self.config.local_as, peers }
+        Status {
+            router_id: self.config.router_id,
+            local_as: self.config.local_as,
+            peers,
+        }
     }
 
     fn routes(&self) -> Routes {
@@ -699,7 +754,10 @@ impl Core {
         }
         if let Some(tx) = self.kernel_tx.take() {
             let (done, wait) = oneshot::channel();
-            let _ = tx.send(KernelMsg::Shutdown { remove: !preserve, done });
+            let _ = tx.send(KernelMsg::Shutdown {
+                remove: !preserve,
+                done,
+            });
             let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
         }
         if let Some(path) = &self.config.control_socket {
@@ -739,4 +797,3 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-
