@@ -123,8 +123,12 @@ fn test_pause(pause: Option<&str>, stage: &str) {
 
 fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(Vec<IpAddr>, Option<Value>)> {
     match &conf.ipam {
-        Ipam::Builtin { pools, data_dir } => {
-            let mut store = Store::open(data_dir, &conf.name)?;
+        Ipam::Builtin {
+            pools,
+            data_dir,
+            durability,
+        } => {
+            let mut store = Store::open(data_dir, &conf.name, *durability)?;
             let ips = store
                 .state
                 .allocate(pools, &env.container_id, &env.ifname)
@@ -146,8 +150,10 @@ fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(Vec<IpAddr>, Opt
 
 fn release(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
     match &conf.ipam {
-        Ipam::Builtin { data_dir, .. } => {
-            let mut store = Store::open(data_dir, &conf.name)?;
+        Ipam::Builtin {
+            data_dir, durability, ..
+        } => {
+            let mut store = Store::open(data_dir, &conf.name, *durability)?;
             if !store.state.release(&env.container_id, &env.ifname).is_empty() {
                 store.commit()?;
             }
@@ -309,8 +315,10 @@ async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         .unwrap_or_else(|| host_if(env));
     let mut problems = Vec::new();
     match &conf.ipam {
-        Ipam::Builtin { data_dir, .. } => {
-            let store = Store::open(data_dir, &conf.name)?;
+        Ipam::Builtin {
+            data_dir, durability, ..
+        } => {
+            let store = Store::open(data_dir, &conf.name, *durability)?;
             let held: BTreeSet<IpAddr> = store
                 .state
                 .held_by(&env.container_id, &env.ifname)
@@ -350,8 +358,10 @@ async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         .collect();
     // Spec: GC goes on after an error and reports the first one at the end.
     let mut first_err = match &conf.ipam {
-        Ipam::Builtin { data_dir, .. } => {
-            let r = Store::open(data_dir, &conf.name).and_then(|mut store| {
+        Ipam::Builtin {
+            data_dir, durability, ..
+        } => {
+            let r = Store::open(data_dir, &conf.name, *durability).and_then(|mut store| {
                 if !store.state.gc(&valid).is_empty() {
                     store.commit()?;
                 }
@@ -388,8 +398,10 @@ fn status(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         ));
     }
     match &conf.ipam {
-        Ipam::Builtin { data_dir, .. } => {
-            Store::open(data_dir, &conf.name)
+        Ipam::Builtin {
+            data_dir, durability, ..
+        } => {
+            Store::open(data_dir, &conf.name, *durability)
                 .map_err(|e| Error::new(Code::NotAvailable, format!("IPAM store unusable: {e}")))?;
             Ok(())
         }

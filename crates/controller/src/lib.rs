@@ -2,8 +2,14 @@
 //!
 //! - [`lab`]: brings containerlab-format topologies up as network namespaces on one machine.
 //! - [`cmd`]: one module per `caracal` subcommand.
+//! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
+//! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
+//! - [`kubetest`]: test support: a real etcd and kube-apiserver on loopback.
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod dataplane;
+pub mod datastore;
+pub mod kubetest;
 pub mod lab;
 pub mod logging;

@@ -1,10 +1,126 @@
-//! `caracal agent`.
+//! `caracal agent`: runs the datastore (Kubernetes API or a manifest directory) and, for now,
+//! logs each new model; the reconcilers subscribe to the same snapshots.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+
+use crate::datastore::{self, Datastore, KubeOptions, Snapshot};
 
 #[derive(clap::Args)]
-pub struct AgentArgs {}
+pub struct AgentArgs {
+    /// kubeconfig to use; without it (and without --manifests), $KUBECONFIG, ~/.kube/config or
+    /// the in-cluster service account.
+    #[arg(long, conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (default: the current context).
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
+    /// Read the model from a directory of manifests instead of the API server, and watch it.
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
+    /// This node's name (default: $NODE_NAME, as a DaemonSet sets it from spec.nodeName).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Milliseconds to gather API events into one model update.
+    #[arg(long, default_value_t = 50)]
+    pub debounce_ms: u64,
+    /// Do not write the Valid condition to GlobalPolicy status.
+    #[arg(long)]
+    pub no_status: bool,
+}
 
-pub fn run(_args: AgentArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("caracal agent is not implemented yet")
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    rt.block_on(agent(args))
+}
+
+/// Builds the kube client from `--kubeconfig`/`--context`, or infers it (kubeconfig from the
+/// environment, else in-cluster).
+pub async fn kube_client(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("read kubeconfig {}", path.display()))?;
+            let options = kube::config::KubeConfigOptions {
+                context: context.map(str::to_string),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .with_context(|| format!("use kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig found and not running in a cluster")?,
+    };
+    kube::Client::try_from(config).context("create the Kubernetes client")
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let node = match args.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok()) {
+        Some(n) if !n.is_empty() => n,
+        _ => anyhow::bail!("the node name is required: --node-name or $NODE_NAME"),
+    };
+    let ds: Datastore = match &args.manifests {
+        Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
+            .await
+            .with_context(|| format!("read manifests from {}", dir.display()))?,
+        None => {
+            let client = kube_client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
+            tracing::info!(%node, "watching the Kubernetes API");
+            let options = KubeOptions {
+                debounce: Duration::from_millis(args.debounce_ms),
+                report_status: !args.no_status,
+            };
+            tokio::select! {
+                ds = datastore::watch_kube(client, options) => ds,
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    };
+    let mut rx = ds.subscribe();
+    log_model(&node, &rx.borrow_and_update().clone());
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("the datastore stopped");
+                }
+                log_model(&node, &rx.borrow_and_update().clone());
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted, stopping");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+fn log_model(node: &str, snapshot: &Arc<Snapshot>) {
+    let local_pods = snapshot
+        .cluster
+        .pods
+        .values()
+        .filter(|p| p.node.as_deref() == Some(node))
+        .count();
+    match snapshot.nodes.get(node) {
+        Some(n) => tracing::info!(
+            %node,
+            pod_cidrs = ?n.pod_cidrs,
+            local_pods,
+            "model: {}",
+            snapshot.summary()
+        ),
+        None => tracing::info!(%node, local_pods, "model (this node not listed): {}", snapshot.summary()),
+    }
+    for (name, reason) in &snapshot.rejected {
+        tracing::warn!(globalpolicy = %name, "ignored: {reason}");
+    }
 }

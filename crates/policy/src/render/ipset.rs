@@ -115,8 +115,9 @@ pub fn push_member(out: &mut String, op: &str, name: &str, arg: &str) {
     out.push('\n');
 }
 
-/// Parses `ipset save` output back into typed sets. Sets of kinds caracal does not create are
-/// returned with their name in the second map, so that stale ones can still be destroyed.
+/// Parses `ipset save` output back into typed caracal sets. The names of other sets (other
+/// prefixes, or kinds caracal does not create) come back in the second value: stale caracal
+/// ones can still be destroyed, the rest are left alone.
 pub fn parse_save(text: &str) -> Result<(BTreeMap<String, IpSet>, BTreeSet<String>)> {
     let mut sets: BTreeMap<String, IpSet> = BTreeMap::new();
     let mut other = BTreeSet::new();
@@ -131,6 +132,11 @@ pub fn parse_save(text: &str) -> Result<(BTreeMap<String, IpSet>, BTreeSet<Strin
             None => continue,
             Some("create") => {
                 let name = words.next().ok_or_else(err)?;
+                // Other tools' sets are never parsed: only their names matter (to leave them be).
+                if !name.starts_with(SET_PREFIX) {
+                    other.insert(name.to_owned());
+                    continue;
+                }
                 let kind = match words.next().ok_or_else(err)? {
                     "hash:ip" => SetKind::HashIp,
                     "hash:net" => SetKind::HashNet,

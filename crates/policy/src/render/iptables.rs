@@ -124,13 +124,19 @@ pub fn push_rule(out: &mut String, op: &str, chain: &str, pos: Option<usize>, ru
     out.push('\n');
 }
 
-/// Renders every table of `program` that has chains or hooks.
-pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
-    let mut tables: BTreeMap<(Family, Table), RenderedTable> = BTreeMap::new();
+/// The caracal chain names of each family and table: the valid jump and goto targets.
+pub fn chain_names(program: &Program) -> BTreeMap<(Family, Table), BTreeSet<&str>> {
     let mut names: BTreeMap<(Family, Table), BTreeSet<&str>> = BTreeMap::new();
     for (family, table, name) in program.chains.keys() {
         names.entry((*family, *table)).or_default().insert(name);
     }
+    names
+}
+
+/// Renders every table of `program` that has chains or hooks.
+pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
+    let names = chain_names(program);
+    let mut tables: BTreeMap<(Family, Table), RenderedTable> = BTreeMap::new();
     for ((family, table, name), chain) in &program.chains {
         let ctx = Ctx {
             family: *family,
@@ -144,8 +150,22 @@ pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), Ren
             .chains
             .insert(name.clone(), rules);
     }
+    for (key, hooks) in render_hooks(program, &names)? {
+        tables
+            .entry(key)
+            .or_insert_with(|| RenderedTable::new(key.0, key.1))
+            .hooks = hooks;
+    }
+    Ok(tables)
+}
+
+/// Renders the program's hooks, grouped by family, table and built-in chain. Hooks are hashed
+/// per built-in chain and position (top or bottom), in program order.
+pub fn render_hooks(
+    program: &Program,
+    names: &BTreeMap<(Family, Table), BTreeSet<&str>>,
+) -> Result<BTreeMap<(Family, Table), BTreeMap<String, HookRules>>> {
     let empty = BTreeSet::new();
-    // Hooks are hashed per built-in chain and position, in program order.
     let mut grouped: BTreeMap<(Family, Table, &str, bool), Vec<&Hook>> = BTreeMap::new();
     for (family, hook) in &program.hooks {
         grouped
@@ -153,6 +173,7 @@ pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), Ren
             .or_default()
             .push(hook);
     }
+    let mut out: BTreeMap<(Family, Table), BTreeMap<String, HookRules>> = BTreeMap::new();
     for ((family, table, builtin, append), hooks) in grouped {
         if builtin.starts_with(CHAIN_PREFIX) || builtin.is_empty() || builtin.contains(char::is_whitespace) {
             return Err(Error::Hook {
@@ -175,10 +196,9 @@ pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), Ren
             bodies.extend(b);
         }
         let rules = hash_rules(&seed, bodies);
-        let entry = tables
+        let entry = out
             .entry((family, table))
-            .or_insert_with(|| RenderedTable::new(family, table))
-            .hooks
+            .or_default()
             .entry(builtin.to_owned())
             .or_default();
         if append {
@@ -187,7 +207,7 @@ pub fn render_program(program: &Program) -> Result<BTreeMap<(Family, Table), Ren
             entry.inserts = rules;
         }
     }
-    Ok(tables)
+    Ok(out)
 }
 
 /// What a rule may refer to while being rendered.
@@ -480,35 +500,50 @@ pub struct SavedTable {
 }
 
 impl SavedTable {
-    /// What the kernel holds right after `desired` was applied on top of `self`: caracal chains
-    /// exactly as desired, caracal's hooks in place, other rules of built-in chains kept.
+    /// What the kernel holds right after `desired` was applied on top of `self`.
     pub fn after_apply(&self, desired: &RenderedTable) -> SavedTable {
-        let mut chains: BTreeMap<String, Vec<SavedRule>> = self
-            .chains
-            .iter()
-            .filter(|(name, _)| !name.starts_with(CHAIN_PREFIX))
-            .map(|(name, rules)| {
-                (
-                    name.clone(),
-                    rules.iter().filter(|r| r.hash.is_none()).cloned().collect(),
-                )
-            })
-            .collect();
+        let mut t = self.clone();
+        t.apply(desired);
+        t
+    }
+
+    /// Updates `self` in place to what the kernel holds once `desired` is applied: caracal
+    /// chains exactly as desired, caracal's hooks in place, other rules of built-in chains kept.
+    /// Only chains that differ are rebuilt, so this costs little when little changed.
+    pub fn apply(&mut self, desired: &RenderedTable) {
         let saved = |r: &RenderedRule| SavedRule {
             hash: Some(r.hash.clone()),
             spec: r.spec(),
         };
+        self.chains
+            .retain(|name, _| !name.starts_with(CHAIN_PREFIX) || desired.chains.contains_key(name));
         for (name, rules) in &desired.chains {
-            chains.insert(name.clone(), rules.iter().map(saved).collect());
+            let current = self.chains.entry(name.clone()).or_default();
+            let same = current.len() == rules.len()
+                && current
+                    .iter()
+                    .zip(rules)
+                    .all(|(s, r)| s.hash.as_deref() == Some(r.hash.as_str()));
+            if !same {
+                *current = rules.iter().map(saved).collect();
+            }
         }
-        for (builtin, hooks) in &desired.hooks {
-            let foreign = chains.remove(builtin).unwrap_or_default();
+        let no_hooks = HookRules::default();
+        let builtins: Vec<String> = self
+            .chains
+            .keys()
+            .filter(|n| !n.starts_with(CHAIN_PREFIX))
+            .chain(desired.hooks.keys())
+            .cloned()
+            .collect();
+        for builtin in builtins {
+            let hooks = desired.hooks.get(&builtin).unwrap_or(&no_hooks);
+            let current = self.chains.entry(builtin).or_default();
             let mut rules: Vec<SavedRule> = hooks.inserts.iter().map(saved).collect();
-            rules.extend(foreign);
+            rules.extend(current.drain(..).filter(|r| r.hash.is_none()));
             rules.extend(hooks.appends.iter().map(saved));
-            chains.insert(builtin.clone(), rules);
+            *current = rules;
         }
-        SavedTable { chains }
     }
 }
 

@@ -884,3 +884,16 @@ fn oversized_update_is_an_encode_error_not_a_corrupt_message() {
         Err(EncodeError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn unknown_attributes_are_kept_in_type_code_order() {
+    // Found by fuzzing: a peer sending 0x7f before 0x2c re-encoded in the other order, so
+    // decode(encode(x)) differed from x.
+    let attrs = hex("e07f00 e02c00");
+    let bytes = update_msg(&[], &attrs, &[]);
+    let Message::Update(u) = Message::decode(&bytes, &four(true)).unwrap() else {
+        panic!()
+    };
+    let codes: Vec<u8> = u.attributes.unknown.iter().map(|a| a.type_code).collect();
+    assert_eq!(codes, vec![0x2c, 0x7f]);
+}

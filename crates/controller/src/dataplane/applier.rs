@@ -1,0 +1,301 @@
+//! Incremental apply of a [`Program`]: the I/O shell around [`caracal_policy::apply`].
+//!
+//! The applier remembers what it last programmed, so that an apply costs only the diff: one
+//! changed policy is one chain in one `iptables-restore --noflush` per affected table, a label
+//! change elsewhere in the cluster is a few lines of one `ipset restore`. It reads the kernel back
+//! (`iptables-save -t TABLE`, `ipset save`) the first time, after any failure, and on
+//! [`Applier::resync`], so rules others changed or removed are put back. Order: sets are created
+//! and filled first, then every table, then stale sets are destroyed, so no rule ever refers to a
+//! set that does not exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use caracal_policy::apply::{canonical_members, plan_sets, plan_table};
+use caracal_policy::program::{Chain, Family, IpSet, Program, Table};
+use caracal_policy::render::iptables::{
+    Ctx, RenderedRule, RenderedTable, SavedTable, chain_names, parse_save, render_chain, render_hooks,
+};
+
+use super::Result;
+use super::backend::{self, Backend, Tools};
+use super::netns::{run, tool};
+
+/// Tables caracal may write to, read back to find stale chains and hooks.
+const TABLES: [Table; 3] = [Table::Filter, Table::Raw, Table::Mangle];
+
+/// What one apply changed, and how long the kernel tools took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub restores: usize,
+    pub chains_written: usize,
+    pub chains_deleted: usize,
+    pub hooks_rewritten: usize,
+    pub ipset_calls: usize,
+    pub sets_created: usize,
+    pub sets_updated: usize,
+    pub sets_swapped: usize,
+    pub sets_destroyed: usize,
+    pub members_changed: usize,
+    pub rules_written: usize,
+    /// Time spent in `iptables-restore` and `ipset`.
+    pub kernel_time: Duration,
+}
+
+/// What the applier believes the kernel holds.
+#[derive(Clone, Debug, Default)]
+struct Known {
+    tables: BTreeMap<(Family, Table), SavedTable>,
+    sets: BTreeMap<String, IpSet>,
+    /// caracal-named sets of kinds caracal does not create.
+    unknown_sets: BTreeSet<String>,
+}
+
+pub struct Applier {
+    netns: Option<String>,
+    backend: Backend,
+    tools: BTreeMap<Family, Tools>,
+    ipset: PathBuf,
+    known: Option<Known>,
+    /// Rendered rules of the chains of the last apply: an unchanged chain is not re-rendered.
+    rendered: BTreeMap<(Family, Table, String), (Chain, Vec<RenderedRule>)>,
+}
+
+impl Applier {
+    /// An applier for namespace `netns` (the current one when `None`), with the given backend or
+    /// the detected one.
+    pub fn new(netns: Option<&str>, backend: Option<Backend>) -> Result<Applier> {
+        let backend = match backend {
+            Some(b) => b,
+            None => backend::detect(netns)?,
+        };
+        let mut tools = BTreeMap::new();
+        for family in [Family::V4, Family::V6] {
+            tools.insert(family, backend::tools(backend, family)?);
+        }
+        Ok(Applier {
+            netns: netns.map(str::to_owned),
+            backend,
+            tools,
+            ipset: tool("ipset")?,
+            known: None,
+            rendered: BTreeMap::new(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Forgets what was programmed: the next apply reads the kernel back first.
+    pub fn resync(&mut self) {
+        self.known = None;
+    }
+
+    /// Programs `program`, changing only what differs. On failure the kernel is read back and
+    /// the apply retried once, so drift (rules someone else removed) heals itself.
+    #[tracing::instrument(skip_all, fields(netns = self.netns.as_deref().unwrap_or("-")))]
+    pub fn apply(&mut self, program: &Program) -> Result<ApplyStats> {
+        let tables = self.render(program)?;
+        let had_known = self.known.is_some();
+        match self.apply_rendered(program, &tables) {
+            Ok(s) => Ok(s),
+            Err(e) if had_known => {
+                tracing::warn!(error = %e, "apply failed; reading the kernel back and retrying");
+                self.known = None;
+                self.apply_rendered(program, &tables)
+            }
+            Err(e) => {
+                self.known = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes every caracal chain, hook and set.
+    pub fn clear(&mut self) -> Result<ApplyStats> {
+        self.apply(&Program::default())
+    }
+
+    /// Reads the kernel back and describes what differs from `program` (empty when in sync).
+    pub fn drift(&self, program: &Program) -> Result<Vec<String>> {
+        let known = self.read_back()?;
+        let tables = self.render_uncached(program)?;
+        let mut out = Vec::new();
+        for key in tables.keys().chain(known.tables.keys()).collect::<BTreeSet<_>>() {
+            let want = tables
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| RenderedTable::new(key.0, key.1));
+            let have = known.tables.get(key).cloned().unwrap_or_default();
+            if let Some(plan) = plan_table(&want, &have) {
+                out.push(format!(
+                    "{key:?}: {}",
+                    plan.restore.trim_end().replace('\n', " | ")
+                ));
+            }
+        }
+        let sets = plan_sets(&program.sets, &known.sets, &known.unknown_sets)?;
+        if !sets.is_empty() {
+            out.push(format!("ipsets: {}{}", sets.before, sets.after));
+        }
+        Ok(out)
+    }
+
+    fn render_uncached(&self, program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
+        Ok(caracal_policy::render::iptables::render_program(program)?)
+    }
+
+    /// Renders the program, reusing the rendered rules of chains equal to the last apply's.
+    fn render(&mut self, program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
+        let names = chain_names(program);
+        let mut tables: BTreeMap<(Family, Table), RenderedTable> = BTreeMap::new();
+        let mut rendered = BTreeMap::new();
+        for (key, chain) in &program.chains {
+            let (family, table, name) = key;
+            let rules = match self.rendered.remove(key) {
+                Some((old, rules)) if old == *chain => (old, rules),
+                _ => {
+                    let ctx = Ctx {
+                        family: *family,
+                        sets: &program.sets,
+                        chains: &names[&(*family, *table)],
+                    };
+                    (chain.clone(), render_chain(name, chain, &ctx)?)
+                }
+            };
+            tables
+                .entry((*family, *table))
+                .or_insert_with(|| RenderedTable::new(*family, *table))
+                .chains
+                .insert(name.clone(), rules.1.clone());
+            rendered.insert(key.clone(), rules);
+        }
+        for (key, hooks) in render_hooks(program, &names)? {
+            tables
+                .entry(key)
+                .or_insert_with(|| RenderedTable::new(key.0, key.1))
+                .hooks = hooks;
+        }
+        self.rendered = rendered;
+        Ok(tables)
+    }
+
+    fn apply_rendered(
+        &mut self,
+        program: &Program,
+        tables: &BTreeMap<(Family, Table), RenderedTable>,
+    ) -> Result<ApplyStats> {
+        let mut known = match self.known.take() {
+            Some(k) => k,
+            None => self.read_back()?,
+        };
+        let mut stats = ApplyStats::default();
+        let set_plan = plan_sets(&program.sets, &known.sets, &known.unknown_sets)?;
+        stats.sets_created = set_plan.created;
+        stats.sets_updated = set_plan.updated;
+        stats.sets_swapped = set_plan.swapped;
+        stats.sets_destroyed = set_plan.destroyed;
+        stats.members_changed = set_plan.members_changed;
+        if !set_plan.before.is_empty() {
+            self.ipset_restore(&set_plan.before, &mut stats)?;
+        }
+        let keys: BTreeSet<(Family, Table)> = tables.keys().chain(known.tables.keys()).copied().collect();
+        for key in keys {
+            let empty;
+            let want = match tables.get(&key) {
+                Some(t) => t,
+                None => {
+                    empty = RenderedTable::new(key.0, key.1);
+                    &empty
+                }
+            };
+            let have = known.tables.entry(key).or_default();
+            let Some(plan) = plan_table(want, have) else {
+                continue;
+            };
+            let restore = &self.tools[&key.0].restore;
+            let started = Instant::now();
+            run(
+                self.netns.as_deref(),
+                restore,
+                &["--noflush", "--wait", "10"],
+                Some(&plan.restore),
+            )?;
+            stats.kernel_time += started.elapsed();
+            stats.restores += 1;
+            stats.chains_written += plan.chains_written;
+            stats.chains_deleted += plan.chains_deleted;
+            stats.hooks_rewritten += plan.hooks_rewritten;
+            stats.rules_written += plan
+                .restore
+                .lines()
+                .filter(|l| l.starts_with("-A") || l.starts_with("-I"))
+                .count();
+            have.apply(want);
+        }
+        if !set_plan.after.is_empty() {
+            self.ipset_restore(&set_plan.after, &mut stats)?;
+        }
+        known.sets = program
+            .sets
+            .iter()
+            .map(|(name, set)| {
+                let mut s = set.clone();
+                if let std::borrow::Cow::Owned(m) = canonical_members(set) {
+                    s.members = m;
+                }
+                (name.clone(), s)
+            })
+            .collect();
+        known
+            .unknown_sets
+            .retain(|n| !n.starts_with(caracal_policy::program::SET_PREFIX));
+        self.known = Some(known);
+        Ok(stats)
+    }
+
+    fn ipset_restore(&self, input: &str, stats: &mut ApplyStats) -> Result<()> {
+        let started = Instant::now();
+        run(self.netns.as_deref(), &self.ipset, &["restore"], Some(input))?;
+        stats.kernel_time += started.elapsed();
+        stats.ipset_calls += 1;
+        Ok(())
+    }
+
+    fn read_back(&self) -> Result<Known> {
+        let mut known = Known::default();
+        for (family, tools) in &self.tools {
+            for table in TABLES {
+                let out = match run(self.netns.as_deref(), &tools.save, &["-t", table.name()], None) {
+                    Ok(out) => out,
+                    // A kernel without raw or mangle has nothing of ours there either.
+                    Err(e) if table != Table::Filter => {
+                        tracing::debug!(error = %e, table = table.name(), "table not readable");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let saved = parse_save(&out, table)?;
+                if !saved.chains.is_empty() {
+                    known.tables.insert((*family, table), saved);
+                }
+            }
+        }
+        let out = run(self.netns.as_deref(), &self.ipset, &["save"], None)?;
+        let (sets, other) = caracal_policy::render::ipset::parse_save(&out)?;
+        known.sets = sets;
+        known.unknown_sets = other;
+        Ok(known)
+    }
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("netns", &self.netns)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,39 @@
+//! The node's policy dataplane: runs the kernel tools that program a compiled
+//! [`caracal_policy::program::Program`].
+//!
+//! - [`netns`]: running a command or a closure inside a network namespace, and namespaces that
+//!   remove themselves on drop.
+//! - [`backend`]: which iptables backend (legacy or nft) the node uses, detected as Felix and
+//!   kubernetes-sigs/iptables-wrappers do.
+//! - [`applier`]: incremental apply: read back, diff, one `iptables-restore --noflush` per table
+//!   and family, `ipset restore` before and after.
+//! - [`nodelab`]: a node namespace with one namespace per pod, servers and real probes: the
+//!   test bed behind `caracal conformance --mode node`.
+
+pub mod applier;
+pub mod backend;
+pub mod netns;
+pub mod nodelab;
+
+/// What failed while programming or probing the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot run {cmd}: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("network namespace {name}: {reason}")]
+    Netns { name: String, reason: String },
+    #[error("no {0} binary found in /usr/sbin, /sbin, /usr/bin, /bin or PATH")]
+    MissingTool(String),
+    #[error(transparent)]
+    Render(#[from] caracal_policy::render::Error),
+    #[error("{0}")]
+    Lab(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,281 @@
+//! The Kubernetes datastore: one watcher per kind feeding a [`Store`], debounced into snapshots.
+//!
+//! Every watcher event is converted at once and sent to a single task that owns the store, so
+//! the model is only ever touched in one place. A watcher that loses the API server keeps
+//! retrying with backoff while the store keeps the last state; a re-list replaces a kind's
+//! objects only once it is complete.
+
+use std::{
+    fmt::Debug,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    core::v1::{Namespace, Node, Pod},
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    Api, Client, Resource,
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    Datastore, convert,
+    model::{Change, Kind, Object, Snapshot, Store},
+};
+
+pub const GLOBALPOLICY_GROUP: &str = "caracal.dev";
+pub const GLOBALPOLICY_VERSION: &str = "v1alpha1";
+/// The status condition the agent sets on each GlobalPolicy it reads.
+pub const VALID_CONDITION: &str = "Valid";
+
+#[derive(Clone, Debug)]
+pub struct KubeOptions {
+    /// How long to gather events into one snapshot after the first one arrives.
+    pub debounce: Duration,
+    /// Write an `Valid` condition to each GlobalPolicy's status (needs `patch` on
+    /// `globalpolicies/status`).
+    pub report_status: bool,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            debounce: Duration::from_millis(50),
+            report_status: true,
+        }
+    }
+}
+
+fn globalpolicy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GLOBALPOLICY_GROUP, GLOBALPOLICY_VERSION, "GlobalPolicy"),
+        "globalpolicies",
+    )
+}
+
+/// Starts the watchers and returns once every kind has been listed, with the first complete
+/// snapshot in the datastore. Until then (the API server unreachable, the GlobalPolicy CRD not
+/// installed) it waits and logs why: a partial model would open traffic it should not.
+pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    let mut tasks = vec![
+        tokio::spawn(run_watcher(
+            Api::<Node>::all(client.clone()),
+            Kind::Node,
+            |n| Object::Node(convert::node(n)),
+            changes_tx.clone(),
+        )),
+        tokio::spawn(run_watcher(
+            Api::<Namespace>::all(client.clone()),
+            Kind::Namespace,
+            |n| Object::Namespace(convert::namespace(n)),
+            changes_tx.clone(),
+        )),
+        tokio::spawn(run_watcher(
+            Api::<Pod>::all(client.clone()),
+            Kind::Pod,
+            |p| Object::Pod(convert::pod(p)),
+            changes_tx.clone(),
+        )),
+        tokio::spawn(run_watcher(
+            Api::<NetworkPolicy>::all(client.clone()),
+            Kind::NetworkPolicy,
+            |np| {
+                let (key, np) = convert::network_policy(np);
+                Object::NetworkPolicy(key, Box::new(np))
+            },
+            changes_tx.clone(),
+        )),
+    ];
+    // GlobalPolicies are read untyped, so one object the agent cannot parse (an older or newer
+    // schema) is rejected alone instead of failing the whole list.
+    let gp_api = Api::<DynamicObject>::all_with(client, &globalpolicy_resource());
+    let status_api = options.report_status.then(|| gp_api.clone());
+    tasks.push(tokio::spawn(run_watcher(
+        gp_api,
+        Kind::GlobalPolicy,
+        move |o: &DynamicObject| {
+            let value = serde_json::to_value(o).unwrap_or(Value::Null);
+            let (name, parsed) = convert::global_policy(&value);
+            if let Some(api) = &status_api {
+                report_status(api, o, parsed.as_ref().err().map(String::as_str));
+            }
+            if let Err(reason) = &parsed {
+                tracing::warn!(globalpolicy = %name, "GlobalPolicy ignored: {reason}");
+            }
+            Object::GlobalPolicy(name, parsed.map(Box::new))
+        },
+        changes_tx,
+    )));
+
+    let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let lists = Arc::new(AtomicU64::new(0));
+    let merger = tokio::spawn(merge(
+        changes_rx,
+        snapshot_tx,
+        options.debounce,
+        synced_tx,
+        lists.clone(),
+    ));
+    tasks.push(merger);
+    let guard = TaskGuard(tasks);
+    // The merger only drops this sender unsent if all watchers ended, which they never do.
+    let _ = synced_rx.await;
+    snapshot_rx.borrow_and_update();
+    Datastore::from_guard(snapshot_rx, guard, lists)
+}
+
+/// Aborts the datastore's tasks when the datastore is dropped.
+pub(super) struct TaskGuard(pub(super) Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+async fn run_watcher<K>(
+    api: Api<K>,
+    kind: Kind,
+    convert: impl Fn(&K) -> Object + Send + 'static,
+    tx: mpsc::UnboundedSender<Change>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        let change = match event {
+            Ok(watcher::Event::Apply(o)) => Change::Apply(convert(&o)),
+            Ok(watcher::Event::Delete(o)) => Change::Delete(kind, convert(&o).key()),
+            Ok(watcher::Event::Init) => {
+                tracing::debug!(?kind, "listing");
+                Change::ListStart(kind)
+            }
+            Ok(watcher::Event::InitApply(o)) => Change::ListItem(convert(&o)),
+            Ok(watcher::Event::InitDone) => {
+                tracing::debug!(?kind, "listed");
+                Change::ListDone(kind)
+            }
+            Err(e) => {
+                // The model keeps its last state; the backoff paces the retries.
+                tracing::warn!(?kind, "watch failed, retrying: {e}");
+                continue;
+            }
+        };
+        if tx.send(change).is_err() {
+            return;
+        }
+    }
+}
+
+/// Owns the store: applies changes, and after the first one of a burst waits `debounce` for
+/// more before publishing one snapshot (only when it differs from the last one).
+async fn merge(
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    debounce: Duration,
+    synced: tokio::sync::oneshot::Sender<()>,
+    lists: Arc<AtomicU64>,
+) {
+    let apply = |store: &mut Store, change: Change| {
+        if matches!(change, Change::ListDone(_)) {
+            lists.fetch_add(1, Ordering::Relaxed);
+        }
+        store.apply(change)
+    };
+    let mut store = Store::default();
+    let mut synced = Some(synced);
+    let mut waiting_logged = false;
+    while let Some(first) = rx.recv().await {
+        let mut changed = apply(&mut store, first);
+        let deadline = tokio::time::Instant::now() + debounce;
+        loop {
+            tokio::select! {
+                change = rx.recv() => match change {
+                    Some(c) => changed |= apply(&mut store, c),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if !store.synced() {
+            if !waiting_logged {
+                tracing::info!(waiting_for = ?store.unsynced(), "waiting for the first list of every kind");
+                waiting_logged = true;
+            }
+            continue;
+        }
+        if !changed {
+            continue;
+        }
+        let snapshot = store.snapshot();
+        if **tx.borrow() == snapshot {
+            continue;
+        }
+        tracing::debug!("model changed: {}", snapshot.summary());
+        tx.send_replace(Arc::new(snapshot));
+        if let Some(s) = synced.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Sets the `Valid` condition unless the object already carries the same verdict for its
+/// current generation, so every agent writing it converges to no writes at all.
+fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Option<&str>) {
+    let Some(name) = object.metadata.name.clone() else {
+        return;
+    };
+    let generation = object.metadata.generation;
+    let (status, reason, message) = match problem {
+        None => ("True", "Valid", "accepted by caracal".to_string()),
+        Some(p) => ("False", "Invalid", format!("ignored by caracal: {p}")),
+    };
+    let current = object
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(VALID_CONDITION))
+        });
+    if let Some(c) = current
+        && c.get("status").and_then(Value::as_str) == Some(status)
+        && c.get("message").and_then(Value::as_str) == Some(message.as_str())
+        && c.get("observedGeneration").and_then(Value::as_i64) == generation
+    {
+        return;
+    }
+    let condition = json!({
+        "type": VALID_CONDITION,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now()
+        ),
+    });
+    let api = api.clone();
+    tokio::spawn(async move {
+        let patch = Patch::Merge(json!({
+            "status": {"conditions": [condition], "observedGeneration": generation}
+        }));
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
+            tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
+        }
+    });
+}

@@ -1,0 +1,309 @@
+//! The datastore's pure core: the objects it tracks, the [`Store`] that applies watcher events
+//! to them (a re-list is swapped in whole, so the model never passes through empty), and the
+//! [`Snapshot`] handed to the reconcilers.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use caracal_policy::{
+    globalpolicy::GlobalPolicy,
+    model::{ClusterState, Key, Namespace, Pod},
+};
+use ipnet::IpNet;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::{Deserialize, Serialize};
+
+/// A cluster node, as routing and BGP need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    /// `spec.podCIDRs` (or the older `spec.podCIDR`): the blocks this node's pods are numbered from.
+    pub pod_cidrs: Vec<IpNet>,
+    /// `status.addresses` that are IP addresses (host names are left out).
+    pub addresses: Vec<NodeAddress>,
+    pub labels: BTreeMap<String, String>,
+    /// The node's own AS number from the `caracal.dev/bgp-asn` annotation, if set and valid.
+    pub asn: Option<u32>,
+}
+
+impl Node {
+    /// `InternalIP` addresses, the ones BGP peers on by default.
+    pub fn internal_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addresses
+            .iter()
+            .filter(|a| a.kind == "InternalIP")
+            .map(|a| a.ip)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// `InternalIP` or `ExternalIP`.
+    pub kind: String,
+    pub ip: IpAddr,
+}
+
+/// The desired state handed to the reconcilers: the policy model plus the nodes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub cluster: ClusterState,
+    pub nodes: BTreeMap<String, Node>,
+    /// GlobalPolicies ignored as a whole, by name, with the reason.
+    pub rejected: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a full set of objects (later duplicates win).
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut s = Snapshot::default();
+        for object in objects {
+            s.insert(object);
+        }
+        s
+    }
+
+    fn insert(&mut self, object: Object) {
+        match object {
+            Object::Node(n) => {
+                self.nodes.insert(n.name.clone(), n);
+            }
+            Object::Namespace(ns) => {
+                self.cluster.namespaces.insert(ns.name.clone(), ns);
+            }
+            Object::Pod(p) => {
+                self.cluster
+                    .pods
+                    .insert(Key::new(p.namespace.clone(), p.name.clone()), p);
+            }
+            Object::NetworkPolicy(key, np) => {
+                self.cluster.network_policies.insert(key, *np);
+            }
+            Object::GlobalPolicy(name, Ok(gp)) => {
+                self.rejected.remove(&name);
+                self.cluster.global_policies.insert(name, *gp);
+            }
+            Object::GlobalPolicy(name, Err(reason)) => {
+                self.cluster.global_policies.remove(&name);
+                self.rejected.insert(name, reason);
+            }
+        }
+    }
+
+    /// Object counts for logs: `nodes=3 namespaces=5 pods=40 netpols=2 globalpolicies=1 rejected=0`.
+    pub fn summary(&self) -> String {
+        format!(
+            "nodes={} namespaces={} pods={} netpols={} globalpolicies={} rejected={}",
+            self.nodes.len(),
+            self.cluster.namespaces.len(),
+            self.cluster.pods.len(),
+            self.cluster.network_policies.len(),
+            self.cluster.global_policies.len(),
+            self.rejected.len()
+        )
+    }
+}
+
+/// The kinds the datastore watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Node,
+    Namespace,
+    Pod,
+    NetworkPolicy,
+    GlobalPolicy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Node,
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::GlobalPolicy,
+    ];
+}
+
+/// One tracked object, already converted to the model's types.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Node(Node),
+    Namespace(Namespace),
+    Pod(Pod),
+    NetworkPolicy(Key, Box<NetworkPolicy>),
+    /// A GlobalPolicy, or the reason it is ignored.
+    GlobalPolicy(String, Result<Box<GlobalPolicy>, String>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Node(_) => Kind::Node,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Pod(_) => Kind::Pod,
+            Object::NetworkPolicy(..) => Kind::NetworkPolicy,
+            Object::GlobalPolicy(..) => Kind::GlobalPolicy,
+        }
+    }
+
+    /// `name` for cluster-scoped objects, `namespace/name` for namespaced ones.
+    pub fn key(&self) -> String {
+        match self {
+            Object::Node(n) => n.name.clone(),
+            Object::Namespace(n) => n.name.clone(),
+            Object::Pod(p) => format!("{}/{}", p.namespace, p.name),
+            Object::NetworkPolicy(k, _) => k.to_string(),
+            Object::GlobalPolicy(name, _) => name.clone(),
+        }
+    }
+}
+
+/// A watcher event for one kind, with objects already converted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Apply(Object),
+    Delete(Kind, String),
+    /// A (re-)list starts: the following `ListItem`s replace the kind's objects at `ListDone`.
+    ListStart(Kind),
+    ListItem(Object),
+    ListDone(Kind),
+}
+
+#[derive(Default)]
+struct Table {
+    live: BTreeMap<String, Object>,
+    /// The list in progress; the live objects stay in force until it completes.
+    listing: Option<BTreeMap<String, Object>>,
+    synced: bool,
+}
+
+/// Every watched kind's objects, as the watchers last reported them.
+#[derive(Default)]
+pub struct Store {
+    tables: BTreeMap<Kind, Table>,
+}
+
+impl Store {
+    /// Applies one change; returns whether the live objects changed.
+    pub fn apply(&mut self, change: Change) -> bool {
+        match change {
+            Change::Apply(object) => {
+                let table = self.tables.entry(object.kind()).or_default();
+                let key = object.key();
+                if table.live.get(&key) == Some(&object) {
+                    return false;
+                }
+                table.live.insert(key, object);
+                true
+            }
+            Change::Delete(kind, key) => self.tables.entry(kind).or_default().live.remove(&key).is_some(),
+            Change::ListStart(kind) => {
+                self.tables.entry(kind).or_default().listing = Some(BTreeMap::new());
+                false
+            }
+            Change::ListItem(object) => {
+                let table = self.tables.entry(object.kind()).or_default();
+                table
+                    .listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(object.key(), object);
+                false
+            }
+            Change::ListDone(kind) => {
+                let table = self.tables.entry(kind).or_default();
+                let listed = table.listing.take().unwrap_or_default();
+                let changed = !table.synced || table.live != listed;
+                table.live = listed;
+                table.synced = true;
+                changed
+            }
+        }
+    }
+
+    /// Whether every kind has completed its first list: before that, a snapshot would be
+    /// missing objects (an empty policy set would open everything).
+    pub fn synced(&self) -> bool {
+        Kind::ALL
+            .iter()
+            .all(|k| self.tables.get(k).is_some_and(|t| t.synced))
+    }
+
+    /// Kinds that have not completed their first list yet.
+    pub fn unsynced(&self) -> BTreeSet<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| !self.tables.get(k).is_some_and(|t| t.synced))
+            .collect()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::from_objects(self.tables.values().flat_map(|t| t.live.values().cloned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str) -> Object {
+        Object::Namespace(Namespace {
+            name: name.into(),
+            labels: BTreeMap::new(),
+        })
+    }
+
+    fn list(store: &mut Store, kind: Kind, objects: Vec<Object>) -> bool {
+        store.apply(Change::ListStart(kind));
+        for o in objects {
+            store.apply(Change::ListItem(o));
+        }
+        store.apply(Change::ListDone(kind))
+    }
+
+    #[test]
+    fn not_synced_until_every_kind_listed_once() {
+        let mut store = Store::default();
+        for kind in &Kind::ALL[..4] {
+            list(&mut store, *kind, vec![]);
+        }
+        assert!(!store.synced());
+        assert_eq!(store.unsynced(), BTreeSet::from([Kind::GlobalPolicy]));
+        list(&mut store, Kind::GlobalPolicy, vec![]);
+        assert!(store.synced());
+    }
+
+    #[test]
+    fn relist_keeps_old_objects_until_done_then_swaps_whole() {
+        let mut store = Store::default();
+        assert!(list(&mut store, Kind::Namespace, vec![ns("a"), ns("b")]));
+        store.apply(Change::ListStart(Kind::Namespace));
+        store.apply(Change::ListItem(ns("b")));
+        // Mid-list (e.g. the API server went away): the model still has both.
+        assert_eq!(store.snapshot().cluster.namespaces.len(), 2);
+        store.apply(Change::ListItem(ns("c")));
+        assert!(store.apply(Change::ListDone(Kind::Namespace)));
+        let names: Vec<_> = store.snapshot().cluster.namespaces.into_keys().collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[test]
+    fn identical_relist_and_reapply_report_no_change() {
+        let mut store = Store::default();
+        list(&mut store, Kind::Namespace, vec![ns("a")]);
+        assert!(!list(&mut store, Kind::Namespace, vec![ns("a")]));
+        assert!(!store.apply(Change::Apply(ns("a"))));
+        assert!(store.apply(Change::Delete(Kind::Namespace, "a".into())));
+        assert!(!store.apply(Change::Delete(Kind::Namespace, "a".into())));
+    }
+
+    #[test]
+    fn rejected_global_policy_is_reported_not_modelled() {
+        let s = Snapshot::from_objects([Object::GlobalPolicy(
+            "bad".into(),
+            Err("priority: out of range".into()),
+        )]);
+        assert!(s.cluster.global_policies.is_empty());
+        assert_eq!(s.rejected["bad"], "priority: out of range");
+    }
+}
