@@ -235,9 +235,12 @@ async fn kubectl_changes_reach_the_model_within_a_second_and_end_equal_to_the_di
     })
     .await;
 
-    api.kubectl_ok(&["delete", "pod", "db-1", "-n", NS, "--wait=false"], "")
-        .await;
-    // Without a kubelet a deleted pod is gone at once (no graceful termination to wait for).
+    // A scheduled pod waits for its kubelet to confirm termination; there is none, so force.
+    api.kubectl_ok(
+        &["delete", "pod", "db-1", "-n", NS, "--grace-period=0", "--force"],
+        "",
+    )
+    .await;
     let s2 = within_a_second(&mut rx, "pod deleted", |s| {
         !s.cluster.pods.contains_key(&Key::new(NS, "db-1"))
     })
