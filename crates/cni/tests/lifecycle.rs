@@ -546,3 +546,24 @@ fn the_installed_conflist_drives_a_pod_through_add_check_del() {
     assert!(r.ok(), "{r:?}");
     assert!(node.pod_links().is_empty());
 }
+
+#[test]
+fn ipv6_only_pods_reach_each_other_through_the_host_link_local_gateway() {
+    require_root!();
+    let node = Node::new();
+    let mut net = Net::new(Kind::Caracal, "1.1.0", "10.59.0.0/24", None);
+    net.conf["ipam"]["ranges"] = serde_json::json!([[{"subnet": "fd00:59::/120"}]]);
+    let (a, b) = (Pod::new(), Pod::new());
+    let ra = net.add(&node.ns, &a);
+    let rb = net.add(&node.ns, &b);
+    assert!(ra.ok() && rb.ok(), "{ra:?} {rb:?}");
+    let ipb = Pod::result_ips(&rb.json());
+    assert!(ipb.len() == 1 && ipb[0].is_ipv6(), "{}", rb.stdout);
+    assert!(tcp_reachable(a.ns(), b.ns(), ipb[0]));
+    assert!(!a.ns().routes(false).contains("default"), "no IPv4 default route");
+    assert!(net.check(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &b).ok());
+    assert!(node.pod_links().is_empty());
+    assert!(!node.ns.routes(true).contains("fd00:59"));
+}
