@@ -1969,6 +1969,27 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_route_over_ipv4_session_uses_the_interfaces_ipv6_address_as_next_hop() {
+        let mut rib = rib();
+        let e = rib.add_peer(policy("10.0.0.3", 65003));
+        let alt: IpAddr = "fd00:12::2".parse().unwrap();
+        rib.peer_up(
+            e,
+            SessionInfo {
+                local_alt_address: Some(alt),
+                ..session(3)
+            },
+        );
+        rib.originate(net("fd00:2::/64"));
+        rib.originate(net("10.2.0.0/24"));
+        let u = sent(&mut rib, e);
+        let v6 = u.iter().find_map(|u| u.attributes.mp_reach.as_ref()).unwrap();
+        assert_eq!(v6.next_hops, vec![alt]);
+        let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
+        assert_eq!(v4.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
     fn many_prefixes_with_one_attribute_set_are_packed_into_few_updates_within_the_size_limit() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
