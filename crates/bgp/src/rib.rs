@@ -195,6 +195,9 @@ pub struct SessionInfo {
     pub families: Vec<Family>,
     /// Our address on the session, used as next hop when we set ourselves.
     pub local_address: IpAddr,
+    /// An address of the other family on the same interface, the next hop for routes of the
+    /// family the session's own address cannot serve (IPv6 routes over an IPv4 session).
+    pub local_alt_address: Option<IpAddr>,
     /// The peer advertised graceful restart (we keep its routes if the session drops).
     pub graceful_restart: bool,
     /// The peer's OPEN carried the graceful-restart R bit with these families' F bits set;
@@ -983,6 +986,12 @@ impl Rib {
             u.flags |= 0x20; // Partial: we passed on an optional transitive we do not know
         }
         let own_next_hop = |v6: bool| -> IpAddr {
+            if let Some(alt) = session.local_alt_address
+                && alt.is_ipv6() == v6
+                && session.local_address.is_ipv6() != v6
+            {
+                return alt;
+            }
             match (session.local_address, v6) {
                 (IpAddr::V4(a), false) => IpAddr::V4(a),
                 (IpAddr::V6(a), true) => IpAddr::V6(a),
@@ -1494,6 +1503,7 @@ mod tests {
             router_id: Ipv4Addr::new(192, 0, 2, id),
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             local_address: "10.0.0.1".parse().unwrap(),
+            local_alt_address: None,
             graceful_restart: false,
             preserved_families: vec![],
         }

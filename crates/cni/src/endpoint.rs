@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Code, Error, Result};
-use crate::fsutil;
+use crate::fsutil::{self, Durability};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodKey {
@@ -41,7 +41,12 @@ pub fn write(dir: &Path, ep: &Endpoint) -> Result<()> {
     fsutil::ensure_dir(dir)?;
     let data = serde_json::to_vec_pretty(ep)
         .map_err(|e| Error::with_details(Code::Internal, "cannot encode endpoint", e))?;
-    fsutil::write_atomic(&path(dir, &ep.container_id, &ep.ifname), &data)
+    // The directory is under /run (tmpfs): a record needs no fsync, only atomic replacement.
+    fsutil::write_atomic(
+        &path(dir, &ep.container_id, &ep.ifname),
+        &data,
+        Durability::Atomic,
+    )
 }
 
 /// The record of (container, ifname), if there is a readable one.

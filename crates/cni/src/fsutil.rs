@@ -6,9 +6,19 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `data` to `path` through a temporary file in the same directory: write, fsync, rename,
-/// then fsync the directory so the rename itself survives a crash.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// How hard a write insists on reaching the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Temporary file + rename: a reader, or the next invocation after a crash of the process,
+    /// sees the old content or the new, never a torn file. Enough for files under /run, and
+    /// for state whose last write may be lost to a power cut (see `ipam::store`).
+    Atomic,
+    /// Also fsync the file before the rename and the directory after it.
+    Durable,
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::internal(format!("{} has no parent directory", path.display())))?;
@@ -19,9 +29,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durability == Durability::Durable {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durability == Durability::Durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);

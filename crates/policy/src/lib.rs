@@ -2,13 +2,18 @@
 //! iptables chains and ipsets, with an evaluator that explains any verdict. No I/O.
 //!
 //! Flow: [`model`] (desired state) → [`validate`] (into the normalized [`policy`] form, using
-//! [`selector`] and [`expr`]) → [`compile`] (into a [`program::Program`]) → rendered and applied
-//! by the node agent, or run packet by packet by [`eval`].
+//! [`selector`] and [`expr`]) → [`compile`] (into a [`program::Program`]) → [`render`]ed and
+//! [`apply`]-planned for the kernel by the node agent, or run packet by packet by [`eval`].
+//! [`conformance`] runs the shared policy cases against any prober.
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod compile;
+pub mod conformance;
+pub mod eval;
 pub mod expr;
 pub mod globalpolicy;
+pub mod manifests;
 pub mod model;
 pub mod policy;
 pub mod program;

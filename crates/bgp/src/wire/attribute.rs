@@ -193,6 +193,9 @@ pub(crate) fn decode(buf: &[u8], opts: &DecodeOptions) -> Result<Parsed, Error> 
     if !opts.four_octet_as {
         merge_as4(&mut p.attrs, as4_path, as4_aggregator);
     }
+    // Canonical order (the order they are sent in), so that equal attribute sets compare
+    // equal whatever order the peer used.
+    p.attrs.unknown.sort_by_key(|u| u.type_code);
     Ok(p)
 }
 

@@ -194,6 +194,8 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Reply {
     pub exit: i32,
+    /// From spawning the plugin to its exit.
+    pub elapsed: Duration,
     pub stdout: String,
     pub stderr: String,
 }
@@ -253,6 +255,7 @@ pub fn exec_plugin(node: &Netns, bin: &str, cni_path: &str, call: &Call, stdin: 
                 None => cmd.env_remove(k),
             };
         }
+        let start = Instant::now();
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -268,6 +271,7 @@ pub fn exec_plugin(node: &Netns, bin: &str, cni_path: &str, call: &Call, stdin: 
         let o = child.wait_with_output().expect("wait plugin");
         Reply {
             exit: o.status.code().unwrap_or(-1),
+            elapsed: start.elapsed(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }

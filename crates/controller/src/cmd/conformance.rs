@@ -1,10 +1,58 @@
-//! `caracal conformance`.
+//! `caracal conformance [--mode offline|node] [--json] <case files or folders>...`: runs policy
+//! conformance cases (`shared/conformance/FORMAT.md`) and exits non-zero when any probe fails.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use caracal_policy::conformance::{self, Prober, offline::OfflineProber};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Through the compiler and the evaluator, no kernel.
+    Offline,
+    /// For real on this machine: namespaces, veths, iptables, ipsets, real probes (needs root).
+    Node,
+}
 
 #[derive(clap::Args)]
-pub struct ConformanceArgs {}
+pub struct ConformanceArgs {
+    /// How to run the probes.
+    #[arg(long, value_enum, default_value = "offline")]
+    pub mode: Mode,
+    /// Print the machine-readable report instead of the readable one.
+    #[arg(long)]
+    pub json: bool,
+    /// Offline only: also decide every probe with the reference evaluator and fail on disagreement.
+    #[arg(long)]
+    pub cross_check: bool,
+    /// Case files, or folders searched recursively for `*.yaml`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
 
-pub fn run(_args: ConformanceArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("caracal conformance is not implemented yet")
+/// The prober of a mode.
+pub fn prober(mode: Mode, cross_check: bool) -> anyhow::Result<Box<dyn Prober>> {
+    match mode {
+        Mode::Offline => Ok(Box::new(OfflineProber::new(cross_check))),
+        Mode::Node => anyhow::bail!("--mode node is not available in this build"),
+    }
+}
+
+pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let files = conformance::collect_files(&args.paths).context("finding case files")?;
+    if files.is_empty() {
+        anyhow::bail!("no case files (*.yaml) under {:?}", args.paths);
+    }
+    let mut prober = prober(args.mode, args.cross_check)?;
+    let report = conformance::run_files(&files, prober.as_mut());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,10 +1,181 @@
-//! `caracal policy`.
+//! `caracal policy`: explain a decision from manifests, and the compile benchmark.
 
-use std::process::ExitCode;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use caracal_policy::{
+    compile::compile,
+    conformance::{case::parse_protocol, collect_files, offline::path_verdicts},
+    eval, manifests,
+    model::{ClusterState, Key, LocalEndpoint},
+    program::Program,
+};
 
 #[derive(clap::Subcommand)]
-pub enum PolicyCommand {}
+pub enum PolicyCommand {
+    /// Say whether a new connection from one pod to another is allowed, and which policy and
+    /// rule decided, by compiling the manifests and running the packet through the program.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// Source pod, `namespace/name`.
+    pub src: String,
+    /// Destination pod, `namespace/name`.
+    pub dst: String,
+    /// Destination port and protocol, `80/TCP` (protocol TCP, UDP or SCTP; default TCP).
+    pub port: String,
+    /// A folder (searched recursively) or file of manifests: Namespaces, Pods (addresses from
+    /// status.podIPs, node from spec.nodeName), NetworkPolicies, GlobalPolicies.
+    #[arg(long)]
+    pub manifests: Vec<PathBuf>,
+    /// Also print every rule the packet matched.
+    #[arg(long)]
+    pub trace: bool,
+}
 
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        PolicyCommand::Explain(a) => explain(a),
+    }
+}
+
+fn parse_key(s: &str) -> anyhow::Result<Key> {
+    let (ns, name) = s
+        .split_once('/')
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .with_context(|| format!("{s:?} is not namespace/pod"))?;
+    Ok(Key::new(ns, name))
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let src = parse_key(&args.src)?;
+    let dst = parse_key(&args.dst)?;
+    let (port, proto) = args.port.split_once('/').unwrap_or((args.port.as_str(), "TCP"));
+    let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
+    let protocol =
+        parse_protocol(&proto.to_uppercase()).with_context(|| format!("bad protocol {proto:?}"))?;
+    if args.manifests.is_empty() {
+        anyhow::bail!("give --manifests <folder or file>");
+    }
+    let mut state = ClusterState::default();
+    for file in collect_files(&args.manifests)? {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let skipped = manifests::load(&mut state, &text).with_context(|| file.display().to_string())?;
+        for s in skipped {
+            tracing::debug!(file = %file.display(), object = %s, "skipped");
+        }
+    }
+    // Pods written without status get addresses of their own, so that explain still works.
+    let mut next = 0u32;
+    for pod in state.pods.values_mut() {
+        if pod.node.is_none() {
+            pod.node = Some("node".into());
+        }
+        if pod.ips.is_empty() {
+            next += 1;
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 255, 0, 0)) + next);
+            println!(
+                "note: {}/{} has no status.podIP; using {ip}",
+                pod.namespace, pod.name
+            );
+            pod.ips.push(IpAddr::V4(ip));
+        }
+    }
+    let src_pod = state
+        .pods
+        .get(&src)
+        .with_context(|| format!("no pod {src} in the manifests"))?;
+    let dst_pod = state
+        .pods
+        .get(&dst)
+        .with_context(|| format!("no pod {dst} in the manifests"))?;
+
+    let mut programs: BTreeMap<String, Program> = BTreeMap::new();
+    for node in [
+        src_pod.node.clone().unwrap_or_default(),
+        dst_pod.node.clone().unwrap_or_default(),
+    ] {
+        if programs.contains_key(&node) {
+            continue;
+        }
+        let endpoints: Vec<LocalEndpoint> = state
+            .pods
+            .iter()
+            .filter(|(_, p)| p.node.as_deref() == Some(node.as_str()))
+            .map(|(k, p)| LocalEndpoint {
+                pod: k.clone(),
+                iface: caracal_policy::compile::iface_name(k),
+                ips: p.ips.clone(),
+            })
+            .collect();
+        let compiled = compile(&state, &endpoints);
+        for e in &compiled.errors {
+            println!("ignored (invalid): {e}");
+        }
+        programs.insert(node, compiled.program);
+    }
+    let verdicts = path_verdicts(&programs, src_pod, dst_pod, protocol, port)?;
+    let allowed = verdicts.iter().all(|v| v.accepted);
+    println!(
+        "{src} -> {dst} {port}/{}: {}",
+        proto.to_uppercase(),
+        if allowed { "ALLOWED" } else { "DENIED" }
+    );
+    let hops = if verdicts.len() == 1 {
+        vec![format!(
+            "node {} (FORWARD, same node)",
+            src_pod.node.as_deref().unwrap_or("")
+        )]
+    } else {
+        vec![
+            format!(
+                "node {} (FORWARD, leaving {src})",
+                src_pod.node.as_deref().unwrap_or("")
+            ),
+            format!(
+                "node {} (FORWARD, entering {dst})",
+                dst_pod.node.as_deref().unwrap_or("")
+            ),
+        ]
+    };
+    for (hop, v) in hops.iter().zip(&verdicts) {
+        println!("  {hop}: {}", if v.accepted { "accepted" } else { "dropped" });
+        for r in v.reasons() {
+            println!("    {r}");
+        }
+        if args.trace {
+            println!("    trace:");
+            for s in &v.trace {
+                println!(
+                    "      {}[{}] {:?} {}",
+                    s.chain,
+                    s.index,
+                    s.action,
+                    s.comment.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    let (e, i) = eval::reference::allowed(&state, src_pod, dst_pod, protocol, port);
+    println!(
+        "  model: egress of {src}: {} ({})",
+        if e.allowed { "allowed" } else { "denied" },
+        e.reason
+    );
+    println!(
+        "  model: ingress of {dst}: {} ({})",
+        if i.allowed { "allowed" } else { "denied" },
+        i.reason
+    );
+    if allowed != (e.allowed && i.allowed) {
+        anyhow::bail!("the compiled program and the model disagree: this is a caracal bug");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -221,9 +221,17 @@ impl KubeApi {
         // A free port can be taken by someone else before our process binds it: retry with
         // new ports rather than fail a test on that race.
         let mut last = None;
+        let started = Instant::now();
         for _ in 0..3 {
             match Self::start_in(&bin).await {
-                Ok(api) => return Ok(Some(api)),
+                Ok(api) => {
+                    eprintln!(
+                        "etcd and kube-apiserver ready in {:.1?} ({})",
+                        started.elapsed(),
+                        api.dir.display()
+                    );
+                    return Ok(Some(api));
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -340,6 +348,45 @@ impl KubeApi {
             "etcd not healthy after 30 s:\n{}",
             self.log_tail("etcd.log")
         )))
+    }
+
+    /// One request to etcd's JSON gateway; returns the response body.
+    fn etcd_post(&self, path: &str, body: &str) -> Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.etcd_port)).map_err(io("connect to etcd"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(io("set etcd timeout"))?;
+        let req = format!(
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut resp = String::new();
+        s.write_all(req.as_bytes())
+            .and_then(|()| s.read_to_string(&mut resp))
+            .map_err(io(format!("etcd {path}")))?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+            return Err(Error::Start(format!("etcd {path}: {head} {body}")));
+        }
+        Ok(body.to_string())
+    }
+
+    /// Compacts etcd's history up to its current revision, so any watch resuming from an
+    /// older resourceVersion gets `410 Gone` and must re-list.
+    pub fn compact_etcd(&self) -> Result<i64> {
+        // A range over one key answers with the store's current revision in its header.
+        let body = self.etcd_post("/v3/kv/range", r#"{"key":"AA=="}"#)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| Error::Start(format!("etcd range: {e}: {body}")))?;
+        let revision: i64 = v
+            .pointer("/header/revision")
+            .and_then(|r| r.as_str().and_then(|s| s.parse().ok()).or_else(|| r.as_i64()))
+            .ok_or_else(|| Error::Start(format!("etcd range: no revision in {body}")))?;
+        self.etcd_post(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        )?;
+        Ok(revision)
     }
 
     fn etcd_healthy(&self) -> bool {

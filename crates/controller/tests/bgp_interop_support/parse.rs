@@ -429,7 +429,8 @@ pub fn caracal_routes(json: &str) -> Result<Vec<Route>> {
             as_path: as_path_from_value(&r["as_path"]),
             best: r["best"].as_bool().unwrap_or(true),
             stale: r["stale"].as_bool().unwrap_or(false),
-            learned: !r["local"].as_bool().unwrap_or(false),
+            // `peer` is the neighbor the best path came from, or "local" when originated.
+            learned: r["peer"].as_str().is_some_and(|p| p != "local"),
         });
     }
     Ok(out)

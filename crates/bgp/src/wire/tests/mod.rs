@@ -1,8 +1,11 @@
 //! Codec tests: byte vectors per message and attribute, the RFC 7606 case table, OPENs
 //! captured from real BIRD, FRR and GoBGP, and property-based round trips.
 
+mod captured;
+mod fuzz_regressions;
 mod rfc7606;
 mod roundtrip;
+mod throughput;
 mod vectors;
 
 /// Parses hex with optional whitespace and `:` separators; `#` starts a comment that runs

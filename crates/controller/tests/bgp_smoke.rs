@@ -1,0 +1,130 @@
+//! caracal's BGP speaker against BIRD 2 in a two-node lab: an eBGP session carrying IPv4 and
+//! IPv6, routes both ways, learned routes in the kernel, withdrawals, and a clean shutdown
+//! (Cease 6/2 to the peer, our kernel routes removed).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use caracal::lab::{self, Lab, UpOptions};
+
+fn topology(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/topologies")
+        .join(name)
+}
+
+fn caracal_json(lab: &Lab, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = lab.cli("caracal", &all)?;
+    serde_json::from_str(&out).with_context(|| format!("status output: {out}"))
+}
+
+/// Best routes in caracal's Loc-RIB: prefix → next hops.
+fn caracal_routes(lab: &Lab) -> Result<Vec<(String, Vec<String>)>> {
+    let v = caracal_json(lab, &["--routes"])?;
+    let routes = v["routes"].as_array().context("routes array")?;
+    Ok(routes
+        .iter()
+        .map(|r| {
+            let hops = r["next_hops"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            (r["prefix"].as_str().unwrap_or_default().to_string(), hops)
+        })
+        .collect())
+}
+
+fn kernel_routes(lab: &Lab, v6: bool) -> Result<String> {
+    let family = if v6 { "-6" } else { "-4" };
+    lab.exec_ok("caracal", &["ip", family, "route", "show", "proto", "201"])
+}
+
+#[test]
+fn caracal_and_bird_exchange_ipv4_and_ipv6_routes_and_withdrawals() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-smoke"), UpOptions::default())?;
+    let established = |lab: &Lab| -> Result<bool> {
+        let v = caracal_json(lab, &[])?;
+        Ok(v["peers"][0]["state"] == "Established")
+    };
+    lab.wait_for("the session to BIRD", Duration::from_secs(30), established)
+        .with_context(|| {
+            format!(
+                "caracal log:\n{}\nbird log:\n{}",
+                lab.log("caracal"),
+                lab.log("bird")
+            )
+        })?;
+
+    // BIRD's routes reach caracal's Loc-RIB with BIRD as next hop, and its kernel.
+    lab.wait_for("BIRD's prefixes at caracal", Duration::from_secs(15), |lab| {
+        let r = caracal_routes(lab)?;
+        let has = |p: &str, nh: &str| r.iter().any(|(x, h)| x == p && h.iter().any(|n| n == nh));
+        Ok(has("10.1.0.0/24", "10.0.12.1")
+            && has("10.1.1.0/24", "10.0.12.1")
+            && has("fd00:1::/64", "fd00:12::1"))
+    })?;
+    lab.wait_for(
+        "BIRD's prefixes in caracal's kernel",
+        Duration::from_secs(10),
+        |lab| {
+            Ok(kernel_routes(lab, false)?.contains("10.1.0.0/24 via 10.0.12.1")
+                && kernel_routes(lab, true)?.contains("fd00:1::/64 via fd00:12::1"))
+        },
+    )?;
+    let status = caracal_json(&lab, &[])?;
+    let peer = &status["peers"][0];
+    assert_eq!(peer["remote_as"], 65001);
+    assert_eq!(peer["prefixes_accepted"], 3);
+    assert_eq!(peer["prefixes_advertised"], 2);
+    let caps = peer["capabilities"].to_string();
+    assert!(
+        caps.contains("four_octet_as") && caps.contains("ipv6_unicast"),
+        "{caps}"
+    );
+
+    // caracal's originated prefixes reach BIRD with caracal's addresses as next hops.
+    lab.wait_for("caracal's prefixes at BIRD", Duration::from_secs(15), |lab| {
+        let v4 = lab.cli("bird", &["show", "route", "10.2.0.0/24", "all"])?;
+        let v6 = lab.cli("bird", &["show", "route", "fd00:2::/64", "all"])?;
+        Ok(v4.contains("via 10.0.12.2") && v4.contains("AS65002") && v6.contains("via fd00:12::2"))
+    })?;
+
+    // A withdrawal at BIRD leaves caracal's RIB and kernel.
+    lab.cli("bird", &["disable", "origin4"])?;
+    lab.wait_for("the withdrawal at caracal", Duration::from_secs(15), |lab| {
+        let r = caracal_routes(lab)?;
+        Ok(!r.iter().any(|(p, _)| p == "10.1.0.0/24") && !kernel_routes(lab, false)?.contains("10.1.0.0/24"))
+    })?;
+    lab.cli("bird", &["enable", "origin4"])?;
+    lab.wait_for("the re-announcement at caracal", Duration::from_secs(15), |lab| {
+        Ok(kernel_routes(lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"))
+    })?;
+
+    // SIGTERM: Cease 6/2 with a shutdown communication, kernel routes removed, process gone.
+    let pids = Command::new("ip")
+        .args(["netns", "pids", lab.netns("caracal")?])
+        .output()?;
+    let pids = String::from_utf8_lossy(&pids.stdout).to_string();
+    let pid = pids.split_whitespace().next().context("caracal's pid")?;
+    Command::new("kill").args(["-TERM", pid]).status()?;
+    lab.wait_for(
+        "BIRD to see the administrative shutdown",
+        Duration::from_secs(10),
+        |lab| Ok(lab.log("bird").contains("Administrative shutdown")),
+    )?;
+    lab.wait_for("caracal's kernel routes to go", Duration::from_secs(10), |lab| {
+        Ok(kernel_routes(lab, false)?.trim().is_empty() && kernel_routes(lab, true)?.trim().is_empty())
+    })?;
+    lab.wait_for("BIRD to drop caracal's prefix", Duration::from_secs(10), |lab| {
+        Ok(!lab.cli("bird", &["show", "route"])?.contains("10.2.0.0/24"))
+    })?;
+    lab.down()
+}
