@@ -111,18 +111,35 @@ fn program() -> Program {
             };
             dispatch.push(rule(vec![m], Action::Goto(chain.clone())));
             let mut rules = vec![
-                rule(vec![Match::CtState(vec![CtState::Related, CtState::Established])], Action::Accept),
+                rule(
+                    vec![Match::CtState(vec![CtState::Related, CtState::Established])],
+                    Action::Accept,
+                ),
                 rule(vec![Match::CtState(vec![CtState::Invalid])], Action::Drop),
-                rule(vec![], Action::SetMark { value: 0, mask: MARK_ACCEPT | MARK_PASS }),
+                rule(
+                    vec![],
+                    Action::SetMark {
+                        value: 0,
+                        mask: MARK_ACCEPT | MARK_PASS,
+                    },
+                ),
             ];
             for k in 0..POLICIES_PER_ENDPOINT {
                 let pol = policy_name((e * 13 + k * 101 + if dir == "fw" { 7 } else { 0 }) % POLICIES);
                 rules.push(rule(
-                    vec![Match::Mark { value: 0, mask: MARK_PASS, negated: false }],
+                    vec![Match::Mark {
+                        value: 0,
+                        mask: MARK_PASS,
+                        negated: false,
+                    }],
                     Action::Jump(pol),
                 ));
                 rules.push(rule(
-                    vec![Match::Mark { value: MARK_ACCEPT, mask: MARK_ACCEPT, negated: false }],
+                    vec![Match::Mark {
+                        value: MARK_ACCEPT,
+                        mask: MARK_ACCEPT,
+                        negated: false,
+                    }],
                     Action::Return,
                 ));
             }
@@ -133,13 +150,20 @@ fn program() -> Program {
     to.push(rule(vec![], Action::Drop));
     from.push(rule(vec![], Action::Drop));
     p.chains.insert(key("cara-to-wl-dispatch"), Chain { rules: to });
-    p.chains.insert(key("cara-from-wl-dispatch"), Chain { rules: from });
+    p.chains
+        .insert(key("cara-from-wl-dispatch"), Chain { rules: from });
     p.chains.insert(
         key("cara-FORWARD"),
         Chain {
             rules: vec![
-                rule(vec![Match::InInterface("cara+".into())], Action::Jump("cara-from-wl-dispatch".into())),
-                rule(vec![Match::OutInterface("cara+".into())], Action::Jump("cara-to-wl-dispatch".into())),
+                rule(
+                    vec![Match::InInterface("cara+".into())],
+                    Action::Jump("cara-from-wl-dispatch".into()),
+                ),
+                rule(
+                    vec![Match::OutInterface("cara+".into())],
+                    Action::Jump("cara-to-wl-dispatch".into()),
+                ),
             ],
         },
     );
@@ -203,12 +227,24 @@ fn main() {
     let base_ns = Netns::create(&format!("pn-bench-base-{}", unique_suffix())).unwrap();
     let set_text = ipset::render_sets(&prog.sets).unwrap();
     let t = Instant::now();
-    run(Some(base_ns.name()), &tool("ipset").unwrap(), &["restore"], Some(&set_text)).unwrap();
+    run(
+        Some(base_ns.name()),
+        &tool("ipset").unwrap(),
+        &["restore"],
+        Some(&set_text),
+    )
+    .unwrap();
     let base_ipset = t.elapsed();
     let ipt_text: String = rendered.values().map(|t| t.to_restore()).collect();
     let restore = backend::tools(backend, Family::V4).unwrap().restore;
     let t = Instant::now();
-    run(Some(base_ns.name()), &restore, &["--noflush", "--wait", "10"], Some(&ipt_text)).unwrap();
+    run(
+        Some(base_ns.name()),
+        &restore,
+        &["--noflush", "--wait", "10"],
+        Some(&ipt_text),
+    )
+    .unwrap();
     let base_ipt = t.elapsed();
     drop(base_ns);
 
@@ -220,7 +256,10 @@ fn main() {
     let stats = applier.apply(&prog).unwrap();
     let scratch = t.elapsed();
     let (rss1, hwm) = rss_kib();
-    assert!(applier.drift(&prog).unwrap().is_empty(), "kernel differs after apply");
+    assert!(
+        applier.drift(&prog).unwrap().is_empty(),
+        "kernel differs after apply"
+    );
 
     let mut policy_times = Vec::new();
     let mut policy_kernel = Vec::new();
@@ -245,7 +284,10 @@ fn main() {
         label_kernel.push(s.kernel_time);
         assert_eq!((s.restores, s.ipset_calls, s.members_changed), (0, 1, 1));
     }
-    assert!(applier.drift(&prog).unwrap().is_empty(), "kernel differs after updates");
+    assert!(
+        applier.drift(&prog).unwrap().is_empty(),
+        "kernel differs after updates"
+    );
     let touched: BTreeSet<_> = (0..20).collect();
     let _ = touched;
 

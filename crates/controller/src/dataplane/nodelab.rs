@@ -132,10 +132,14 @@ impl NodeLab {
         );
         for (i, PodSpec { key, ip, iface }) in pods.iter().enumerate() {
             if !iface.starts_with(caracal_policy::program::IFACE_PREFIX) || iface.len() > 15 {
-                return Err(Error::Lab(format!("pod {key}: bad host interface name {iface:?}")));
+                return Err(Error::Lab(format!(
+                    "pod {key}: bad host interface name {iface:?}"
+                )));
             }
             if lab.pods.contains_key(key) || lab.pods.values().any(|p| p.iface == *iface || p.ip == *ip) {
-                return Err(Error::Lab(format!("pod {key} repeats another pod's name, interface or address")));
+                return Err(Error::Lab(format!(
+                    "pod {key} repeats another pod's name, interface or address"
+                )));
             }
             let ns = Netns::create(&format!("cp-{suffix}-{i}"))?;
             let (iface, pod_ip) = (iface.clone(), *ip);

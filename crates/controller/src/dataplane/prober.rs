@@ -131,7 +131,12 @@ impl Prober for NodeProber {
             let mut wanted: Vec<(u16, Protocol, Table)> = case
                 .steps
                 .get(running.step)
-                .map(|s| s.expect.iter().map(|e| (e.port, e.protocol, e.table.clone())).collect())
+                .map(|s| {
+                    s.expect
+                        .iter()
+                        .map(|e| (e.port, e.protocol, e.table.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !wanted.iter().any(|(p, pr, _)| *p == port && *pr == protocol) {
                 wanted.push((port, protocol, expected.clone()));
@@ -190,7 +195,10 @@ fn probe_tables(
             for p in pods {
                 table.cells.insert((p.clone(), p.clone()), true);
             }
-            Observation { table, skipped: false }
+            Observation {
+                table,
+                skipped: false,
+            }
         });
         let connected = match outcome {
             Outcome::Connected => true,
@@ -207,7 +215,9 @@ fn probe_tables(
                 !want
             }
         };
-        obs.table.cells.insert((probe.from.clone(), probe.to.clone()), connected);
+        obs.table
+            .cells
+            .insert((probe.from.clone(), probe.to.clone()), connected);
     }
     Ok(out)
 }
