@@ -700,25 +700,25 @@ impl Rib {
             multipath: self.config.multipath,
         };
         type Step = (bool, bool, Option<Summary>, Option<Summary>);
-        let (added, removed, before, after): Step = match (table.get_mut(&prefix), attrs) {
-            (None, None) => return,
-            (None, Some(attrs)) => {
-                table.insert(
-                    prefix,
-                    Paths::One(Path {
-                        attrs,
-                        peer,
-                        stale: false,
-                    }),
-                );
+        use std::collections::hash_map::Entry;
+        let (added, removed, before, after): Step = match (table.entry(prefix), attrs) {
+            (Entry::Vacant(_), None) => return,
+            (Entry::Vacant(v), Some(attrs)) => {
+                let paths = v.insert(Paths::One(Path {
+                    attrs,
+                    peer,
+                    stale: false,
+                }));
+                let before = batch.wants_changes.then(Summary::default);
                 (
                     true,
                     false,
-                    batch.wants_changes.then(Summary::default),
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix))),
+                    before,
+                    batch.wants_changes.then(|| ctx.summary(Some(paths))),
                 )
             }
-            (Some(paths), Some(attrs)) => {
+            (Entry::Occupied(mut o), Some(attrs)) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let existed = paths.get(peer).is_some_and(|p| !p.stale);
                 paths.upsert(Path {
@@ -729,7 +729,8 @@ impl Rib {
                 let after = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 (!existed, false, before, after)
             }
-            (Some(paths), None) => {
+            (Entry::Occupied(mut o), None) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let was_fresh = paths.get(peer).is_some_and(|p| !p.stale);
                 let (hit, empty) = paths.remove(peer);
@@ -737,10 +738,10 @@ impl Rib {
                     return;
                 }
                 let after = if empty {
-                    table.remove(&prefix);
+                    o.remove();
                     batch.wants_changes.then(Summary::default)
                 } else {
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix)))
+                    batch.wants_changes.then(|| ctx.summary(Some(o.get())))
                 };
                 (false, was_fresh, before, after)
             }

@@ -498,7 +498,15 @@ fn the_installed_conflist_drives_a_pod_through_add_check_del() {
         serde_json::from_slice(&std::fs::read(d.path().join("net.d/10-caracal.conflist")).unwrap()).unwrap();
     // The plugin object as a runtime sends it, with the state directories moved into the test's.
     let mut conf = list["plugins"][0].clone();
-    conf["cniVersion"] = list["cniVersion"].clone();
+    // A runtime with libcni >= 1.2 picks the highest version of `cniVersions` it knows.
+    let picked = list["cniVersions"]
+        .as_array()
+        .and_then(|v| v.last())
+        .unwrap()
+        .clone();
+    assert_eq!(picked, "1.1.0");
+    assert_eq!(list["cniVersion"], "1.0.0", "older runtimes read 1.0.0");
+    conf["cniVersion"] = picked;
     conf["name"] = list["name"].clone();
     conf["endpointsDir"] = d.path().join("endpoints").to_str().unwrap().into();
     conf["ipam"]["dataDir"] = d.path().join("ipam").to_str().unwrap().into();
@@ -545,4 +553,25 @@ fn the_installed_conflist_drives_a_pod_through_add_check_del() {
     );
     assert!(r.ok(), "{r:?}");
     assert!(node.pod_links().is_empty());
+}
+
+#[test]
+fn ipv6_only_pods_reach_each_other_through_the_host_link_local_gateway() {
+    require_root!();
+    let node = Node::new();
+    let mut net = Net::new(Kind::Caracal, "1.1.0", "10.59.0.0/24", None);
+    net.conf["ipam"]["ranges"] = serde_json::json!([[{"subnet": "fd00:59::/120"}]]);
+    let (a, b) = (Pod::new(), Pod::new());
+    let ra = net.add(&node.ns, &a);
+    let rb = net.add(&node.ns, &b);
+    assert!(ra.ok() && rb.ok(), "{ra:?} {rb:?}");
+    let ipb = Pod::result_ips(&rb.json());
+    assert!(ipb.len() == 1 && ipb[0].is_ipv6(), "{}", rb.stdout);
+    assert!(tcp_reachable(a.ns(), b.ns(), ipb[0]));
+    assert!(!a.ns().routes(false).contains("default"), "no IPv4 default route");
+    assert!(net.check(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &b).ok());
+    assert!(node.pod_links().is_empty());
+    assert!(!node.ns.routes(true).contains("fd00:59"));
 }
