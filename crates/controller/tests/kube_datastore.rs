@@ -306,6 +306,44 @@ async fn node_agent_serviceaccount_can_list_and_watch_but_not_write() {
     }
     assert_eq!(condition, "True", "the agent marks a valid GlobalPolicy Valid");
 
+    // A policy the schema accepts but caracal cannot use (an expression that does not parse)
+    // is left out of the model whole, and says why in its status.
+    let mut rx = ds.subscribe();
+    apply(
+        &api,
+        "apiVersion: caracal.dev/v1alpha1\nkind: GlobalPolicy\nmetadata: {name: bad-expr}\n\
+         spec: {priority: 5, subject: {selector: \"app == \"}, ingress: [{action: Deny}]}\n",
+    )
+    .await;
+    let s = within_a_second(&mut rx, "invalid policy rejected", |s| {
+        s.rejected.contains_key("bad-expr")
+    })
+    .await;
+    assert!(!s.cluster.global_policies.contains_key("bad-expr"));
+    assert!(s.rejected["bad-expr"].contains("spec.subject.selector"), "{s:?}");
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "globalpolicy",
+                    "bad-expr",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Valid\")].status} \
+                     {.status.conditions[?(@.type==\"Valid\")].message}",
+                ],
+                "",
+            )
+            .await;
+        if status.starts_with("False") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.starts_with("False"), "{status}");
+    assert!(status.contains("spec.subject.selector"), "{status}");
+
     // Any other write is refused.
     let denied = api
         .kubectl_as(kubetest::NODE_AGENT, &["apply", "-f", "-"], NETPOL_DENY)

@@ -182,11 +182,12 @@ fn decode_inner(body: &[u8], opts: &DecodeOptions) -> Result<UpdateOutcome> {
 
     // RFC 7606 §3 (d): mandatory attributes are only required when something is announced.
     if has_reach {
-        let mut required = vec![ty::ORIGIN, ty::AS_PATH];
-        if !announced.is_empty() {
-            required.push(ty::NEXT_HOP);
-        }
-        for type_code in required {
+        // NEXT_HOP only matters for the classic NLRI field (RFC 4760 §3).
+        let next_hop = (!announced.is_empty()).then_some(ty::NEXT_HOP);
+        for type_code in [Some(ty::ORIGIN), Some(ty::AS_PATH), next_hop]
+            .into_iter()
+            .flatten()
+        {
             if !parsed.has(type_code) {
                 parsed.issues.push(AttrIssue {
                     action: Action::TreatAsWithdraw,

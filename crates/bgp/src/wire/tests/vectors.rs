@@ -897,3 +897,81 @@ fn unknown_attributes_are_kept_in_type_code_order() {
     let codes: Vec<u8> = u.attributes.unknown.iter().map(|a| a.type_code).collect();
     assert_eq!(codes, vec![0x2c, 0x7f]);
 }
+
+/// holo-bgp tests/packet/update.rs UPDATE2: every classic field and attribute at once, over a
+/// 4-octet iBGP session, with Extended Length set on several short attributes.
+#[test]
+fn holo_update2_with_every_field_decodes() {
+    let bytes = hex("ffffffffffffffffffffffffffffffff 0129 02
+         0008 180a0001 180a0002   # withdrawn
+         0100                     # attribute length
+         900e0047 0002 01 20 30000000000000000000000000000001
+                  fe800000000000004207bd19111c8411 00
+                  80 20010db8000100000000000000000001 80 20010db8000100000000000000000002
+         900f0025 0002 01 80 20010db8000200000000000000000001 80 20010db8000200000000000000000002
+         40010100
+         5002000e 0203 00000001 00000002 00000003
+         40030401010101
+         800404000001f4
+         400504000001f4
+         400600
+         c00708000003e802020202
+         d008000c 00000001 00000002 00000003
+         80090401010101
+         900a000403030303
+         d01000080000000100000001
+         d0190014 20010db8000000000000000000000001 00000001
+         d020000c 000000010000000000000001
+         200a00ff01 200a00ff02    # NLRI");
+    let opts = four(false);
+    let Message::Update(u) = Message::decode(&bytes, &opts).unwrap() else {
+        panic!()
+    };
+    let v4 = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    assert_eq!(u.withdrawn, vec![v4("10.0.1.0/24"), v4("10.0.2.0/24")]);
+    assert_eq!(u.nlri, vec![v4("10.0.255.1/32"), v4("10.0.255.2/32")]);
+    let a = &u.attributes;
+    let reach = a.mp_reach.as_ref().unwrap();
+    let hops: Vec<IpAddr> = vec![
+        "3000::1".parse().unwrap(),
+        "fe80::4207:bd19:111c:8411".parse().unwrap(),
+    ];
+    assert_eq!(reach.next_hops, hops);
+    assert_eq!(
+        reach.nlri,
+        vec![pfx("2001:db8:1::1/128"), pfx("2001:db8:1::2/128")]
+    );
+    let unreach = a.mp_unreach.as_ref().unwrap();
+    assert_eq!(
+        unreach.withdrawn,
+        vec![pfx("2001:db8:2::1/128"), pfx("2001:db8:2::2/128")]
+    );
+    assert_eq!(a.as_path, Some(AsPath::sequence([1, 2, 3])));
+    assert_eq!((a.med, a.local_pref), (Some(500), Some(500)));
+    assert_eq!(
+        a.aggregator,
+        Some(Aggregator {
+            asn: 1000,
+            address: Ipv4Addr::new(2, 2, 2, 2)
+        })
+    );
+    assert_eq!(a.communities, vec![1, 2, 3]);
+    assert_eq!(a.originator_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
+    assert_eq!(a.cluster_list, vec![Ipv4Addr::new(3, 3, 3, 3)]);
+    assert_eq!(
+        a.large_communities,
+        vec![LargeCommunity {
+            global: 1,
+            local1: 0,
+            local2: 1
+        }]
+    );
+    let codes: Vec<(u8, u8)> = a.unknown.iter().map(|r| (r.type_code, r.flags)).collect();
+    assert_eq!(codes, vec![(16, 0xc0), (25, 0xc0)]);
+    let again = Message::Update(u.clone()).encode(&opts).unwrap();
+    assert!(
+        again.len() < bytes.len(),
+        "short attributes lose their Extended Length"
+    );
+    assert_eq!(Message::decode(&again, &opts).unwrap(), Message::Update(u));
+}
