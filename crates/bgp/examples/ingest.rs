@@ -31,9 +31,10 @@ fn rss_bytes() -> usize {
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // Fields 14 and 15 of the file; after the command name, at indices 11 and 12 here.
-    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / 100.0
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After the command name the fields start at number 3 (state); utime is 14, stime 15.
+    let ticks = |n: usize| f.get(n - 3).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(14) + ticks(15)) as f64 / 100.0
 }
 
 fn main() {

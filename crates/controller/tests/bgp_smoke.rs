@@ -210,3 +210,32 @@ fn two_caracal_speakers_exchange_routes_reload_without_reset_and_enforce_max_pre
     })?;
     lab.down()
 }
+
+#[test]
+fn equal_paths_from_two_bird_peers_become_one_ecmp_kernel_route() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-ecmp"), UpOptions::default())?;
+    let route = |lab: &Lab| lab.exec_ok("caracal", &["ip", "route", "show", "10.9.0.0/24", "proto", "201"]);
+    lab.wait_for("an ECMP route via both BIRDs", Duration::from_secs(30), |lab| {
+        let r = route(lab)?;
+        Ok(r.contains("nexthop via 10.0.1.1") && r.contains("nexthop via 10.0.2.1"))
+    })
+    .with_context(|| format!("caracal log:\n{}", lab.log("caracal")))?;
+    let routes = caracal_routes(&lab)?;
+    let (_, hops) = routes
+        .iter()
+        .find(|(p, _)| p == "10.9.0.0/24")
+        .context("10.9.0.0/24")?;
+    assert_eq!(hops, &vec!["10.0.1.1".to_string(), "10.0.2.1".to_string()]);
+
+    // One BIRD withdraws: the route narrows to the other next hop.
+    lab.cli("bird1", &["disable", "origin4"])?;
+    lab.wait_for("a single-path route via bird2", Duration::from_secs(15), |lab| {
+        let r = route(lab)?;
+        Ok(r.contains("via 10.0.2.1") && !r.contains("10.0.1.1"))
+    })?;
+    lab.down()
+}
