@@ -283,3 +283,51 @@ fn bird_graceful_restart_keeps_its_routes_in_caracals_kernel_until_it_is_back() 
     assert!(kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"));
     lab.down()
 }
+
+#[test]
+fn caracal_carries_routes_between_frr_and_gobgp_and_drops_looped_ones() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-transit"), UpOptions::default())?;
+    lab.wait_for("both sessions", Duration::from_secs(30), |lab| {
+        let v = caracal_json(lab, &[])?;
+        let peers = v["peers"].as_array().context("peers")?;
+        Ok(peers.len() == 2 && peers.iter().all(|p| p["state"] == "Established"))
+    })
+    .with_context(|| format!("caracal log:\n{}", lab.log("caracal")))?;
+    lab.wait_for(
+        "FRR's prefix at GoBGP through caracal",
+        Duration::from_secs(20),
+        |lab| {
+            let rib = lab.cli("gobgp", &["global", "rib"])?;
+            Ok(rib
+                .lines()
+                .any(|l| l.contains("10.1.0.0/24") && l.contains("10.0.13.2") && l.contains("65002 65001")))
+        },
+    )?;
+    lab.wait_for(
+        "GoBGP's prefix at FRR through caracal",
+        Duration::from_secs(20),
+        |lab| {
+            let rib = lab.cli("frr", &["show ip bgp"])?;
+            Ok(rib
+                .lines()
+                .any(|l| l.contains("10.3.0.0/24") && l.contains("10.0.12.2") && l.contains("65002 65003")))
+        },
+    )?;
+    // FRR echoes caracal's own and GoBGP's routes back with AS 65002 in the path: received,
+    // not accepted (loop detection).
+    lab.wait_for("FRR's echoes to be counted", Duration::from_secs(10), |lab| {
+        let v = caracal_json(lab, &[])?;
+        let frr = v["peers"]
+            .as_array()
+            .context("peers")?
+            .iter()
+            .find(|p| p["address"] == "10.0.12.1")
+            .cloned();
+        Ok(frr.is_some_and(|p| p["prefixes_received"] == 3 && p["prefixes_accepted"] == 1))
+    })?;
+    lab.down()
+}
