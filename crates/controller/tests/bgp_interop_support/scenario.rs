@@ -215,6 +215,20 @@ pub fn run(lab: &Lab, daemon: Kind, dut_kind: Kind, checks: Checks) -> Result<()
     wait(lab, "10.1.0.0/24 at the md5 peer", 20, |l| {
         md5.has_route(l, "10.1.0.0/24", Some("10.0.3.1"), Some(&[65001]))
     })?;
+    if matches!(daemon, Kind::Bird | Kind::Exabgp) {
+        // BIRD's and ExaBGP's md5 sessions run without the 4-octet AS capability: the dut
+        // sends 4200000002 as AS_TRANS with an AS4_PATH, from which the peer rebuilds the path.
+        wait(
+            lab,
+            "the 4-octet AS path at the 2-octet-only md5 peer (AS_TRANS + AS4_PATH)",
+            20,
+            |l| md5.has_route(l, "10.2.0.0/24", Some("10.0.3.1"), Some(&[65001, 4200000002])),
+        )?;
+        ok(
+            daemon,
+            "2-octet-only peer: 4-octet AS path carried as AS_TRANS + AS4_PATH (RFC 6793)",
+        );
+    }
     ok(
         daemon,
         "routes sent over IPv4 and IPv6 (IPv6 next hop), eBGP and iBGP, eBGP-learned passed to iBGP",
