@@ -122,6 +122,8 @@ pub struct SetPlan {
     pub swapped: usize,
     pub destroyed: usize,
     pub members_changed: usize,
+    /// Names of the sets created or changed (the caller's record of the kernel needs updating).
+    pub changed: Vec<String>,
 }
 
 impl SetPlan {
@@ -147,6 +149,7 @@ pub fn plan_sets(
         check_set_name(name)?;
         let members = canonical_members(want);
         let Some(have) = actual.get(name) else {
+            plan.changed.push(name.clone());
             plan.created += 1;
             plan.before.push_str(&create_line(name, want));
             for m in members.iter() {
@@ -167,6 +170,7 @@ pub fn plan_sets(
         if have.members == *members {
             continue;
         }
+        plan.changed.push(name.clone());
         let removed: Vec<&SetMember> = have.members.difference(&members).collect();
         let added: Vec<&SetMember> = members.difference(&have.members).collect();
         let changes = removed.len() + added.len();

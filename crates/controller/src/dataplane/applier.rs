@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use caracal_policy::apply::{canonical_members, plan_sets, plan_table};
 use caracal_policy::program::{Chain, Family, IpSet, Program, Table};
 use caracal_policy::render::iptables::{
-    Ctx, RenderedRule, RenderedTable, SavedTable, chain_names, parse_save, render_chain, render_hooks,
+    Ctx, RenderedTable, SavedTable, chain_names, parse_save, render_chain, render_hooks,
 };
 
 use super::Result;
@@ -58,8 +58,10 @@ pub struct Applier {
     tools: BTreeMap<Family, Tools>,
     ipset: PathBuf,
     known: Option<Known>,
-    /// Rendered rules of the chains of the last apply: an unchanged chain is not re-rendered.
-    rendered: BTreeMap<(Family, Table, String), (Chain, Vec<RenderedRule>)>,
+    /// The program's tables as last rendered, and the chains they were rendered from: an
+    /// unchanged chain is neither re-rendered nor copied.
+    tables: BTreeMap<(Family, Table), RenderedTable>,
+    sources: BTreeMap<(Family, Table, String), Chain>,
 }
 
 impl Applier {
@@ -80,7 +82,8 @@ impl Applier {
             tools,
             ipset: tool("ipset")?,
             known: None,
-            rendered: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            sources: BTreeMap::new(),
         })
     }
 
@@ -97,9 +100,10 @@ impl Applier {
     /// the apply retried once, so drift (rules someone else removed) heals itself.
     #[tracing::instrument(skip_all, fields(netns = self.netns.as_deref().unwrap_or("-")))]
     pub fn apply(&mut self, program: &Program) -> Result<ApplyStats> {
-        let tables = self.render(program)?;
+        self.render(program)?;
+        let tables = std::mem::take(&mut self.tables);
         let had_known = self.known.is_some();
-        match self.apply_rendered(program, &tables) {
+        let result = match self.apply_rendered(program, &tables) {
             Ok(s) => Ok(s),
             Err(e) if had_known => {
                 tracing::warn!(error = %e, "apply failed; reading the kernel back and retrying");
@@ -110,7 +114,9 @@ impl Applier {
                 self.known = None;
                 Err(e)
             }
-        }
+        };
+        self.tables = tables;
+        result
     }
 
     /// Removes every caracal chain, hook and set.
@@ -147,39 +153,52 @@ impl Applier {
         Ok(caracal_policy::render::iptables::render_program(program)?)
     }
 
-    /// Renders the program, reusing the rendered rules of chains equal to the last apply's.
-    fn render(&mut self, program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
+    /// Renders the program into `self.tables`, re-rendering only chains that changed since the
+    /// last apply.
+    fn render(&mut self, program: &Program) -> Result<()> {
         let names = chain_names(program);
-        let mut tables: BTreeMap<(Family, Table), RenderedTable> = BTreeMap::new();
-        let mut rendered = BTreeMap::new();
+        // Drop what the program no longer has.
+        self.sources.retain(|key, _| program.chains.contains_key(key));
+        for t in self.tables.values_mut() {
+            t.chains
+                .retain(|name, _| program.chains.contains_key(&(t.family, t.table, name.clone())));
+            t.hooks.clear();
+        }
         for (key, chain) in &program.chains {
             let (family, table, name) = key;
-            let rules = match self.rendered.remove(key) {
-                Some((old, rules)) if old == *chain => (old, rules),
-                _ => {
-                    let ctx = Ctx {
-                        family: *family,
-                        sets: &program.sets,
-                        chains: &names[&(*family, *table)],
-                    };
-                    (chain.clone(), render_chain(name, chain, &ctx)?)
-                }
+            if self.sources.get(key) == Some(chain) {
+                continue;
+            }
+            let ctx = Ctx {
+                family: *family,
+                sets: &program.sets,
+                chains: &names[&(*family, *table)],
             };
-            tables
+            let rules = render_chain(name, chain, &ctx).inspect_err(|_| {
+                // A half-updated cache must not survive a failed render.
+                self.sources.clear();
+                self.tables.clear();
+            })?;
+            self.tables
                 .entry((*family, *table))
                 .or_insert_with(|| RenderedTable::new(*family, *table))
                 .chains
-                .insert(name.clone(), rules.1.clone());
-            rendered.insert(key.clone(), rules);
+                .insert(name.clone(), rules);
+            self.sources.insert(key.clone(), chain.clone());
         }
-        for (key, hooks) in render_hooks(program, &names)? {
-            tables
+        let hooks = render_hooks(program, &names).inspect_err(|_| {
+            self.sources.clear();
+            self.tables.clear();
+        })?;
+        for (key, hooks) in hooks {
+            self.tables
                 .entry(key)
                 .or_insert_with(|| RenderedTable::new(key.0, key.1))
                 .hooks = hooks;
         }
-        self.rendered = rendered;
-        Ok(tables)
+        self.tables
+            .retain(|_, t| !t.chains.is_empty() || !t.hooks.is_empty());
+        Ok(())
     }
 
     fn apply_rendered(
@@ -238,17 +257,20 @@ impl Applier {
         if !set_plan.after.is_empty() {
             self.ipset_restore(&set_plan.after, &mut stats)?;
         }
-        known.sets = program
-            .sets
-            .iter()
-            .map(|(name, set)| {
-                let mut s = set.clone();
-                if let std::borrow::Cow::Owned(m) = canonical_members(set) {
-                    s.members = m;
-                }
-                (name.clone(), s)
-            })
-            .collect();
+        // Only the sets the plan touched are copied: a large cluster has many members.
+        known.sets.retain(|name, _| program.sets.contains_key(name));
+        for name in &set_plan.changed {
+            let set = &program.sets[name];
+            let members = canonical_members(set).into_owned();
+            known.sets.insert(
+                name.clone(),
+                IpSet {
+                    family: set.family,
+                    kind: set.kind,
+                    members,
+                },
+            );
+        }
         known
             .unknown_sets
             .retain(|n| !n.starts_with(caracal_policy::program::SET_PREFIX));
