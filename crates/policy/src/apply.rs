@@ -147,6 +147,12 @@ pub fn plan_sets(
     let mut temp_n = 0usize;
     for (name, want) in desired {
         check_set_name(name)?;
+        // Fast path: an unchanged set, as the caller recorded it, costs one comparison.
+        if actual.get(name).is_some_and(|have| {
+            have.kind == want.kind && have.family == want.family && have.members == want.members
+        }) {
+            continue;
+        }
         let members = canonical_members(want);
         let Some(have) = actual.get(name) else {
             plan.changed.push(name.clone());
