@@ -700,25 +700,25 @@ impl Rib {
             multipath: self.config.multipath,
         };
         type Step = (bool, bool, Option<Summary>, Option<Summary>);
-        let (added, removed, before, after): Step = match (table.get_mut(&prefix), attrs) {
-            (None, None) => return,
-            (None, Some(attrs)) => {
-                table.insert(
-                    prefix,
-                    Paths::One(Path {
-                        attrs,
-                        peer,
-                        stale: false,
-                    }),
-                );
+        use std::collections::hash_map::Entry;
+        let (added, removed, before, after): Step = match (table.entry(prefix), attrs) {
+            (Entry::Vacant(_), None) => return,
+            (Entry::Vacant(v), Some(attrs)) => {
+                let paths = v.insert(Paths::One(Path {
+                    attrs,
+                    peer,
+                    stale: false,
+                }));
+                let before = batch.wants_changes.then(Summary::default);
                 (
                     true,
                     false,
-                    batch.wants_changes.then(Summary::default),
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix))),
+                    before,
+                    batch.wants_changes.then(|| ctx.summary(Some(paths))),
                 )
             }
-            (Some(paths), Some(attrs)) => {
+            (Entry::Occupied(mut o), Some(attrs)) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let existed = paths.get(peer).is_some_and(|p| !p.stale);
                 paths.upsert(Path {
@@ -729,7 +729,8 @@ impl Rib {
                 let after = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 (!existed, false, before, after)
             }
-            (Some(paths), None) => {
+            (Entry::Occupied(mut o), None) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let was_fresh = paths.get(peer).is_some_and(|p| !p.stale);
                 let (hit, empty) = paths.remove(peer);
@@ -737,10 +738,10 @@ impl Rib {
                     return;
                 }
                 let after = if empty {
-                    table.remove(&prefix);
+                    o.remove();
                     batch.wants_changes.then(Summary::default)
                 } else {
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix)))
+                    batch.wants_changes.then(|| ctx.summary(Some(o.get())))
                 };
                 (false, was_fresh, before, after)
             }
@@ -1965,6 +1966,27 @@ mod tests {
         rib.withdraw_local(net("10.244.1.0/24"));
         let u = sent(&mut rib, e);
         assert_eq!(u[0].withdrawn, vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+    }
+
+    #[test]
+    fn ipv6_route_over_ipv4_session_uses_the_interfaces_ipv6_address_as_next_hop() {
+        let mut rib = rib();
+        let e = rib.add_peer(policy("10.0.0.3", 65003));
+        let alt: IpAddr = "fd00:12::2".parse().unwrap();
+        rib.peer_up(
+            e,
+            SessionInfo {
+                local_alt_address: Some(alt),
+                ..session(3)
+            },
+        );
+        rib.originate(net("fd00:2::/64"));
+        rib.originate(net("10.2.0.0/24"));
+        let u = sent(&mut rib, e);
+        let v6 = u.iter().find_map(|u| u.attributes.mp_reach.as_ref()).unwrap();
+        assert_eq!(v6.next_hops, vec![alt]);
+        let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
+        assert_eq!(v4.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
     }
 
     #[test]

@@ -498,7 +498,15 @@ fn the_installed_conflist_drives_a_pod_through_add_check_del() {
         serde_json::from_slice(&std::fs::read(d.path().join("net.d/10-caracal.conflist")).unwrap()).unwrap();
     // The plugin object as a runtime sends it, with the state directories moved into the test's.
     let mut conf = list["plugins"][0].clone();
-    conf["cniVersion"] = list["cniVersion"].clone();
+    // A runtime with libcni >= 1.2 picks the highest version of `cniVersions` it knows.
+    let picked = list["cniVersions"]
+        .as_array()
+        .and_then(|v| v.last())
+        .unwrap()
+        .clone();
+    assert_eq!(picked, "1.1.0");
+    assert_eq!(list["cniVersion"], "1.0.0", "older runtimes read 1.0.0");
+    conf["cniVersion"] = picked;
     conf["name"] = list["name"].clone();
     conf["endpointsDir"] = d.path().join("endpoints").to_str().unwrap().into();
     conf["ipam"]["dataDir"] = d.path().join("ipam").to_str().unwrap().into();

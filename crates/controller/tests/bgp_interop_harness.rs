@@ -27,6 +27,7 @@ fn stand_in(daemon: Kind, folder: &str) {
         peer_sees_cease: true,
         // BIRD overwrites its last error when it reconnects.
         dut_reports_errors: false,
+        gr_without_families: true,
     };
     if let Err(e) = scenario::run(&lab, daemon, Kind::Bird, checks) {
         panic!("{folder} with a BIRD dut: {e:#}\n{}", logs(&lab));

@@ -128,3 +128,114 @@ fn caracal_and_bird_exchange_ipv4_and_ipv6_routes_and_withdrawals() -> Result<()
     })?;
     lab.down()
 }
+
+fn peer0(lab: &Lab, node: &str) -> Result<serde_json::Value> {
+    let out = lab.cli(node, &["--json"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v["peers"][0].clone())
+}
+
+fn has_route(lab: &Lab, node: &str, prefix: &str) -> Result<bool> {
+    let out = lab.cli(node, &["--json", "--routes"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v["routes"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["prefix"] == prefix)))
+}
+
+/// Rewrites `node`'s config (its `originate:` line) and sends the speaker SIGHUP.
+fn reload_with_originate(lab: &Lab, node: &str, originate: &str) -> Result<()> {
+    let path = lab.node_dir(node)?.join(format!("{node}.yaml"));
+    let text = std::fs::read_to_string(&path)?;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("originate:") {
+                format!("originate: {originate}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text + "\n")?;
+    let pids = Command::new("ip")
+        .args(["netns", "pids", lab.netns(node)?])
+        .output()?;
+    let pids = String::from_utf8_lossy(&pids.stdout).to_string();
+    let pid = pids.split_whitespace().next().context("speaker pid")?;
+    Command::new("kill").args(["-HUP", pid]).status()?;
+    Ok(())
+}
+
+#[test]
+fn two_caracal_speakers_exchange_routes_reload_without_reset_and_enforce_max_prefixes() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-caracal-pair"), UpOptions::default())?;
+    lab.wait_for("the session", Duration::from_secs(30), |lab| {
+        Ok(peer0(lab, "a")?["state"] == "Established")
+    })
+    .with_context(|| format!("a:\n{}\nb:\n{}", lab.log("a"), lab.log("b")))?;
+    lab.wait_for("routes both ways", Duration::from_secs(10), |lab| {
+        Ok(has_route(lab, "a", "10.2.0.0/24")? && has_route(lab, "b", "10.1.0.0/24")?)
+    })?;
+    lab.wait_for("b's prefix in a's kernel", Duration::from_secs(10), |lab| {
+        Ok(lab
+            .exec_ok("a", &["ip", "route", "show", "proto", "201"])?
+            .contains("10.2.0.0/24 via 10.0.12.2"))
+    })?;
+
+    // SIGHUP with a new originate list: the change propagates, the session stays up.
+    reload_with_originate(&lab, "b", "[10.3.0.0/24]")?;
+    lab.wait_for("the reload at a", Duration::from_secs(10), |lab| {
+        Ok(has_route(lab, "a", "10.3.0.0/24")? && !has_route(lab, "a", "10.2.0.0/24")?)
+    })?;
+    lab.wait_for("the withdrawal in a's kernel", Duration::from_secs(10), |lab| {
+        let k = lab.exec_ok("a", &["ip", "route", "show", "proto", "201"])?;
+        Ok(k.contains("10.3.0.0/24") && !k.contains("10.2.0.0/24"))
+    })?;
+    let p = peer0(&lab, "a")?;
+    assert_eq!(p["last_error"], serde_json::Value::Null, "{p}");
+    assert_eq!(p["prefixes_accepted"], 1);
+
+    // Four prefixes against a's max_prefixes of 3: a closes the session with Cease 6/1.
+    reload_with_originate(&lab, "b", "[10.3.0.0/24, 10.4.0.0/24, 10.5.0.0/24, 10.6.0.0/24]")?;
+    lab.wait_for("Cease 6/1 at b", Duration::from_secs(10), |lab| {
+        Ok(peer0(lab, "b")?["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("6/1")))
+    })?;
+    lab.down()
+}
+
+#[test]
+fn equal_paths_from_two_bird_peers_become_one_ecmp_kernel_route() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-ecmp"), UpOptions::default())?;
+    let route = |lab: &Lab| lab.exec_ok("caracal", &["ip", "route", "show", "10.9.0.0/24", "proto", "201"]);
+    lab.wait_for("an ECMP route via both BIRDs", Duration::from_secs(30), |lab| {
+        let r = route(lab)?;
+        Ok(r.contains("nexthop via 10.0.1.1") && r.contains("nexthop via 10.0.2.1"))
+    })
+    .with_context(|| format!("caracal log:\n{}", lab.log("caracal")))?;
+    let routes = caracal_routes(&lab)?;
+    let (_, hops) = routes
+        .iter()
+        .find(|(p, _)| p == "10.9.0.0/24")
+        .context("10.9.0.0/24")?;
+    assert_eq!(hops, &vec!["10.0.1.1".to_string(), "10.0.2.1".to_string()]);
+
+    // One BIRD withdraws: the route narrows to the other next hop.
+    lab.cli("bird1", &["disable", "origin4"])?;
+    lab.wait_for("a single-path route via bird2", Duration::from_secs(15), |lab| {
+        let r = route(lab)?;
+        Ok(r.contains("via 10.0.2.1") && !r.contains("10.0.1.1"))
+    })?;
+    lab.down()
+}

@@ -20,6 +20,9 @@ impl Agent {
     fn spawn(args: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_caracal"))
             .arg("agent")
+            // Only the datastore: these tests run in the root namespace, where the agent must
+            // not program iptables or BGP.
+            .arg("--no-dataplane")
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

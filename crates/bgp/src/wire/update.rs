@@ -58,7 +58,10 @@ pub enum UpdateOutcome {
         discarded: Vec<AttrIssue>,
     },
     /// `update` withdraws every prefix the message announced or withdrew (IPv4 unicast in
-    /// `withdrawn`, IPv6 unicast in `attributes.mp_unreach`); `issues` says why.
+    /// `withdrawn`, IPv6 unicast in `attributes.mp_unreach`); `issues` says why. A malformed
+    /// UPDATE that mentioned no prefix at all comes back with its well-formed attributes and
+    /// no prefixes; it is never an End-of-RIB marker, even if `update.end_of_rib()` says so
+    /// because every attribute was malformed, so check the treatment first.
     TreatAsWithdraw { update: Update, issues: Vec<AttrIssue> },
     /// Send `error.to_notification()` and close the session.
     SessionReset(Error),

@@ -155,7 +155,10 @@ async fn run_watcher<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    // Lists are served from the API server's watch cache (resourceVersion=0), as client-go
+    // informers do: every node re-listing after an outage must not all go to etcd.
+    let config = watcher::Config::default().any_semantic();
+    let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let change = match event {
             Ok(watcher::Event::Apply(o)) => Change::Apply(convert(&o)),

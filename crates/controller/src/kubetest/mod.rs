@@ -30,6 +30,8 @@ pub const NODE_AGENT: &str = "caracal-node";
 /// kubeconfig context of an authenticated user with no permissions at all.
 pub const NOBODY: &str = "nobody";
 
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 const NODE_AGENT_USER: &str = "system:serviceaccount:kube-system:caracal-node";
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,30 @@ fn random_hex() -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Removes the directories of test processes that were killed before their Drop could run
+/// (their processes died with them through the parent-death signal).
+fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("caracal-kube-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn unique_dir() -> Result<PathBuf> {
+    remove_stale_dirs();
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "caracal-kube-{}-{}-{}",
@@ -310,8 +335,17 @@ impl KubeApi {
 
     fn spawn(&self, binary: &str, args: &[String], log: &str) -> Result<Child> {
         let log = self.log_file(log)?;
-        Command::new(self.bin.join(binary))
-            .args(args)
+        // Drop kills the processes on success and on panic; setpriv's parent-death signal also
+        // covers a test process that is itself killed (a CI timeout), where no Drop runs. The
+        // signal follows the spawning thread, which outlives the KubeApi in every test runtime.
+        let mut cmd = if Path::new(SETPRIV).is_file() {
+            let mut c = Command::new(SETPRIV);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(self.bin.join(binary));
+            c
+        } else {
+            Command::new(self.bin.join(binary))
+        };
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("clone log file"))?)
             .stderr(log)

@@ -975,3 +975,95 @@ fn holo_update2_with_every_field_decodes() {
     );
     assert_eq!(Message::decode(&again, &opts).unwrap(), Message::Update(u));
 }
+
+/// Decodes `raw` (ExaBGP's `N:raw:` line, colons allowed) and checks that encoding the decoded
+/// value gives the same bytes.
+fn exabgp_round_trip(raw: &str, opts: &SessionOptions) -> Update {
+    let bytes = hex(raw);
+    let Message::Update(u) = Message::decode(&bytes, opts).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        Message::Update(u.clone()).encode(opts).unwrap().to_vec(),
+        bytes,
+        "{raw}"
+    );
+    u
+}
+
+/// ExaBGP qa/encoding/conf-largecommunity.ci (iBGP, 4-octet AS).
+#[test]
+fn exabgp_large_community_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:004C:02:0000003040010100400200400304C000020140050400000064
+         C0201800000B62000000000000029A00000B6200000CF80000007B200808080A",
+        &four(false),
+    );
+    assert_eq!(u.attributes.local_pref, Some(100));
+    assert_eq!(
+        u.attributes.large_communities,
+        vec![
+            LargeCommunity {
+                global: 2914,
+                local1: 0,
+                local2: 666
+            },
+            LargeCommunity {
+                global: 2914,
+                local1: 3320,
+                local2: 123
+            },
+        ]
+    );
+    assert_eq!(u.nlri, vec!["8.8.8.10/32".parse().unwrap()]);
+}
+
+/// ExaBGP qa/encoding/conf-no-asn4.ci: a 2-octet AS session (AS_PATH [100]).
+#[test]
+fn exabgp_two_octet_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0034:02:0000001940010100400204020100644003040A00FFFE4005040000
+         0064180A0001",
+        &SessionOptions {
+            four_octet_as: false,
+            ..four(false)
+        },
+    );
+    assert_eq!(u.attributes.as_path, Some(AsPath::sequence([100])));
+    assert_eq!(u.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 255, 254)));
+}
+
+/// ExaBGP qa/encoding/conf-new-v6.ci: IPv6 unicast in MP_REACH_NLRI (first, RFC 7606 §5.1),
+/// with LOCAL_PREF and communities; and ExaBGP's IPv6 End-of-RIB, which sets Extended Length.
+#[test]
+fn exabgp_ipv6_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0059:02:00000042800E26000201102A020B80000000020000000000000001
+         00802A020B8000000001000000000000000140010100400200400504000000C8C008087814000078147814",
+        &four(false),
+    );
+    let reach = u.attributes.mp_reach.as_ref().unwrap();
+    assert_eq!(
+        reach.next_hops,
+        vec!["2a02:b80:0:2::1".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(reach.nlri, vec![pfx("2a02:b80:0:1::1/128")]);
+    assert_eq!(u.attributes.communities, vec![0x7814_0000, 0x7814_7814]);
+    let eor = hex("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:001E:02:00000007900F0003000201");
+    let Message::Update(e) = Message::decode(&eor, &four(false)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.end_of_rib(), Some(Family::IPV6_UNICAST));
+}
+
+#[test]
+fn a_peer_without_multiprotocol_capabilities_gets_ipv4_unicast_only() {
+    let old = Open {
+        capabilities: vec![Capability::RouteRefresh],
+        ..open_value()
+    };
+    let o = SessionOptions::negotiate(&open_value(), &old, true);
+    assert_eq!(o.families, vec![Family::IPV4_UNICAST], "RFC 4760 §8");
+    assert!(!o.four_octet_as, "a 2-octet peer");
+    assert_eq!(o.max_message_len(), 4096);
+}
