@@ -106,6 +106,8 @@ struct PeerEntry {
     flush_at: Option<Instant>,
     /// Restart time the peer advertised (graceful restart), and when its stale routes expire.
     peer_restart_time: Option<u16>,
+    /// Both sides set the graceful-restart N bit (RFC 8538).
+    notification_gr: bool,
     stale_deadline: Option<Instant>,
 }
 
@@ -432,13 +434,16 @@ impl Core {
             families: families.clone(),
             route_refresh: true,
             extended_message: true,
-            graceful_restart: (p.graceful_restart_time > 0).then(|| GracefulRestart {
-                restarting: self.restarted,
-                notification: false,
+            // Always advertised, so that peers know we keep their routes when they restart
+            // (receiving speaker); a restart time of 0 asks them not to keep ours.
+            graceful_restart: Some(GracefulRestart {
+                restarting: self.restarted && p.graceful_restart_time > 0,
+                // RFC 8538: a NOTIFICATION other than Hard Reset keeps the routes too.
+                notification: true,
                 restart_time: p.graceful_restart_time,
                 families: families
                     .iter()
-                    .map(|f| (*f, self.config.install_routes))
+                    .map(|f| (*f, self.config.install_routes && p.graceful_restart_time > 0))
                     .collect(),
             }),
         }
@@ -491,6 +496,7 @@ impl Core {
             last_flush: None,
             flush_at: None,
             peer_restart_time: None,
+            notification_gr: false,
             stale_deadline: None,
         };
         self.peers.insert(p.address, entry);
@@ -543,7 +549,8 @@ impl Core {
                 p.capabilities = negotiated.capability_names();
                 p.last_flush = None;
                 let gr = negotiated.peer_graceful_restart.clone();
-                p.peer_restart_time = gr.as_ref().map(|g| g.restart_time);
+                p.peer_restart_time = gr.as_ref().map(|g| g.restart_time).filter(|t| *t > 0);
+                p.notification_gr = gr.as_ref().is_some_and(|g| g.notification);
                 let preserved = gr
                     .as_ref()
                     .filter(|g| g.restarting)
@@ -591,9 +598,15 @@ impl Core {
                 p.options = None;
                 p.flush_at = None;
                 if was_established {
-                    // RFC 4724: keep a graceful peer's routes when the connection just dropped.
+                    // RFC 4724: keep a graceful peer's routes when the connection just dropped;
+                    // RFC 8538: also after a NOTIFICATION from it, unless a Hard Reset (6/9).
+                    let soft = |n: &crate::wire::Notification| !(n.code == 6 && n.subcode == 9);
                     let keep = p.peer_restart_time.is_some()
-                        && matches!(reason, DownReason::ConnectionLost | DownReason::HoldTimerExpired);
+                        && match &reason {
+                            DownReason::ConnectionLost | DownReason::HoldTimerExpired => true,
+                            DownReason::NotificationReceived(n) => p.notification_gr && soft(n),
+                            _ => false,
+                        };
                     self.rib.peer_down(idx, keep);
                     p.stale_deadline = if keep {
                         let wait = p.peer_restart_time.unwrap_or(0).max(1);

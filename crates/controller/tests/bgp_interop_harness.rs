@@ -89,6 +89,8 @@ fn bird_route_text_parses_into_paths_with_next_hops_and_as_paths() {
             best: true,
             stale: false,
             learned: true,
+            originator_id: None,
+            cluster_list: Vec::new(),
         }
     );
     assert!(!r[1].best && r[1].learned && r[1].as_path == vec![65009]);

@@ -239,3 +239,47 @@ fn equal_paths_from_two_bird_peers_become_one_ecmp_kernel_route() -> Result<()> 
     })?;
     lab.down()
 }
+
+#[test]
+fn bird_graceful_restart_keeps_its_routes_in_caracals_kernel_until_it_is_back() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-gr"), UpOptions::default())?;
+    let state = |lab: &Lab| -> Result<String> {
+        Ok(caracal_json(lab, &[])?["peers"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    lab.wait_for("the session", Duration::from_secs(30), |lab| {
+        Ok(state(lab)? == "Established")
+    })?;
+    lab.wait_for("BIRD's routes in the kernel", Duration::from_secs(10), |lab| {
+        Ok(kernel_routes(lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"))
+    })?;
+
+    // BIRD shuts down for a graceful restart: the session drops, forwarding stays.
+    lab.cli("bird", &["graceful", "restart"])?;
+    lab.wait_for("the session to drop", Duration::from_secs(10), |lab| {
+        Ok(state(lab)? != "Established")
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"));
+    assert!(caracal_routes(&lab)?.iter().any(|(p, _)| p == "10.1.0.0/24"));
+
+    // BIRD comes back (-R: recovering from a graceful restart) and re-announces.
+    let dir = lab.node_dir("bird")?.to_path_buf();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let (cfg, ctl, pid) = (path("bird.conf"), path("bird.ctl"), path("bird.pid"));
+    lab.exec_ok("bird", &["bird", "-R", "-c", &cfg, "-s", &ctl, "-P", &pid])?;
+    lab.wait_for("the session again", Duration::from_secs(30), |lab| {
+        Ok(state(lab)? == "Established")
+    })?;
+    lab.wait_for("fresh routes", Duration::from_secs(10), |lab| {
+        Ok(caracal_json(lab, &[])?["peers"][0]["prefixes_accepted"] == 3)
+    })?;
+    assert!(kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"));
+    lab.down()
+}

@@ -279,9 +279,32 @@ pub async fn reconcile_bgp(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let Some(value) = config.bgp.clone() else {
+    let Some(mut value) = config.bgp.clone() else {
         return Ok(());
     };
+    // One config for every node (a DaemonSet's ConfigMap): without a router_id, the node's
+    // first IPv4 InternalIP is its BGP identifier, as Calico does.
+    let key = serde_yaml::Value::from("router_id");
+    if value.get(&key).is_none() {
+        let id = loop {
+            let found = snapshots
+                .borrow_and_update()
+                .nodes
+                .get(&config.node_name)
+                .and_then(|n| n.internal_ips().find(|ip| ip.is_ipv4()));
+            if let Some(ip) = found {
+                break ip;
+            }
+            tracing::info!(node = %config.node_name, "waiting for this node's InternalIP to pick a BGP router ID");
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
+                _ = stop.changed() => return Ok(()),
+            }
+        };
+        if let Some(map) = value.as_mapping_mut() {
+            map.insert(key, serde_yaml::Value::from(id.to_string()));
+        }
+    }
     let base: caracal_bgp::config::SpeakerConfig =
         serde_yaml::from_value(value).context("bgp: invalid speaker config")?;
     base.validate().context("bgp")?;
