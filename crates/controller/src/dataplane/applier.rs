@@ -43,12 +43,15 @@ pub struct ApplyStats {
     pub kernel_time: Duration,
 }
 
+/// A chain's identity in a [`Program`].
+pub type ChainKey = (Family, Table, String);
+
 /// The chains and sets that may differ from the last apply; everything else is taken as
 /// unchanged. Built from the incremental compiler's delta.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Chains new, changed or removed.
-    pub chains: BTreeSet<(Family, Table, String)>,
+    pub chains: BTreeSet<ChainKey>,
     /// Sets new, changed (members) or removed.
     pub sets: BTreeSet<String>,
 }
@@ -202,7 +205,7 @@ impl Applier {
                 }
             }
         }
-        let chains: Box<dyn Iterator<Item = (&(Family, Table, String), &Chain)>> = match only {
+        let chains: Box<dyn Iterator<Item = (&ChainKey, &Chain)>> = match only {
             None => Box::new(program.chains.iter()),
             Some(changes) => Box::new(
                 changes
