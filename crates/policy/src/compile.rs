@@ -37,9 +37,14 @@ use std::{
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
 use crate::{
+    globalpolicy::GlobalPolicy,
     model::{ClusterState, Key, LocalEndpoint, NAMESPACE_NAME_LABEL, Namespace, Pod},
-    policy::{Action as PAction, Direction, Layer, Peer, PodSet, Policy, PolicyRule, PortMatch},
+    policy::{
+        Action as PAction, Direction, Layer, NsMatch, Peer, PodSet, Policy, PolicyId, PolicyRule, PortMatch,
+    },
     program::{
         Action, CHAIN_PREFIX, Chain, CtState, Family, Hook, IFACE_PREFIX, IpSet, MARK_ACCEPT, MARK_PASS,
         MAX_CHAIN_NAME, MAX_SET_NAME, Match, Program, Protocol, Rule, SET_PREFIX, SetDir, SetKind, SetMember,
@@ -159,69 +164,172 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
     (out, errors)
 }
 
-/// Looks pods up by namespace and by label, so that a selector does not scan the whole cluster.
-pub struct PodIndex<'a> {
-    state: &'a ClusterState,
-    by_label: HashMap<(&'a str, &'a str), Vec<&'a Pod>>,
+/// Pods by label and namespace, so that a selector does not scan the whole cluster.
+#[derive(Default)]
+struct LabelIndex {
+    ids: HashMap<Key, u32>,
+    keys: Vec<Option<Key>>,
+    free: Vec<u32>,
+    by_label: HashMap<(String, String), Vec<u32>>,
+    per_namespace: HashMap<String, usize>,
 }
 
-impl<'a> PodIndex<'a> {
-    pub fn new(state: &'a ClusterState) -> Self {
-        let mut by_label: HashMap<(&str, &str), Vec<&Pod>> = HashMap::new();
-        for pod in state.pods.values() {
-            for (k, v) in &pod.labels {
-                by_label.entry((k.as_str(), v.as_str())).or_default().push(pod);
+impl LabelIndex {
+    fn insert(&mut self, pod: &Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.free.pop().unwrap_or(self.keys.len() as u32);
+                if id as usize == self.keys.len() {
+                    self.keys.push(None);
+                }
+                self.keys[id as usize] = Some(key.clone());
+                self.ids.insert(key, id);
+                *self.per_namespace.entry(pod.namespace.clone()).or_default() += 1;
+                id
+            }
+        };
+        for (k, v) in &pod.labels {
+            self.by_label.entry((k.clone(), v.clone())).or_default().push(id);
+        }
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let Some(id) = self.ids.remove(&key) else { return };
+        self.remove_labels(id, pod);
+        self.keys[id as usize] = None;
+        self.free.push(id);
+        if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
+            *n -= 1;
+        }
+    }
+
+    fn remove_labels(&mut self, id: u32, pod: &Pod) {
+        for (k, v) in &pod.labels {
+            if let Some(list) = self.by_label.get_mut(&(k.clone(), v.clone())) {
+                if let Some(pos) = list.iter().position(|&x| x == id) {
+                    list.swap_remove(pos);
+                }
+                if list.is_empty() {
+                    self.by_label.remove(&(k.clone(), v.clone()));
+                }
             }
         }
-        PodIndex { state, by_label }
     }
 
-    /// Every pod in `set`, in a deterministic order.
-    pub fn members(&self, set: &PodSet) -> Vec<&'a Pod> {
-        let mut ns_cache: HashMap<&'a str, bool> = HashMap::new();
-        let mut ns_ok = |pod: &'a Pod| -> bool {
-            *ns_cache
-                .entry(pod.namespace.as_str())
-                .or_insert_with(|| set.namespaces.matches(&namespace(self.state, &pod.namespace)))
+    /// Relabels a pod already in the index.
+    fn relabel(&mut self, old: &Pod, new: &Pod) {
+        let Some(&id) = self.ids.get(&Key::new(new.namespace.clone(), new.name.clone())) else {
+            return self.insert(new);
         };
-        let candidates: Box<dyn Iterator<Item = &'a Pod>> = match (
-            &set.namespaces,
-            set.pods
-                .selector
-                .required_label()
-                .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label())),
-        ) {
-            (crate::policy::NsMatch::Named(ns), _) => Box::new(
-                self.state
-                    .pods
-                    .range(Key::new(ns.as_str(), "")..)
-                    .take_while(move |(k, _)| k.namespace == *ns)
-                    .map(|(_, p)| p),
-            ),
-            (_, Some(kv)) => Box::new(self.by_label.get(&kv).into_iter().flatten().copied()),
-            _ => Box::new(self.state.pods.values()),
-        };
-        candidates
-            .filter(|p| set.pods.matches(&p.labels) && ns_ok(p))
-            .collect()
+        if old.labels == new.labels {
+            return;
+        }
+        self.remove_labels(id, old);
+        for (k, v) in &new.labels {
+            self.by_label.entry((k.clone(), v.clone())).or_default().push(id);
+        }
     }
 }
 
-/// Compiles the program of one node.
-pub fn compile(state: &ClusterState, endpoints: &[LocalEndpoint]) -> Compiled {
-    let (policies, errors) = policies(state);
-    let index = PodIndex::new(state);
-    let mut b = Builder {
-        state,
-        index: &index,
-        endpoints,
-        program: Program::default(),
-        set_cache: HashMap::new(),
+/// Every pod of `set`, looking candidates up by namespace or by a required label, whichever
+/// is smaller.
+fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
+    let mut ns_cache: HashMap<&str, bool> = HashMap::new();
+    let by_label = set
+        .pods
+        .selector
+        .required_label()
+        .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label()))
+        .map(|(k, v)| {
+            index
+                .by_label
+                .get(&(k.to_string(), v.to_string()))
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        });
+    let namespaces: Vec<&str> = match &set.namespaces {
+        NsMatch::Named(n) => vec![n.as_str()],
+        NsMatch::Selector(s) if s.is_everything() => Vec::new(),
+        NsMatch::Selector(_) => {
+            let mut names: Vec<&str> = index.per_namespace.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            names
+                .into_iter()
+                .filter(|n| set.namespaces.matches(&namespace(state, n)))
+                .collect()
+        }
     };
-    b.build(&policies);
-    Compiled {
-        program: b.program,
-        errors,
+    let everything_ns = matches!(&set.namespaces, NsMatch::Selector(s) if s.is_everything());
+    let ns_cost: usize = if everything_ns {
+        state.pods.len()
+    } else {
+        namespaces
+            .iter()
+            .map(|n| index.per_namespace.get(*n).copied().unwrap_or(0))
+            .sum()
+    };
+    let mut out: Vec<&Pod> = match by_label {
+        Some(ids) if ids.len() < ns_cost => ids
+            .iter()
+            .filter_map(|id| index.keys[*id as usize].as_ref())
+            .filter_map(|k| state.pods.get(k))
+            .collect(),
+        _ if everything_ns => state.pods.values().collect(),
+        _ => namespaces
+            .iter()
+            .flat_map(|ns| {
+                state
+                    .pods
+                    .range(Key::new(*ns, "")..)
+                    .take_while(move |(k, _)| k.namespace == *ns)
+                    .map(|(_, p)| p)
+            })
+            .collect(),
+    };
+    out.retain(|p| {
+        set.pods.matches(&p.labels)
+            && *ns_cache
+                .entry(p.namespace.as_str())
+                .or_insert_with(|| set.namespaces.matches(&namespace(state, &p.namespace)))
+    });
+    out
+}
+
+/// What a live ipset holds, so that a pod change can update members without recomputing sets.
+#[derive(Clone, Debug)]
+enum SetDef {
+    Pods(PodSet),
+    Net,
+    /// Pods with a container port of this name and protocol: local endpoints only (ingress) or
+    /// the whole cluster (egress).
+    NamedPort {
+        local: bool,
+        protocol: Protocol,
+        name: String,
+    },
+}
+
+/// What changed in the program since the previous call, for an incremental apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Chains that are new or whose rules changed.
+    pub chains_changed: BTreeSet<(Family, Table, String)>,
+    pub chains_removed: BTreeSet<(Family, Table, String)>,
+    /// Sets that are new (create and fill whole).
+    pub sets_added: BTreeSet<String>,
+    /// Sets no longer referenced (destroy after the chains that used them are gone).
+    pub sets_removed: BTreeSet<String>,
+    /// Member changes of sets that existed before and still exist.
+    pub members_added: Vec<(String, SetMember)>,
+    pub members_removed: Vec<(String, SetMember)>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        *self == Delta::default()
     }
 }
 
@@ -233,170 +341,510 @@ struct Applicable<'p> {
     baseline: Vec<&'p Policy>,
 }
 
-struct Builder<'a> {
-    state: &'a ClusterState,
-    index: &'a PodIndex<'a>,
-    endpoints: &'a [LocalEndpoint],
+/// A stateful compiler for one node: holds the desired state, the validated policies, which
+/// policies select which local endpoint, and the live sets, so that a changed policy recompiles
+/// one policy and the endpoint chains, and a remote pod change only touches set members.
+pub struct Compiler {
+    state: ClusterState,
+    endpoints: Vec<LocalEndpoint>,
+    policies: BTreeMap<PolicyId, Policy>,
+    errors: BTreeMap<String, validate::Error>,
+    /// Policy -> indices of the local endpoints its subject selects.
+    selected: HashMap<PolicyId, Vec<usize>>,
+    index: LabelIndex,
+    /// Live sets: name -> definition.
+    sets: HashMap<String, SetDef>,
+    /// (family, key) -> set name.
+    set_names: HashMap<(Family, String), String>,
+    /// Compiled policy chains, reused until the policy changes.
+    policy_chains: HashMap<(Family, Direction, PolicyId), Chain>,
     program: Program,
-    /// Set key -> set name, so that each set is computed once per family.
-    set_cache: HashMap<(Family, String), Option<String>>,
 }
 
-impl Builder<'_> {
-    fn build(&mut self, policies: &[Policy]) {
-        let mut endpoints: Vec<&LocalEndpoint> = self.endpoints.iter().collect();
+impl Compiler {
+    /// Compiles from scratch.
+    pub fn new(state: ClusterState, endpoints: &[LocalEndpoint]) -> Self {
+        let mut endpoints: Vec<LocalEndpoint> = endpoints.to_vec();
         endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
         endpoints.dedup_by(|a, b| a.iface == b.iface);
+        let mut index = LabelIndex::default();
+        for pod in state.pods.values() {
+            index.insert(pod);
+        }
+        let mut c = Compiler {
+            state,
+            endpoints,
+            policies: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            selected: HashMap::new(),
+            index,
+            sets: HashMap::new(),
+            set_names: HashMap::new(),
+            policy_chains: HashMap::new(),
+            program: Program::default(),
+        };
+        let nps: Vec<_> = c
+            .state
+            .network_policies
+            .values()
+            .map(validate::network_policy)
+            .collect();
+        let gps: Vec<_> = c
+            .state
+            .global_policies
+            .values()
+            .map(validate::global_policy)
+            .collect();
+        for r in nps.into_iter().chain(gps) {
+            match r {
+                Ok(p) => {
+                    c.policies.insert(p.id.clone(), p);
+                }
+                Err(e) => {
+                    c.errors.insert(e.object.clone(), e);
+                }
+            }
+        }
+        let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
+        for id in ids {
+            c.reselect(&id);
+        }
+        c.rebuild();
+        c
+    }
 
-        // Which policies apply to which endpoint, per direction.
-        let mut per_endpoint: Vec<[Applicable<'_>; 2]> = Vec::new();
-        let mut active: BTreeMap<(Direction, usize), ()> = BTreeMap::new();
-        for ep in &endpoints {
-            let empty = Pod {
-                namespace: ep.pod.namespace.clone(),
-                name: ep.pod.name.clone(),
-                ..Default::default()
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn into_program(self) -> Program {
+        self.program
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The objects rejected by validation (and ignored), in name order.
+    pub fn errors(&self) -> Vec<validate::Error> {
+        self.errors.values().cloned().collect()
+    }
+
+    /// Adds or replaces a NetworkPolicy.
+    pub fn set_network_policy(&mut self, np: NetworkPolicy) -> Delta {
+        let ns = np.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = np.metadata.name.clone().unwrap_or_default();
+        let result = validate::network_policy(&np);
+        self.state
+            .network_policies
+            .insert(Key::new(ns.clone(), name.clone()), np);
+        self.replace_policy(PolicyId::Network { namespace: ns, name }, result)
+    }
+
+    pub fn remove_network_policy(&mut self, key: &Key) -> Delta {
+        self.state.network_policies.remove(key);
+        let id = PolicyId::Network {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        };
+        self.drop_policy(&id);
+        self.rebuild()
+    }
+
+    /// Adds or replaces a GlobalPolicy.
+    pub fn set_global_policy(&mut self, gp: GlobalPolicy) -> Delta {
+        let name = gp.name().to_string();
+        let result = validate::global_policy(&gp);
+        self.state.global_policies.insert(name.clone(), gp);
+        self.replace_policy(PolicyId::Global { name }, result)
+    }
+
+    pub fn remove_global_policy(&mut self, name: &str) -> Delta {
+        self.state.global_policies.remove(name);
+        self.drop_policy(&PolicyId::Global { name: name.into() });
+        self.rebuild()
+    }
+
+    fn drop_policy(&mut self, id: &PolicyId) {
+        self.policies.remove(id);
+        self.selected.remove(id);
+        self.errors.remove(&id.to_string());
+        self.policy_chains.retain(|(_, _, pid), _| pid != id);
+    }
+
+    fn replace_policy(&mut self, id: PolicyId, result: validate::Result<Policy>) -> Delta {
+        self.drop_policy(&id);
+        match result {
+            Ok(p) => {
+                self.policies.insert(id.clone(), p);
+                self.reselect(&id);
+            }
+            Err(e) => {
+                tracing::warn!(policy = %id, error = %e, "ignoring invalid policy");
+                self.errors.insert(id.to_string(), e);
+            }
+        }
+        self.rebuild()
+    }
+
+    /// Adds or replaces a pod. A remote pod only changes set members; a local one also its
+    /// chains.
+    pub fn set_pod(&mut self, pod: Pod) -> Delta {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let old = self.state.pods.insert(key.clone(), pod.clone());
+        match &old {
+            Some(o) => self.index.relabel(o, &pod),
+            None => self.index.insert(&pod),
+        }
+        let mut delta = self.update_members(old.as_ref(), Some(&pod));
+        if self.endpoints.iter().any(|e| e.pod == key) {
+            delta = self.local_changed(delta);
+        }
+        delta
+    }
+
+    pub fn remove_pod(&mut self, key: &Key) -> Delta {
+        let Some(old) = self.state.pods.remove(key) else {
+            return Delta::default();
+        };
+        self.index.remove(&old);
+        let mut delta = self.update_members(Some(&old), None);
+        if self.endpoints.iter().any(|e| e.pod == *key) {
+            delta = self.local_changed(delta);
+        }
+        delta
+    }
+
+    /// Adds or replaces a namespace (its labels move pods in and out of many sets: recomputes
+    /// every pod set and every policy's selection).
+    pub fn set_namespace(&mut self, ns: Namespace) -> Delta {
+        self.state.namespaces.insert(ns.name.clone(), ns);
+        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
+        for id in ids {
+            self.reselect(&id);
+        }
+        let mut delta = Delta::default();
+        let names: Vec<(String, SetDef)> = self
+            .sets
+            .iter()
+            .filter(|(_, d)| matches!(d, SetDef::Pods(_)))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        for (name, def) in names {
+            let family = self.program.sets[&name].family;
+            let fresh = self.compute_members(family, &def);
+            let old = &self.program.sets[&name].members;
+            for m in fresh.difference(old) {
+                delta.members_added.push((name.clone(), m.clone()));
+            }
+            for m in old.difference(&fresh) {
+                delta.members_removed.push((name.clone(), m.clone()));
+            }
+            self.program.sets.get_mut(&name).unwrap().members = fresh;
+        }
+        let chains = self.rebuild();
+        merge(delta, chains)
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) -> Delta {
+        match self.state.namespaces.get(name) {
+            Some(_) => {
+                // Recompute as if it changed; then drop it (its pods keep the name label only).
+                self.state.namespaces.remove(name);
+                let placeholder = namespace(&self.state, name).into_owned();
+                let delta = self.set_namespace(placeholder);
+                self.state.namespaces.remove(name);
+                delta
+            }
+            None => Delta::default(),
+        }
+    }
+
+    /// Brings the compiler to `new` by applying only what differs (namespaces, pods, policies),
+    /// and returns the combined delta.
+    pub fn sync_to(&mut self, new: &ClusterState) -> Delta {
+        let mut delta = Delta::default();
+        let old_ns: Vec<String> = self.state.namespaces.keys().cloned().collect();
+        for n in old_ns.iter().filter(|n| !new.namespaces.contains_key(*n)) {
+            delta = merge(delta, self.remove_namespace(n));
+        }
+        for (n, ns) in &new.namespaces {
+            if self.state.namespaces.get(n) != Some(ns) {
+                delta = merge(delta, self.set_namespace(ns.clone()));
+            }
+        }
+        let gone: Vec<Key> = self
+            .state
+            .pods
+            .keys()
+            .filter(|k| !new.pods.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            delta = merge(delta, self.remove_pod(&k));
+        }
+        for (k, p) in &new.pods {
+            if self.state.pods.get(k) != Some(p) {
+                delta = merge(delta, self.set_pod(p.clone()));
+            }
+        }
+        let gone: Vec<Key> = self
+            .state
+            .network_policies
+            .keys()
+            .filter(|k| !new.network_policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            delta = merge(delta, self.remove_network_policy(&k));
+        }
+        for (k, np) in &new.network_policies {
+            if self.state.network_policies.get(k) != Some(np) {
+                delta = merge(delta, self.set_network_policy(np.clone()));
+            }
+        }
+        let gone: Vec<String> = self
+            .state
+            .global_policies
+            .keys()
+            .filter(|k| !new.global_policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            delta = merge(delta, self.remove_global_policy(&k));
+        }
+        for (k, gp) in &new.global_policies {
+            if self.state.global_policies.get(k) != Some(gp) {
+                delta = merge(delta, self.set_global_policy(gp.clone()));
+            }
+        }
+        delta
+    }
+
+    /// A local endpoint's pod changed: its policies may differ.
+    fn local_changed(&mut self, delta: Delta) -> Delta {
+        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
+        for id in ids {
+            self.reselect(&id);
+        }
+        let chains = self.rebuild();
+        merge(delta, chains)
+    }
+
+    /// Recomputes which local endpoints a policy selects.
+    fn reselect(&mut self, id: &PolicyId) {
+        let Some(p) = self.policies.get(id) else { return };
+        let mut sel = Vec::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            let empty;
+            let pod = match self.state.pods.get(&ep.pod) {
+                Some(p) => p,
+                None => {
+                    empty = Pod {
+                        namespace: ep.pod.namespace.clone(),
+                        name: ep.pod.name.clone(),
+                        ..Default::default()
+                    };
+                    &empty
+                }
             };
-            let pod = self.state.pods.get(&ep.pod).unwrap_or(&empty);
-            let ns = namespace(self.state, &ep.pod.namespace);
-            let mut app: [Applicable<'_>; 2] = Default::default();
-            for (pi, p) in policies.iter().enumerate() {
-                if !p.subject.matches(Some(&ns), pod) {
+            if p.subject
+                .matches(Some(&namespace(&self.state, &ep.pod.namespace)), pod)
+            {
+                sel.push(i);
+            }
+        }
+        if sel.is_empty() {
+            self.selected.remove(id);
+        } else {
+            self.selected.insert(id.clone(), sel);
+        }
+    }
+
+    /// Set member changes for one pod going from `old` to `new`.
+    fn update_members(&mut self, old: Option<&Pod>, new: Option<&Pod>) -> Delta {
+        let mut delta = Delta::default();
+        let local = |pod: &Pod, eps: &[LocalEndpoint]| {
+            eps.iter()
+                .any(|e| e.pod.namespace == pod.namespace && e.pod.name == pod.name)
+        };
+        for (name, def) in &self.sets {
+            let Some(set) = self.program.sets.get_mut(name) else {
+                continue;
+            };
+            let family = set.family;
+            let contribution = |pod: Option<&Pod>| -> BTreeSet<SetMember> {
+                let Some(pod) = pod else { return BTreeSet::new() };
+                match def {
+                    SetDef::Net => BTreeSet::new(),
+                    SetDef::Pods(ps) => {
+                        if ps.matches(Some(&namespace(&self.state, &pod.namespace)), pod) {
+                            pod_addresses(pod, family).collect()
+                        } else {
+                            BTreeSet::new()
+                        }
+                    }
+                    SetDef::NamedPort {
+                        local: only_local,
+                        protocol,
+                        name,
+                    } => {
+                        if *only_local && !local(pod, &self.endpoints) {
+                            BTreeSet::new()
+                        } else {
+                            named_port_members(pod, family, *protocol, name).collect()
+                        }
+                    }
+                }
+            };
+            let before = contribution(old);
+            let after = contribution(new);
+            for m in before.difference(&after) {
+                if set.members.remove(m) {
+                    delta.members_removed.push((name.clone(), m.clone()));
+                }
+            }
+            for m in after.difference(&before) {
+                if set.members.insert(m.clone()) {
+                    delta.members_added.push((name.clone(), m.clone()));
+                }
+            }
+        }
+        delta
+    }
+
+    fn compute_members(&self, family: Family, def: &SetDef) -> BTreeSet<SetMember> {
+        match def {
+            SetDef::Net => BTreeSet::new(),
+            SetDef::Pods(ps) => members(&self.state, &self.index, ps)
+                .into_iter()
+                .flat_map(|p| pod_addresses(p, family))
+                .collect(),
+            SetDef::NamedPort {
+                local,
+                protocol,
+                name,
+            } => {
+                let pods: Vec<&Pod> = if *local {
+                    self.endpoints
+                        .iter()
+                        .filter_map(|e| self.state.pods.get(&e.pod))
+                        .collect()
+                } else {
+                    self.state.pods.values().collect()
+                };
+                pods.into_iter()
+                    .flat_map(|p| named_port_members(p, family, *protocol, name))
+                    .collect()
+            }
+        }
+    }
+
+    /// Rebuilds the chains from the cached policy chains and selections, garbage-collects
+    /// sets, and reports what differs from the previous program.
+    fn rebuild(&mut self) -> Delta {
+        let old_chains = std::mem::take(&mut self.program.chains);
+        let old_sets: BTreeSet<String> = self.program.sets.keys().cloned().collect();
+        self.program.hooks.clear();
+
+        // Per endpoint and direction, the applicable policies in evaluation order.
+        let mut ordered: Vec<&Policy> = self
+            .selected
+            .keys()
+            .filter_map(|id| self.policies.get(id))
+            .collect();
+        ordered.sort_by(|a, b| (a.layer, a.priority, &a.id).cmp(&(b.layer, b.priority, &b.id)));
+        let mut per_endpoint: Vec<[Applicable<'_>; 2]> =
+            (0..self.endpoints.len()).map(|_| Default::default()).collect();
+        let mut active: Vec<(Direction, PolicyId)> = Vec::new();
+        for p in &ordered {
+            for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+                let Some(rules) = p.rules(dir) else { continue };
+                // A tier policy without rules for a direction cannot decide anything.
+                if p.layer != Layer::Network && rules.is_empty() {
                     continue;
                 }
-                for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
-                    let Some(rules) = p.rules(dir) else { continue };
-                    let list = match p.layer {
-                        // A tier policy without rules for a direction cannot decide anything.
-                        Layer::Admin if !rules.is_empty() => &mut app[di].admin,
-                        Layer::Baseline if !rules.is_empty() => &mut app[di].baseline,
-                        Layer::Network => &mut app[di].network,
-                        _ => continue,
-                    };
-                    list.push(p);
-                    active.insert((dir, pi), ());
+                for &i in &self.selected[&p.id] {
+                    let app = &mut per_endpoint[i][di];
+                    match p.layer {
+                        Layer::Admin => app.admin.push(p),
+                        Layer::Network => app.network.push(p),
+                        Layer::Baseline => app.baseline.push(p),
+                    }
                 }
+                active.push((dir, p.id.clone()));
             }
-            per_endpoint.push(app);
         }
-
+        let mut chains = BTreeMap::new();
         for family in [Family::V4, Family::V6] {
-            self.static_chains(family, &endpoints);
-            for &(dir, pi) in active.keys() {
-                self.policy_chain(family, &policies[pi], dir);
-            }
-            for (ep, app) in endpoints.iter().zip(&per_endpoint) {
+            static_chains(&mut chains, &mut self.program.hooks, family, &self.endpoints);
+            for (ep, app) in self.endpoints.iter().zip(&per_endpoint) {
                 for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
                     let name = match dir {
                         Direction::Ingress => to_workload_chain(&ep.iface),
                         Direction::Egress => from_workload_chain(&ep.iface),
                     };
-                    let chain = endpoint_chain(&ep.pod, dir, &app[di]);
-                    self.program.chains.insert((family, Table::Filter, name), chain);
+                    chains.insert(
+                        (family, Table::Filter, name),
+                        endpoint_chain(&ep.pod, dir, &app[di]),
+                    );
                 }
             }
         }
-    }
-
-    fn static_chains(&mut self, family: Family, endpoints: &[&LocalEndpoint]) {
-        let wildcard = format!("{IFACE_PREFIX}+");
-        let clear = Rule {
-            matches: vec![],
-            action: Action::SetMark {
-                value: 0,
-                mask: MARK_ACCEPT | MARK_PASS,
-            },
-            comment: Some("clear caracal mark bits".into()),
-        };
-        let forward = Chain {
-            rules: vec![
-                clear.clone(),
-                rule(
-                    vec![Match::InInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_FW_DISPATCH.into()),
-                    "from a pod: its egress policy",
-                ),
-                rule(
-                    vec![Match::OutInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_TW_DISPATCH.into()),
-                    "to a pod: its ingress policy",
-                ),
-            ],
-        };
-        let input = Chain {
-            rules: vec![
-                clear,
-                rule(
-                    vec![Match::InInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_FW_DISPATCH.into()),
-                    "pod to host: the pod's egress policy",
-                ),
-            ],
-        };
-        let output = Chain {
-            rules: vec![rule(
-                vec![Match::OutInterface(wildcard)],
-                Action::Return,
-                "host to pod is not policed (kubelet probes)",
-            )],
-        };
-        let chains = &mut self.program.chains;
-        chains.insert((family, Table::Filter, CHAIN_FORWARD.into()), forward);
-        chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
-        chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
-        let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
-        dispatch(
-            chains,
-            family,
-            CHAIN_FW_DISPATCH,
-            true,
-            &ifaces,
-            IFACE_PREFIX.len(),
-        );
-        dispatch(
-            chains,
-            family,
-            CHAIN_TW_DISPATCH,
-            false,
-            &ifaces,
-            IFACE_PREFIX.len(),
-        );
-
-        for (builtin, target) in [
-            ("INPUT", CHAIN_INPUT),
-            ("FORWARD", CHAIN_FORWARD),
-            ("OUTPUT", CHAIN_OUTPUT),
-        ] {
-            self.program.hooks.push((
-                family,
-                Hook {
-                    table: Table::Filter,
-                    builtin: builtin.into(),
-                    rule: rule(vec![], Action::Jump(target.into()), "caracal policy"),
-                    append: false,
-                },
-            ));
+        drop(per_endpoint);
+        drop(ordered);
+        for family in [Family::V4, Family::V6] {
+            for (dir, id) in &active {
+                let key = (family, *dir, id.clone());
+                if !self.policy_chains.contains_key(&key) {
+                    let policy = self.policies[id].clone();
+                    let chain = self.policy_chain(family, &policy, *dir);
+                    self.policy_chains.insert(key.clone(), chain);
+                }
+                chains.insert(
+                    (family, Table::Filter, policy_chain(id, *dir)),
+                    self.policy_chains[&key].clone(),
+                );
+            }
         }
-        self.program.hooks.push((
-            family,
-            Hook {
-                table: Table::Filter,
-                builtin: "FORWARD".into(),
-                rule: rule(
-                    vec![Match::Mark {
-                        value: MARK_ACCEPT,
-                        mask: MARK_ACCEPT,
-                        negated: false,
-                    }],
-                    Action::Accept,
-                    "accepted by caracal policy",
-                ),
-                append: true,
-            },
-        ));
+        // Keep only the sets the chains use (and forget inactive policies' cached chains).
+        let live: BTreeSet<(Family, Direction, PolicyId)> = active
+            .iter()
+            .flat_map(|(d, id)| [(Family::V4, *d, id.clone()), (Family::V6, *d, id.clone())])
+            .collect();
+        self.policy_chains.retain(|k, _| live.contains(k));
+        let used: BTreeSet<&str> = chains
+            .values()
+            .flat_map(|c: &Chain| &c.rules)
+            .flat_map(|r| &r.matches)
+            .filter_map(|m| match m {
+                Match::Set { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.program.sets.retain(|name, _| used.contains(name.as_str()));
+        self.sets.retain(|name, _| used.contains(name.as_str()));
+        self.set_names.retain(|_, name| used.contains(name.as_str()));
+
+        let mut delta = Delta::default();
+        for (k, c) in &chains {
+            if old_chains.get(k) != Some(c) {
+                delta.chains_changed.insert(k.clone());
+            }
+        }
+        for k in old_chains.keys() {
+            if !chains.contains_key(k) {
+                delta.chains_removed.insert(k.clone());
+            }
+        }
+        let new_sets: BTreeSet<String> = self.program.sets.keys().cloned().collect();
+        delta.sets_added = new_sets.difference(&old_sets).cloned().collect();
+        delta.sets_removed = old_sets.difference(&new_sets).cloned().collect();
+        self.program.chains = chains;
+        delta
     }
 
-    fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) {
+    fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) -> Chain {
         let rules = p.rules(dir).unwrap_or(&[]);
         let mut out = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -414,10 +862,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        let name = policy_chain(&p.id, dir);
-        self.program
-            .chains
-            .insert((family, Table::Filter, name), Chain { rules: out });
+        Chain { rules: out }
     }
 
     /// One policy rule as iptables rules: the cross product of its peers and port blocks.
@@ -466,13 +911,13 @@ impl Builder<'_> {
 
     /// The match of one peer in `family`, or `None` when the peer cannot match that family.
     fn peer_match(&mut self, family: Family, peer: &Peer, dir: SetDir) -> Option<Vec<Match>> {
-        match peer {
+        let name = match peer {
             Peer::Net { net, except } => {
                 if net_family(net) != family {
                     return None;
                 }
                 if except.is_empty() {
-                    let m = match dir {
+                    return Some(vec![match dir {
                         SetDir::Src => Match::Source {
                             net: *net,
                             negated: false,
@@ -481,39 +926,33 @@ impl Builder<'_> {
                             net: *net,
                             negated: false,
                         },
-                    };
-                    return Some(vec![m]);
+                    }]);
                 }
                 let key = format!("net:{net} except {except:?}");
-                let name = self.set(family, &key, 'n', SetKind::HashNet, |_| {
+                let members = || {
                     let mut m = BTreeSet::from([SetMember::Net(*net)]);
                     m.extend(except.iter().map(|e| SetMember::NoMatch(*e)));
                     m
-                });
-                Some(vec![Match::Set {
-                    name,
-                    dir,
-                    negated: false,
-                }])
+                };
+                self.ensure_set(family, &key, 'n', SetKind::HashNet, SetDef::Net, Some(members()))
             }
             Peer::Pods(set) => {
                 let key = format!("pods:{}", set.canonical());
-                let name = self.set(family, &key, 's', SetKind::HashNet, |b| {
-                    b.index
-                        .members(set)
-                        .into_iter()
-                        .flat_map(|p| p.ips.iter())
-                        .filter(|ip| family_of(ip) == family)
-                        .map(|ip| SetMember::Net(host_net(*ip)))
-                        .collect()
-                });
-                Some(vec![Match::Set {
-                    name,
-                    dir,
-                    negated: false,
-                }])
+                self.ensure_set(
+                    family,
+                    &key,
+                    's',
+                    SetKind::HashNet,
+                    SetDef::Pods(set.clone()),
+                    None,
+                )
             }
-        }
+        };
+        Some(vec![Match::Set {
+            name,
+            dir,
+            negated: false,
+        }])
     }
 
     /// Port matches as blocks: protocol-only, multiport groups per protocol, named-port sets.
@@ -525,11 +964,20 @@ impl Builder<'_> {
                 PortMatch::Protocol(proto) => out.push(vec![Match::Protocol(*proto)]),
                 PortMatch::Range(proto, lo, hi) => ranges.entry(*proto).or_default().push((*lo, *hi)),
                 PortMatch::Named(proto, name) => {
-                    let name = self.named_port_set(family, dir, *proto, name);
+                    // Ingress: the destination is a local endpoint; egress: anywhere.
+                    let local = dir == Direction::Ingress;
+                    let scope = if local { "local" } else { "cluster" };
+                    let key = format!("port:{scope}:{}:{name}", proto.name());
+                    let def = SetDef::NamedPort {
+                        local,
+                        protocol: *proto,
+                        name: name.clone(),
+                    };
+                    let set = self.ensure_set(family, &key, 'p', SetKind::HashIpPort, def, None);
                     out.push(vec![
                         Match::Protocol(*proto),
                         Match::Set {
-                            name,
+                            name: set,
                             dir: SetDir::Dst,
                             negated: false,
                         },
@@ -561,57 +1009,24 @@ impl Builder<'_> {
         out
     }
 
-    /// `hash:ip,port` of (pod address, protocol, port) for every pod with a container port
-    /// `name`/`proto`: for ingress the local endpoints (the destination is always one of them),
-    /// for egress every pod of the cluster (the destination can be anywhere).
-    fn named_port_set(&mut self, family: Family, dir: Direction, proto: Protocol, name: &str) -> String {
-        let scope = match dir {
-            Direction::Ingress => "local",
-            Direction::Egress => "cluster",
-        };
-        let key = format!("port:{scope}:{}:{name}", proto.name());
-        self.set(family, &key, 'p', SetKind::HashIpPort, |b| {
-            let mut members = BTreeSet::new();
-            let mut add = |pod: &Pod| {
-                for np in pod.ports.iter().filter(|p| p.name == name && p.protocol == proto) {
-                    for ip in pod.ips.iter().filter(|ip| family_of(ip) == family) {
-                        members.insert(SetMember::IpPort {
-                            ip: *ip,
-                            protocol: proto,
-                            port: np.port,
-                        });
-                    }
-                }
-            };
-            match dir {
-                Direction::Ingress => {
-                    for ep in b.endpoints {
-                        if let Some(pod) = b.state.pods.get(&ep.pod) {
-                            add(pod);
-                        }
-                    }
-                }
-                Direction::Egress => b.state.pods.values().for_each(add),
-            }
-            members
-        })
-    }
-
-    /// The set for `key` in `family`, computed once.
-    fn set(
+    /// The set for `key` in `family`, computed once and kept while referenced.
+    fn ensure_set(
         &mut self,
         family: Family,
         key: &str,
         tag: char,
         kind: SetKind,
-        members: impl FnOnce(&Self) -> BTreeSet<SetMember>,
+        def: SetDef,
+        members: Option<BTreeSet<SetMember>>,
     ) -> String {
-        if let Some(Some(name)) = self.set_cache.get(&(family, key.to_string())) {
+        if let Some(name) = self.set_names.get(&(family, key.to_string()))
+            && self.program.sets.contains_key(name)
+        {
             return name.clone();
         }
         let prefix = format!("{SET_PREFIX}{}{tag}-", family_digit(family));
         let name = hashed_name(&prefix, key, MAX_SET_NAME);
-        let members = members(self);
+        let members = members.unwrap_or_else(|| self.compute_members(family, &def));
         self.program.sets.insert(
             name.clone(),
             IpSet {
@@ -620,12 +1035,161 @@ impl Builder<'_> {
                 members,
             },
         );
-        self.set_cache
-            .insert((family, key.to_string()), Some(name.clone()));
+        self.sets.insert(name.clone(), def);
+        self.set_names.insert((family, key.to_string()), name.clone());
         name
     }
 }
 
+fn merge(mut a: Delta, b: Delta) -> Delta {
+    a.chains_changed.extend(b.chains_changed);
+    a.chains_removed.extend(b.chains_removed);
+    a.sets_added.extend(b.sets_added);
+    a.sets_removed.extend(b.sets_removed);
+    a.members_added.extend(b.members_added);
+    a.members_removed.extend(b.members_removed);
+    a
+}
+
+fn pod_addresses(pod: &Pod, family: Family) -> impl Iterator<Item = SetMember> + '_ {
+    pod.ips
+        .iter()
+        .filter(move |ip| family_of(ip) == family)
+        .map(|ip| SetMember::Net(host_net(*ip)))
+}
+
+fn named_port_members<'p>(
+    pod: &'p Pod,
+    family: Family,
+    protocol: Protocol,
+    name: &'p str,
+) -> impl Iterator<Item = SetMember> + 'p {
+    pod.ports
+        .iter()
+        .filter(move |p| p.name == name && p.protocol == protocol)
+        .flat_map(move |np| {
+            pod.ips
+                .iter()
+                .filter(move |ip| family_of(ip) == family)
+                .map(move |ip| SetMember::IpPort {
+                    ip: *ip,
+                    protocol,
+                    port: np.port,
+                })
+        })
+}
+
+/// Compiles the program of one node from scratch.
+pub fn compile(state: &ClusterState, endpoints: &[LocalEndpoint]) -> Compiled {
+    let c = Compiler::new(state.clone(), endpoints);
+    let errors = c.errors();
+    Compiled {
+        program: c.into_program(),
+        errors,
+    }
+}
+
+fn static_chains(
+    chains: &mut BTreeMap<(Family, Table, String), Chain>,
+    hooks: &mut Vec<(Family, Hook)>,
+    family: Family,
+    endpoints: &[LocalEndpoint],
+) {
+    let wildcard = format!("{IFACE_PREFIX}+");
+    let clear = Rule {
+        matches: vec![],
+        action: Action::SetMark {
+            value: 0,
+            mask: MARK_ACCEPT | MARK_PASS,
+        },
+        comment: Some("clear caracal mark bits".into()),
+    };
+    let forward = Chain {
+        rules: vec![
+            clear.clone(),
+            rule(
+                vec![Match::InInterface(wildcard.clone())],
+                Action::Jump(CHAIN_FW_DISPATCH.into()),
+                "from a pod: its egress policy",
+            ),
+            rule(
+                vec![Match::OutInterface(wildcard.clone())],
+                Action::Jump(CHAIN_TW_DISPATCH.into()),
+                "to a pod: its ingress policy",
+            ),
+        ],
+    };
+    let input = Chain {
+        rules: vec![
+            clear,
+            rule(
+                vec![Match::InInterface(wildcard.clone())],
+                Action::Jump(CHAIN_FW_DISPATCH.into()),
+                "pod to host: the pod's egress policy",
+            ),
+        ],
+    };
+    let output = Chain {
+        rules: vec![rule(
+            vec![Match::OutInterface(wildcard)],
+            Action::Return,
+            "host to pod is not policed (kubelet probes)",
+        )],
+    };
+    chains.insert((family, Table::Filter, CHAIN_FORWARD.into()), forward);
+    chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
+    chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
+    let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
+    dispatch(
+        chains,
+        family,
+        CHAIN_FW_DISPATCH,
+        true,
+        &ifaces,
+        IFACE_PREFIX.len(),
+    );
+    dispatch(
+        chains,
+        family,
+        CHAIN_TW_DISPATCH,
+        false,
+        &ifaces,
+        IFACE_PREFIX.len(),
+    );
+
+    for (builtin, target) in [
+        ("INPUT", CHAIN_INPUT),
+        ("FORWARD", CHAIN_FORWARD),
+        ("OUTPUT", CHAIN_OUTPUT),
+    ] {
+        hooks.push((
+            family,
+            Hook {
+                table: Table::Filter,
+                builtin: builtin.into(),
+                rule: rule(vec![], Action::Jump(target.into()), "caracal policy"),
+                append: false,
+            },
+        ));
+    }
+    hooks.push((
+        family,
+        Hook {
+            table: Table::Filter,
+            builtin: "FORWARD".into(),
+            rule: rule(
+                vec![Match::Mark {
+                    value: MARK_ACCEPT,
+                    mask: MARK_ACCEPT,
+                    negated: false,
+                }],
+                Action::Accept,
+                "accepted by caracal policy",
+            ),
+            append: true,
+        },
+    ));
+}
 fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
     Rule {
         matches,
@@ -1134,5 +1698,127 @@ mod tests {
         assert_eq!(c.errors.len(), 1);
         assert!(c.errors[0].to_string().contains("ipBlock.cidr"));
         assert!(fwd(&c.program, "10.0.1.3", "10.0.0.1", "eth0", &iface_name(&a), 80).accepted);
+    }
+}
+
+#[cfg(test)]
+mod incremental_tests {
+    use super::*;
+    use crate::conformance::{Case, case::apply_step, collect_files};
+
+    /// Every step of every shared case, applied incrementally on each node, gives exactly the
+    /// program a compile from scratch gives.
+    #[test]
+    fn incremental_updates_equal_a_compile_from_scratch_across_the_shared_cases() {
+        let dir = std::env::var_os("CARACAL_CONFORMANCE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+            });
+        if !dir.is_dir() {
+            eprintln!("skipped: no shared/conformance folder (set CARACAL_CONFORMANCE_DIR)");
+            return;
+        }
+        let mut steps = 0;
+        for file in collect_files(&[dir]).unwrap() {
+            let case = Case::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let mut state = case.initial.clone();
+            let mut compilers: Vec<Compiler> = case
+                .nodes
+                .iter()
+                .map(|n| Compiler::new(state.clone(), &case.endpoints(&state, n)))
+                .collect();
+            for step in &case.steps {
+                apply_step(&mut state, step).unwrap();
+                for (node, c) in case.nodes.iter().zip(&mut compilers) {
+                    let before = c.program().clone();
+                    let delta = c.sync_to(&state);
+                    let fresh = compile(&state, &case.endpoints(&state, node)).program;
+                    assert_eq!(c.program(), &fresh, "{} on {node}", case.name);
+                    check_delta(&before, &fresh, &delta);
+                }
+                steps += 1;
+            }
+        }
+        assert!(steps > 60);
+    }
+
+    /// The delta describes exactly the difference between two programs.
+    fn check_delta(before: &Program, after: &Program, d: &Delta) {
+        for (k, c) in &after.chains {
+            assert_eq!(
+                before.chains.get(k) != Some(c),
+                d.chains_changed.contains(k),
+                "{k:?}"
+            );
+        }
+        for k in before.chains.keys() {
+            assert_eq!(
+                !after.chains.contains_key(k),
+                d.chains_removed.contains(k),
+                "{k:?}"
+            );
+        }
+        let mut rebuilt = before.sets.clone();
+        rebuilt.retain(|n, _| !d.sets_removed.contains(n));
+        for n in &d.sets_added {
+            rebuilt.insert(n.clone(), after.sets[n].clone());
+        }
+        for (n, m) in &d.members_removed {
+            if let Some(s) = rebuilt.get_mut(n)
+                && !d.sets_added.contains(n)
+            {
+                s.members.remove(m);
+            }
+        }
+        for (n, m) in &d.members_added {
+            if let Some(s) = rebuilt.get_mut(n)
+                && !d.sets_added.contains(n)
+            {
+                s.members.insert(m.clone());
+            }
+        }
+        assert_eq!(rebuilt, after.sets);
+    }
+
+    #[test]
+    fn a_remote_label_change_touches_only_set_members() {
+        let mut state = ClusterState::default();
+        let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: client}}}]}]\n";
+        crate::manifests::load(&mut state, text).unwrap();
+        for (name, node) in [("local", "n1"), ("remote", "n2")] {
+            let pod = Pod {
+                namespace: "x".into(),
+                name: name.into(),
+                ips: vec![
+                    if name == "local" { "10.0.0.1" } else { "10.0.0.2" }
+                        .parse()
+                        .unwrap(),
+                ],
+                node: Some(node.into()),
+                ..Default::default()
+            };
+            state.pods.insert(Key::new("x", name), pod);
+        }
+        let local = Key::new("x", "local");
+        let eps = vec![LocalEndpoint {
+            iface: iface_name(&local),
+            ips: state.pods[&local].ips.clone(),
+            pod: local,
+        }];
+        let mut c = Compiler::new(state.clone(), &eps);
+        let mut remote = state.pods[&Key::new("x", "remote")].clone();
+        remote.labels.insert("role".into(), "client".into());
+        let d = c.set_pod(remote.clone());
+        assert!(d.chains_changed.is_empty() && d.chains_removed.is_empty() && d.sets_added.is_empty());
+        assert_eq!(d.members_added.len(), 1);
+        assert_eq!(
+            d.members_added[0].1,
+            SetMember::Net("10.0.0.2/32".parse().unwrap())
+        );
+        state.pods.insert(Key::new("x", "remote"), remote);
+        assert_eq!(c.program(), &compile(&state, &eps).program);
+        let d = c.remove_pod(&Key::new("x", "remote"));
+        assert_eq!(d.members_removed.len(), 1);
     }
 }

@@ -21,6 +21,26 @@ pub enum PolicyCommand {
     /// Say whether a new connection from one pod to another is allowed, and which policy and
     /// rule decided, by compiling the manifests and running the packet through the program.
     Explain(ExplainArgs),
+    /// Benchmark the compiler on a synthetic cluster: from scratch, one changed policy, one
+    /// remote pod's label change (build with --release).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub pods: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub namespaces: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub network_policies: usize,
+    #[arg(long, default_value_t = 100)]
+    pub global_policies: usize,
+    #[arg(long, default_value_t = 250)]
+    pub local_endpoints: usize,
+    /// Repetitions of each incremental measurement (the median is reported).
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +63,7 @@ pub struct ExplainArgs {
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Explain(a) => explain(a),
+        PolicyCommand::Bench(a) => bench(a),
     }
 }
 
@@ -177,5 +198,165 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     if allowed != (e.allowed && i.allowed) {
         anyhow::bail!("the compiled program and the model disagree: this is a caracal bug");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resident and peak memory of this process, in KiB (from /proc/self/status).
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use caracal_policy::{compile::Compiler, render, synthetic};
+    use std::time::Instant;
+
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; run with --release for meaningful figures");
+    }
+    let spec = synthetic::Spec {
+        pods: args.pods,
+        namespaces: args.namespaces,
+        network_policies: args.network_policies,
+        global_policies: args.global_policies,
+        local_endpoints: args.local_endpoints,
+    };
+    let iterations = args.iterations.max(1);
+    let t = Instant::now();
+    let syn = synthetic::generate(&spec);
+    println!(
+        "cluster: {} pods, {} namespaces, {} NetworkPolicies, {} GlobalPolicies; node {} with {} endpoints (generated in {})",
+        syn.state.pods.len(),
+        syn.state.namespaces.len(),
+        syn.state.network_policies.len(),
+        syn.state.global_policies.len(),
+        syn.node,
+        syn.endpoints.len(),
+        ms(t.elapsed())
+    );
+
+    // From scratch (the state is cloned outside the timed region).
+    let mut scratch = Vec::new();
+    let (rss_before, _) = memory_kib();
+    let mut compiler = None;
+    for _ in 0..3 {
+        let state = syn.state.clone();
+        drop(compiler.take());
+        let t = Instant::now();
+        let c = Compiler::new(state, &syn.endpoints);
+        scratch.push(t.elapsed());
+        compiler = Some(c);
+    }
+    let mut compiler = compiler.expect("compiled at least once");
+    let (rss_after, hwm) = memory_kib();
+    let program = compiler.program();
+    let rules: usize = program.chains.values().map(|c| c.rules.len()).sum();
+    let members: usize = program.sets.values().map(|s| s.members.len()).sum();
+    println!(
+        "program: {} chains, {} rules, {} hooks, {} ipsets with {} members, {} rejected objects",
+        program.chains.len(),
+        rules,
+        program.hooks.len(),
+        program.sets.len(),
+        members,
+        compiler.errors().len()
+    );
+    println!(
+        "compile from scratch: median {} (runs: {:?})",
+        ms(median(scratch.clone())),
+        scratch
+    );
+    println!(
+        "memory: compiler state + program {} MiB resident (process RSS {} -> {} KiB, peak {} KiB)",
+        (rss_after.saturating_sub(rss_before)) / 1024,
+        rss_before,
+        rss_after,
+        hwm
+    );
+    let t = Instant::now();
+    let tables = render::iptables::render_program(compiler.program())?;
+    let sets = render::ipset::render_sets(&compiler.program().sets)?;
+    let render_time = t.elapsed();
+    let lines: usize = tables.values().map(|t| t.rule_count()).sum();
+    println!(
+        "render (policy-node's renderer): {} for {} rules and {} bytes of ipset input",
+        ms(render_time),
+        lines,
+        sets.len()
+    );
+
+    // One changed policy: an active NetworkPolicy of a local endpoint's namespace, port toggled.
+    let ep_ns = syn.endpoints[0].pod.namespace.clone();
+    let ns_index: usize = ep_ns.trim_start_matches("ns-").parse()?;
+    let mut times = Vec::new();
+    let mut changed = 0;
+    for i in 0..iterations {
+        let np = synthetic::network_policy(ns_index, 1, (i % 2 + 1) as u16);
+        let t = Instant::now();
+        let d = compiler.set_network_policy(np);
+        times.push(t.elapsed());
+        changed = d.chains_changed.len();
+    }
+    println!(
+        "one changed NetworkPolicy: median {} ({} chains changed per update)",
+        ms(median(times)),
+        changed
+    );
+    let mut times = Vec::new();
+    for i in 0..iterations {
+        let gp = synthetic::global_policy(0, (i % 2 + 1) as u16);
+        let t = Instant::now();
+        compiler.set_global_policy(gp);
+        times.push(t.elapsed());
+    }
+    println!("one changed GlobalPolicy: median {}", ms(median(times)));
+
+    // One remote pod's label change: tier web <-> api of a pod on another node.
+    let remote = syn
+        .state
+        .pods
+        .values()
+        .find(|p| {
+            p.node.as_deref() != Some(syn.node.as_str()) && p.labels.get("tier").is_some_and(|t| t == "web")
+        })
+        .context("no remote web pod")?
+        .clone();
+    let mut times = Vec::new();
+    let mut member_changes = 0;
+    for i in 0..iterations {
+        let mut pod = remote.clone();
+        pod.labels
+            .insert("tier".into(), if i % 2 == 0 { "api" } else { "web" }.into());
+        let t = Instant::now();
+        let d = compiler.set_pod(pod);
+        times.push(t.elapsed());
+        member_changes = member_changes.max(d.members_added.len() + d.members_removed.len());
+        anyhow::ensure!(
+            d.chains_changed.is_empty(),
+            "a remote label change rewrote chains"
+        );
+    }
+    println!(
+        "one remote pod label change: median {} (up to {} set member changes, no chain changes)",
+        ms(median(times)),
+        member_changes
+    );
     Ok(ExitCode::SUCCESS)
 }
