@@ -172,6 +172,19 @@ struct LabelIndex {
     free: Vec<u32>,
     by_label: HashMap<(String, String), Vec<u32>>,
     per_namespace: HashMap<String, usize>,
+    /// Pods with at least one address of each family (v4, v6).
+    with_family: [usize; 2],
+}
+
+fn family_slot(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+fn has_family(pod: &Pod, f: Family) -> bool {
+    pod.ips.iter().any(|ip| family_of(ip) == f)
 }
 
 impl LabelIndex {
@@ -190,15 +203,33 @@ impl LabelIndex {
                 id
             }
         };
+        for f in [Family::V4, Family::V6] {
+            if has_family(pod, f) {
+                self.with_family[family_slot(f)] += 1;
+            }
+        }
+        self.add_labels(id, pod);
+    }
+
+    fn add_labels(&mut self, id: u32, pod: &Pod) {
         for (k, v) in &pod.labels {
             self.by_label.entry((k.clone(), v.clone())).or_default().push(id);
         }
+    }
+
+    fn count(&self, f: Family) -> usize {
+        self.with_family[family_slot(f)]
     }
 
     fn remove(&mut self, pod: &Pod) {
         let key = Key::new(pod.namespace.clone(), pod.name.clone());
         let Some(id) = self.ids.remove(&key) else { return };
         self.remove_labels(id, pod);
+        for f in [Family::V4, Family::V6] {
+            if has_family(pod, f) {
+                self.with_family[family_slot(f)] -= 1;
+            }
+        }
         self.keys[id as usize] = None;
         self.free.push(id);
         if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
@@ -224,13 +255,15 @@ impl LabelIndex {
         let Some(&id) = self.ids.get(&Key::new(new.namespace.clone(), new.name.clone())) else {
             return self.insert(new);
         };
+        for f in [Family::V4, Family::V6] {
+            let slot = &mut self.with_family[family_slot(f)];
+            *slot = *slot + usize::from(has_family(new, f)) - usize::from(has_family(old, f));
+        }
         if old.labels == new.labels {
             return;
         }
         self.remove_labels(id, old);
-        for (k, v) in &new.labels {
-            self.by_label.entry((k.clone(), v.clone())).or_default().push(id);
-        }
+        self.add_labels(id, new);
     }
 }
 
@@ -341,24 +374,37 @@ struct Applicable<'p> {
     baseline: Vec<&'p Policy>,
 }
 
+/// A policy's place in the evaluation order.
+type OrderKey = (Layer, i32, PolicyId);
+
 /// A stateful compiler for one node: holds the desired state, the validated policies, which
 /// policies select which local endpoint, and the live sets, so that a changed policy recompiles
-/// one policy and the endpoint chains, and a remote pod change only touches set members.
+/// that policy's chains and the chains of the endpoints it selects (before or after), and a
+/// remote pod change only touches set members.
 pub struct Compiler {
     state: ClusterState,
     endpoints: Vec<LocalEndpoint>,
+    /// Endpoint indices by namespace (a NetworkPolicy only selects in its own).
+    eps_by_ns: HashMap<String, Vec<usize>>,
     policies: BTreeMap<PolicyId, Policy>,
     errors: BTreeMap<String, validate::Error>,
-    /// Policy -> indices of the local endpoints its subject selects.
-    selected: HashMap<PolicyId, Vec<usize>>,
+    /// Policy -> indices of the local endpoints its subject selects (absent = none).
+    selected: HashMap<PolicyId, BTreeSet<usize>>,
+    /// Endpoint index -> the policies selecting it, in evaluation order.
+    by_endpoint: Vec<BTreeSet<OrderKey>>,
     index: LabelIndex,
-    /// Live sets: name -> definition.
+    /// Live sets: name -> definition, and how many policy chains use them.
     sets: HashMap<String, SetDef>,
+    set_refs: HashMap<String, usize>,
     /// (family, key) -> set name.
     set_names: HashMap<(Family, String), String>,
-    /// Compiled policy chains, reused until the policy changes.
-    policy_chains: HashMap<(Family, Direction, PolicyId), Chain>,
     program: Program,
+    /// Member changes since the last public call returned.
+    delta: Delta,
+    /// Chains and sets touched since then, with what they were before (for the delta).
+    orig_chains: HashMap<(Family, Table, String), Option<Chain>>,
+    orig_sets: HashMap<String, bool>,
+    recreated_sets: BTreeSet<String>,
 }
 
 impl Compiler {
@@ -371,18 +417,33 @@ impl Compiler {
         for pod in state.pods.values() {
             index.insert(pod);
         }
+        let mut eps_by_ns: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, ep) in endpoints.iter().enumerate() {
+            eps_by_ns.entry(ep.pod.namespace.clone()).or_default().push(i);
+        }
         let mut c = Compiler {
+            by_endpoint: vec![BTreeSet::new(); endpoints.len()],
             state,
             endpoints,
+            eps_by_ns,
             policies: BTreeMap::new(),
             errors: BTreeMap::new(),
             selected: HashMap::new(),
             index,
             sets: HashMap::new(),
+            set_refs: HashMap::new(),
             set_names: HashMap::new(),
-            policy_chains: HashMap::new(),
             program: Program::default(),
+            delta: Delta::default(),
+            orig_chains: HashMap::new(),
+            orig_sets: HashMap::new(),
+            recreated_sets: BTreeSet::new(),
         };
+        let mut chains = BTreeMap::new();
+        for family in [Family::V4, Family::V6] {
+            static_chains(&mut chains, &mut c.program.hooks, family, &c.endpoints);
+        }
+        c.program.chains = chains;
         let nps: Vec<_> = c
             .state
             .network_policies
@@ -406,10 +467,12 @@ impl Compiler {
             }
         }
         let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
-        for id in ids {
-            c.reselect(&id);
+        for id in &ids {
+            c.reselect(id);
+            c.put_policy_chains(id);
         }
-        c.rebuild();
+        c.refresh_endpoints(0..c.endpoints.len());
+        c.take_delta();
         c
     }
 
@@ -430,6 +493,38 @@ impl Compiler {
         self.errors.values().cloned().collect()
     }
 
+    /// The changes since the last call, as the difference between the program then and now.
+    fn take_delta(&mut self) -> Delta {
+        let mut d = std::mem::take(&mut self.delta);
+        for (key, orig) in self.orig_chains.drain() {
+            match (orig, self.program.chains.get(&key)) {
+                (Some(_), None) => {
+                    d.chains_removed.insert(key);
+                }
+                (orig, Some(now)) if orig.as_ref() != Some(now) => {
+                    d.chains_changed.insert(key);
+                }
+                _ => {}
+            }
+        }
+        for (name, existed) in self.orig_sets.drain() {
+            let exists = self.program.sets.contains_key(&name);
+            let recreated = self.recreated_sets.contains(&name);
+            if existed && (!exists || recreated) {
+                d.sets_removed.insert(name.clone());
+            }
+            if exists && (!existed || recreated) {
+                d.sets_added.insert(name);
+            }
+        }
+        self.recreated_sets.clear();
+        // Sets created or destroyed in this delta are written whole or not at all.
+        let whole: BTreeSet<String> = d.sets_added.union(&d.sets_removed).cloned().collect();
+        d.members_added.retain(|(n, _)| !whole.contains(n));
+        d.members_removed.retain(|(n, _)| !whole.contains(n));
+        d
+    }
+
     /// Adds or replaces a NetworkPolicy.
     pub fn set_network_policy(&mut self, np: NetworkPolicy) -> Delta {
         let ns = np.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -438,7 +533,28 @@ impl Compiler {
         self.state
             .network_policies
             .insert(Key::new(ns.clone(), name.clone()), np);
-        self.replace_policy(PolicyId::Network { namespace: ns, name }, result)
+        self.replace_policy(PolicyId::Network { namespace: ns, name }, Some(result));
+        self.take_delta()
+    }
+
+    fn set_pod_inner(&mut self, pod: Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let old = self.state.pods.insert(key.clone(), pod.clone());
+        match &old {
+            Some(o) => self.index.relabel(o, &pod),
+            None => self.index.insert(&pod),
+        }
+        self.update_members(old.as_ref(), Some(&pod));
+        self.local_changed(&key);
+    }
+
+    fn remove_pod_inner(&mut self, key: &Key) {
+        let Some(old) = self.state.pods.remove(key) else {
+            return;
+        };
+        self.index.remove(&old);
+        self.update_members(Some(&old), None);
+        self.local_changed(key);
     }
 
     pub fn remove_network_policy(&mut self, key: &Key) -> Delta {
@@ -447,8 +563,8 @@ impl Compiler {
             namespace: key.namespace.clone(),
             name: key.name.clone(),
         };
-        self.drop_policy(&id);
-        self.rebuild()
+        self.replace_policy(id, None);
+        self.take_delta()
     }
 
     /// Adds or replaces a GlobalPolicy.
@@ -456,74 +572,73 @@ impl Compiler {
         let name = gp.name().to_string();
         let result = validate::global_policy(&gp);
         self.state.global_policies.insert(name.clone(), gp);
-        self.replace_policy(PolicyId::Global { name }, result)
+        self.replace_policy(PolicyId::Global { name }, Some(result));
+        self.take_delta()
     }
 
     pub fn remove_global_policy(&mut self, name: &str) -> Delta {
         self.state.global_policies.remove(name);
-        self.drop_policy(&PolicyId::Global { name: name.into() });
-        self.rebuild()
+        self.replace_policy(PolicyId::Global { name: name.into() }, None);
+        self.take_delta()
     }
 
-    fn drop_policy(&mut self, id: &PolicyId) {
-        self.policies.remove(id);
-        self.selected.remove(id);
+    /// Replaces (or with `None` removes) one policy: its chains, and the chains of every endpoint
+    /// it selected before or selects now.
+    fn replace_policy(&mut self, id: PolicyId, result: Option<validate::Result<Policy>>) {
+        let mut touched: BTreeSet<usize> = self.selected.get(&id).cloned().unwrap_or_default();
+        self.drop_policy_chains(&id);
         self.errors.remove(&id.to_string());
-        self.policy_chains.retain(|(_, _, pid), _| pid != id);
-    }
-
-    fn replace_policy(&mut self, id: PolicyId, result: validate::Result<Policy>) -> Delta {
-        self.drop_policy(&id);
+        if let Some(old) = self.policies.remove(&id) {
+            let key = (old.layer, old.priority, old.id.clone());
+            for &i in &touched {
+                self.by_endpoint[i].remove(&key);
+            }
+        }
+        self.selected.remove(&id);
         match result {
-            Ok(p) => {
+            Some(Ok(p)) => {
                 self.policies.insert(id.clone(), p);
                 self.reselect(&id);
+                self.put_policy_chains(&id);
+                touched.extend(self.selected.get(&id).into_iter().flatten().copied());
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(policy = %id, error = %e, "ignoring invalid policy");
                 self.errors.insert(id.to_string(), e);
             }
+            None => {}
         }
-        self.rebuild()
+        self.refresh_endpoints(touched.into_iter());
     }
 
     /// Adds or replaces a pod. A remote pod only changes set members; a local one also its
     /// chains.
     pub fn set_pod(&mut self, pod: Pod) -> Delta {
-        let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        let old = self.state.pods.insert(key.clone(), pod.clone());
-        match &old {
-            Some(o) => self.index.relabel(o, &pod),
-            None => self.index.insert(&pod),
-        }
-        let mut delta = self.update_members(old.as_ref(), Some(&pod));
-        if self.endpoints.iter().any(|e| e.pod == key) {
-            delta = self.local_changed(delta);
-        }
-        delta
+        self.set_pod_inner(pod);
+        self.take_delta()
     }
 
     pub fn remove_pod(&mut self, key: &Key) -> Delta {
-        let Some(old) = self.state.pods.remove(key) else {
-            return Delta::default();
-        };
-        self.index.remove(&old);
-        let mut delta = self.update_members(Some(&old), None);
-        if self.endpoints.iter().any(|e| e.pod == *key) {
-            delta = self.local_changed(delta);
-        }
-        delta
+        self.remove_pod_inner(key);
+        self.take_delta()
     }
 
     /// Adds or replaces a namespace (its labels move pods in and out of many sets: recomputes
     /// every pod set and every policy's selection).
     pub fn set_namespace(&mut self, ns: Namespace) -> Delta {
         self.state.namespaces.insert(ns.name.clone(), ns);
-        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
-        for id in ids {
-            self.reselect(&id);
+        self.namespace_changed();
+        self.take_delta()
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) -> Delta {
+        if self.state.namespaces.remove(name).is_some() {
+            self.namespace_changed();
         }
-        let mut delta = Delta::default();
+        self.take_delta()
+    }
+
+    fn namespace_changed(&mut self) {
         let names: Vec<(String, SetDef)> = self
             .sets
             .iter()
@@ -535,43 +650,52 @@ impl Compiler {
             let fresh = self.compute_members(family, &def);
             let old = &self.program.sets[&name].members;
             for m in fresh.difference(old) {
-                delta.members_added.push((name.clone(), m.clone()));
+                self.delta.members_added.push((name.clone(), m.clone()));
             }
             for m in old.difference(&fresh) {
-                delta.members_removed.push((name.clone(), m.clone()));
+                self.delta.members_removed.push((name.clone(), m.clone()));
             }
             self.program.sets.get_mut(&name).unwrap().members = fresh;
         }
-        let chains = self.rebuild();
-        merge(delta, chains)
+        self.reselect_all();
     }
 
-    pub fn remove_namespace(&mut self, name: &str) -> Delta {
-        match self.state.namespaces.get(name) {
-            Some(_) => {
-                // Recompute as if it changed; then drop it (its pods keep the name label only).
-                self.state.namespaces.remove(name);
-                let placeholder = namespace(&self.state, name).into_owned();
-                let delta = self.set_namespace(placeholder);
-                self.state.namespaces.remove(name);
-                delta
+    /// Re-evaluates every policy's selection; refreshes what changed.
+    fn reselect_all(&mut self) {
+        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
+        let mut touched = BTreeSet::new();
+        for id in ids {
+            let before = self.selected.get(&id).cloned().unwrap_or_default();
+            self.reselect(&id);
+            let after = self.selected.get(&id).cloned().unwrap_or_default();
+            if before != after {
+                touched.extend(before.symmetric_difference(&after).copied());
+                if before.is_empty() != after.is_empty() {
+                    self.drop_policy_chains(&id);
+                    self.put_policy_chains(&id);
+                }
             }
-            None => Delta::default(),
         }
+        self.refresh_endpoints(touched.into_iter());
     }
 
     /// Brings the compiler to `new` by applying only what differs (namespaces, pods, policies),
     /// and returns the combined delta.
     pub fn sync_to(&mut self, new: &ClusterState) -> Delta {
-        let mut delta = Delta::default();
+        let mut ns_changed = false;
         let old_ns: Vec<String> = self.state.namespaces.keys().cloned().collect();
         for n in old_ns.iter().filter(|n| !new.namespaces.contains_key(*n)) {
-            delta = merge(delta, self.remove_namespace(n));
+            self.state.namespaces.remove(n);
+            ns_changed = true;
         }
         for (n, ns) in &new.namespaces {
             if self.state.namespaces.get(n) != Some(ns) {
-                delta = merge(delta, self.set_namespace(ns.clone()));
+                self.state.namespaces.insert(n.clone(), ns.clone());
+                ns_changed = true;
             }
+        }
+        if ns_changed {
+            self.namespace_changed();
         }
         let gone: Vec<Key> = self
             .state
@@ -581,11 +705,11 @@ impl Compiler {
             .cloned()
             .collect();
         for k in gone {
-            delta = merge(delta, self.remove_pod(&k));
+            self.remove_pod_inner(&k);
         }
         for (k, p) in &new.pods {
             if self.state.pods.get(k) != Some(p) {
-                delta = merge(delta, self.set_pod(p.clone()));
+                self.set_pod_inner(p.clone());
             }
         }
         let gone: Vec<Key> = self
@@ -596,11 +720,23 @@ impl Compiler {
             .cloned()
             .collect();
         for k in gone {
-            delta = merge(delta, self.remove_network_policy(&k));
+            self.state.network_policies.remove(&k);
+            self.replace_policy(
+                PolicyId::Network {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                },
+                None,
+            );
         }
         for (k, np) in &new.network_policies {
             if self.state.network_policies.get(k) != Some(np) {
-                delta = merge(delta, self.set_network_policy(np.clone()));
+                self.state.network_policies.insert(k.clone(), np.clone());
+                let id = PolicyId::Network {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                };
+                self.replace_policy(id, Some(validate::network_policy(np)));
             }
         }
         let gone: Vec<String> = self
@@ -611,31 +747,38 @@ impl Compiler {
             .cloned()
             .collect();
         for k in gone {
-            delta = merge(delta, self.remove_global_policy(&k));
+            self.state.global_policies.remove(&k);
+            self.replace_policy(PolicyId::Global { name: k }, None);
         }
         for (k, gp) in &new.global_policies {
             if self.state.global_policies.get(k) != Some(gp) {
-                delta = merge(delta, self.set_global_policy(gp.clone()));
+                self.state.global_policies.insert(k.clone(), gp.clone());
+                self.replace_policy(
+                    PolicyId::Global { name: k.clone() },
+                    Some(validate::global_policy(gp)),
+                );
             }
         }
-        delta
+        self.take_delta()
     }
 
-    /// A local endpoint's pod changed: its policies may differ.
-    fn local_changed(&mut self, delta: Delta) -> Delta {
-        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
-        for id in ids {
-            self.reselect(&id);
+    /// A pod changed: if it is a local endpoint, its policies may differ.
+    fn local_changed(&mut self, key: &Key) {
+        if self.endpoints.iter().any(|e| e.pod == *key) {
+            self.reselect_all();
         }
-        let chains = self.rebuild();
-        merge(delta, chains)
     }
 
-    /// Recomputes which local endpoints a policy selects.
+    /// Recomputes which local endpoints a policy selects, keeping `by_endpoint` in step.
     fn reselect(&mut self, id: &PolicyId) {
         let Some(p) = self.policies.get(id) else { return };
-        let mut sel = Vec::new();
-        for (i, ep) in self.endpoints.iter().enumerate() {
+        let candidates: Vec<usize> = match &p.subject.namespaces {
+            NsMatch::Named(ns) => self.eps_by_ns.get(ns).cloned().unwrap_or_default(),
+            NsMatch::Selector(_) => (0..self.endpoints.len()).collect(),
+        };
+        let mut sel = BTreeSet::new();
+        for i in candidates {
+            let ep = &self.endpoints[i];
             let empty;
             let pod = match self.state.pods.get(&ep.pod) {
                 Some(p) => p,
@@ -651,8 +794,16 @@ impl Compiler {
             if p.subject
                 .matches(Some(&namespace(&self.state, &ep.pod.namespace)), pod)
             {
-                sel.push(i);
+                sel.insert(i);
             }
+        }
+        let key: OrderKey = (p.layer, p.priority, p.id.clone());
+        let before = self.selected.get(id).cloned().unwrap_or_default();
+        for i in before.difference(&sel) {
+            self.by_endpoint[*i].remove(&key);
+        }
+        for i in sel.difference(&before) {
+            self.by_endpoint[*i].insert(key.clone());
         }
         if sel.is_empty() {
             self.selected.remove(id);
@@ -661,9 +812,98 @@ impl Compiler {
         }
     }
 
+    /// Does policy `p` get a chain for `dir` (it selects a local endpoint and can decide)?
+    fn active(&self, p: &Policy, dir: Direction) -> bool {
+        self.selected.contains_key(&p.id)
+            && p.rules(dir)
+                .is_some_and(|rules| p.layer == Layer::Network || !rules.is_empty())
+    }
+
+    /// Compiles and installs the chains of one policy (for the directions it is active in).
+    fn put_policy_chains(&mut self, id: &PolicyId) {
+        let Some(p) = self.policies.get(id).cloned() else {
+            return;
+        };
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if !self.active(&p, dir) {
+                continue;
+            }
+            for family in [Family::V4, Family::V6] {
+                let chain = self.policy_chain(family, &p, dir);
+                for name in chain_sets(&chain) {
+                    *self.set_refs.entry(name).or_default() += 1;
+                }
+                self.put_chain((family, Table::Filter, policy_chain(id, dir)), chain);
+            }
+        }
+    }
+
+    /// Removes the chains of one policy and releases the sets only they used.
+    fn drop_policy_chains(&mut self, id: &PolicyId) {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for family in [Family::V4, Family::V6] {
+                let key = (family, Table::Filter, policy_chain(id, dir));
+                let Some(chain) = self.program.chains.remove(&key) else {
+                    continue;
+                };
+                self.orig_chains.entry(key).or_insert_with(|| Some(chain.clone()));
+                for name in chain_sets(&chain) {
+                    let refs = self.set_refs.entry(name.clone()).or_default();
+                    *refs = refs.saturating_sub(1);
+                    if *refs == 0 {
+                        self.set_refs.remove(&name);
+                        self.sets.remove(&name);
+                        self.set_names.retain(|_, n| *n != name);
+                        if self.program.sets.remove(&name).is_some() {
+                            self.orig_sets.entry(name).or_insert(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Installs a chain, recording it in the delta if it differs from what was there.
+    fn put_chain(&mut self, key: (Family, Table, String), chain: Chain) {
+        if !self.orig_chains.contains_key(&key) {
+            let orig = self.program.chains.get(&key).cloned();
+            self.orig_chains.insert(key.clone(), orig);
+        }
+        self.program.chains.insert(key, chain);
+    }
+
+    /// Rebuilds the ingress and egress chains of the given endpoints.
+    fn refresh_endpoints(&mut self, eps: impl Iterator<Item = usize>) {
+        for i in eps {
+            let ep = &self.endpoints[i];
+            let (pod, iface) = (ep.pod.clone(), ep.iface.clone());
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let mut app = Applicable::default();
+                for (_, _, id) in &self.by_endpoint[i] {
+                    let p = &self.policies[id];
+                    if !self.active(p, dir) {
+                        continue;
+                    }
+                    match p.layer {
+                        Layer::Admin => app.admin.push(p),
+                        Layer::Network => app.network.push(p),
+                        Layer::Baseline => app.baseline.push(p),
+                    }
+                }
+                let chain = endpoint_chain(&pod, dir, &app);
+                let name = match dir {
+                    Direction::Ingress => to_workload_chain(&iface),
+                    Direction::Egress => from_workload_chain(&iface),
+                };
+                for family in [Family::V4, Family::V6] {
+                    self.put_chain((family, Table::Filter, name.clone()), chain.clone());
+                }
+            }
+        }
+    }
+
     /// Set member changes for one pod going from `old` to `new`.
-    fn update_members(&mut self, old: Option<&Pod>, new: Option<&Pod>) -> Delta {
-        let mut delta = Delta::default();
+    fn update_members(&mut self, old: Option<&Pod>, new: Option<&Pod>) {
         let local = |pod: &Pod, eps: &[LocalEndpoint]| {
             eps.iter()
                 .any(|e| e.pod.namespace == pod.namespace && e.pod.name == pod.name)
@@ -701,21 +941,22 @@ impl Compiler {
             let after = contribution(new);
             for m in before.difference(&after) {
                 if set.members.remove(m) {
-                    delta.members_removed.push((name.clone(), m.clone()));
+                    self.delta.members_removed.push((name.clone(), m.clone()));
                 }
             }
             for m in after.difference(&before) {
                 if set.members.insert(m.clone()) {
-                    delta.members_added.push((name.clone(), m.clone()));
+                    self.delta.members_added.push((name.clone(), m.clone()));
                 }
             }
         }
-        delta
     }
 
     fn compute_members(&self, family: Family, def: &SetDef) -> BTreeSet<SetMember> {
         match def {
             SetDef::Net => BTreeSet::new(),
+            // No pod has an address of this family: skip the scan.
+            SetDef::Pods(_) if self.index.count(family) == 0 => BTreeSet::new(),
             SetDef::Pods(ps) => members(&self.state, &self.index, ps)
                 .into_iter()
                 .flat_map(|p| pod_addresses(p, family))
@@ -738,110 +979,6 @@ impl Compiler {
                     .collect()
             }
         }
-    }
-
-    /// Rebuilds the chains from the cached policy chains and selections, garbage-collects
-    /// sets, and reports what differs from the previous program.
-    fn rebuild(&mut self) -> Delta {
-        let old_chains = std::mem::take(&mut self.program.chains);
-        let old_sets: BTreeSet<String> = self.program.sets.keys().cloned().collect();
-        self.program.hooks.clear();
-
-        // Per endpoint and direction, the applicable policies in evaluation order.
-        let mut ordered: Vec<&Policy> = self
-            .selected
-            .keys()
-            .filter_map(|id| self.policies.get(id))
-            .collect();
-        ordered.sort_by(|a, b| (a.layer, a.priority, &a.id).cmp(&(b.layer, b.priority, &b.id)));
-        let mut per_endpoint: Vec<[Applicable<'_>; 2]> =
-            (0..self.endpoints.len()).map(|_| Default::default()).collect();
-        let mut active: Vec<(Direction, PolicyId)> = Vec::new();
-        for p in &ordered {
-            for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
-                let Some(rules) = p.rules(dir) else { continue };
-                // A tier policy without rules for a direction cannot decide anything.
-                if p.layer != Layer::Network && rules.is_empty() {
-                    continue;
-                }
-                for &i in &self.selected[&p.id] {
-                    let app = &mut per_endpoint[i][di];
-                    match p.layer {
-                        Layer::Admin => app.admin.push(p),
-                        Layer::Network => app.network.push(p),
-                        Layer::Baseline => app.baseline.push(p),
-                    }
-                }
-                active.push((dir, p.id.clone()));
-            }
-        }
-        let mut chains = BTreeMap::new();
-        for family in [Family::V4, Family::V6] {
-            static_chains(&mut chains, &mut self.program.hooks, family, &self.endpoints);
-            for (ep, app) in self.endpoints.iter().zip(&per_endpoint) {
-                for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
-                    let name = match dir {
-                        Direction::Ingress => to_workload_chain(&ep.iface),
-                        Direction::Egress => from_workload_chain(&ep.iface),
-                    };
-                    chains.insert(
-                        (family, Table::Filter, name),
-                        endpoint_chain(&ep.pod, dir, &app[di]),
-                    );
-                }
-            }
-        }
-        drop(per_endpoint);
-        drop(ordered);
-        for family in [Family::V4, Family::V6] {
-            for (dir, id) in &active {
-                let key = (family, *dir, id.clone());
-                if !self.policy_chains.contains_key(&key) {
-                    let policy = self.policies[id].clone();
-                    let chain = self.policy_chain(family, &policy, *dir);
-                    self.policy_chains.insert(key.clone(), chain);
-                }
-                chains.insert(
-                    (family, Table::Filter, policy_chain(id, *dir)),
-                    self.policy_chains[&key].clone(),
-                );
-            }
-        }
-        // Keep only the sets the chains use (and forget inactive policies' cached chains).
-        let live: BTreeSet<(Family, Direction, PolicyId)> = active
-            .iter()
-            .flat_map(|(d, id)| [(Family::V4, *d, id.clone()), (Family::V6, *d, id.clone())])
-            .collect();
-        self.policy_chains.retain(|k, _| live.contains(k));
-        let used: BTreeSet<&str> = chains
-            .values()
-            .flat_map(|c: &Chain| &c.rules)
-            .flat_map(|r| &r.matches)
-            .filter_map(|m| match m {
-                Match::Set { name, .. } => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
-        self.program.sets.retain(|name, _| used.contains(name.as_str()));
-        self.sets.retain(|name, _| used.contains(name.as_str()));
-        self.set_names.retain(|_, name| used.contains(name.as_str()));
-
-        let mut delta = Delta::default();
-        for (k, c) in &chains {
-            if old_chains.get(k) != Some(c) {
-                delta.chains_changed.insert(k.clone());
-            }
-        }
-        for k in old_chains.keys() {
-            if !chains.contains_key(k) {
-                delta.chains_removed.insert(k.clone());
-            }
-        }
-        let new_sets: BTreeSet<String> = self.program.sets.keys().cloned().collect();
-        delta.sets_added = new_sets.difference(&old_sets).cloned().collect();
-        delta.sets_removed = old_sets.difference(&new_sets).cloned().collect();
-        self.program.chains = chains;
-        delta
     }
 
     fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) -> Chain {
@@ -1037,18 +1174,31 @@ impl Compiler {
         );
         self.sets.insert(name.clone(), def);
         self.set_names.insert((family, key.to_string()), name.clone());
+        match self.orig_sets.get(&name) {
+            // Destroyed and recreated within one delta: written whole again.
+            Some(true) => {
+                self.recreated_sets.insert(name.clone());
+            }
+            Some(false) => {}
+            None => {
+                self.orig_sets.insert(name.clone(), false);
+            }
+        }
         name
     }
 }
 
-fn merge(mut a: Delta, b: Delta) -> Delta {
-    a.chains_changed.extend(b.chains_changed);
-    a.chains_removed.extend(b.chains_removed);
-    a.sets_added.extend(b.sets_added);
-    a.sets_removed.extend(b.sets_removed);
-    a.members_added.extend(b.members_added);
-    a.members_removed.extend(b.members_removed);
-    a
+/// The sets a chain's rules match on.
+fn chain_sets(chain: &Chain) -> BTreeSet<String> {
+    chain
+        .rules
+        .iter()
+        .flat_map(|r| &r.matches)
+        .filter_map(|m| match m {
+            Match::Set { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn pod_addresses(pod: &Pod, family: Family) -> impl Iterator<Item = SetMember> + '_ {

@@ -180,13 +180,16 @@ pub fn generate(spec: &Spec) -> Synthetic {
         let ns = ns_name(g / per_ns);
         let name = format!("pod-{:05}", g % per_ns);
         let j = g % per_ns;
+        // A multiplicative hash, so that labels do not line up with node placement.
+        let app = ((j as u64 * 2_654_435_761 + (g / per_ns) as u64 * 40_503) >> 8) % 10;
         let labels: BTreeMap<String, String> = [
-            ("app".to_string(), format!("app-{}", j % 10)),
+            ("app".to_string(), format!("app-{app}")),
             ("tier".into(), TIERS[j % 3].to_string()),
             ("version".into(), format!("v{}", j % 2)),
         ]
         .into();
-        let pod_node = format!("node-{}", g % nodes);
+        // Spread each namespace's pods over the nodes, so local pods have varied labels.
+        let pod_node = format!("node-{}", (g + g / per_ns) % nodes);
         let key = Key::new(ns.clone(), name.clone());
         let ip = pod_ip(g);
         if pod_node == node && endpoints.len() < spec.local_endpoints {
@@ -243,6 +246,181 @@ pub fn generate(spec: &Spec) -> Synthetic {
     }
 }
 
+/// Figures of one benchmark run.
+#[derive(Clone, Debug, Default)]
+pub struct BenchReport {
+    pub lines: Vec<String>,
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Runs the compile benchmark: from scratch (median of 3), one changed NetworkPolicy and
+/// GlobalPolicy, one remote pod's label change (medians of `iterations`). `memory` returns the
+/// process's (resident, peak) KiB, read by the caller.
+pub fn bench(spec: &Spec, iterations: usize, memory: &dyn Fn() -> (u64, u64)) -> BenchReport {
+    use crate::{compile::Compiler, render};
+    use std::time::Instant;
+
+    let mut out = Vec::new();
+    let iterations = iterations.max(1);
+    let t = Instant::now();
+    let syn = generate(spec);
+    out.push(format!(
+        "cluster: {} pods, {} namespaces, {} NetworkPolicies, {} GlobalPolicies; {} with {} local endpoints (generated in {})",
+        syn.state.pods.len(),
+        syn.state.namespaces.len(),
+        syn.state.network_policies.len(),
+        syn.state.global_policies.len(),
+        syn.node,
+        syn.endpoints.len(),
+        ms(t.elapsed())
+    ));
+    let mut scratch = Vec::new();
+    let mut compiler = None;
+    let mut mem = (0, 0, 0);
+    for run in 0..3 {
+        let state = syn.state.clone();
+        drop(compiler.take());
+        let (before, _) = memory();
+        let t = Instant::now();
+        let c = Compiler::new(state, &syn.endpoints);
+        scratch.push(t.elapsed());
+        if run == 0 {
+            let (after, peak) = memory();
+            mem = (before, after, peak);
+        }
+        compiler = Some(c);
+    }
+    let mut compiler = compiler.expect("compiled three times");
+    let program = compiler.program();
+    let rules: usize = program.chains.values().map(|c| c.rules.len()).sum();
+    let members: usize = program.sets.values().map(|s| s.members.len()).sum();
+    out.push(format!(
+        "program: {} chains, {} rules, {} hooks, {} ipsets with {} members, {} rejected objects",
+        program.chains.len(),
+        rules,
+        program.hooks.len(),
+        program.sets.len(),
+        members,
+        compiler.errors().len()
+    ));
+    out.push(format!(
+        "compile from scratch: median {} (runs {})",
+        ms(median(scratch.clone())),
+        scratch.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    ));
+    out.push(format!(
+        "memory of the first compile (index, caches and program; the input state excluded): {} MiB (RSS {} -> {} KiB, peak {} KiB)",
+        mem.1.saturating_sub(mem.0) / 1024,
+        mem.0,
+        mem.1,
+        mem.2
+    ));
+    let t = Instant::now();
+    let rendered = render::iptables::render_program(compiler.program())
+        .map(|t| t.values().map(|t| t.rule_count()).sum::<usize>());
+    let sets = render::ipset::render_sets(&compiler.program().sets).map(|s| s.len());
+    out.push(format!(
+        "render of the whole program (policy-node's renderer): {} ({:?} rules, {:?} bytes of ipset input)",
+        ms(t.elapsed()),
+        rendered,
+        sets
+    ));
+
+    // An active NetworkPolicy: the app policy that selects some local endpoint.
+    let per_ns_policies = spec.network_policies.div_ceil(spec.namespaces.max(1));
+    let target = syn.endpoints.iter().find_map(|ep| {
+        let i: usize = ep.pod.namespace.trim_start_matches("ns-").parse().ok()?;
+        let app: usize = syn
+            .state
+            .pods
+            .get(&ep.pod)?
+            .labels
+            .get("app")?
+            .trim_start_matches("app-")
+            .parse()
+            .ok()?;
+        let k = (app + 10 - i % 10) % 10;
+        (k >= 1 && k < per_ns_policies).then_some((i, k))
+    });
+    let (i, k) = target.unwrap_or((0, 0));
+    let mut times = Vec::new();
+    let mut changed = 0;
+    for n in 0..iterations {
+        let np = network_policy(i, k, (n % 2 + 1) as u16);
+        let t = Instant::now();
+        let d = compiler.set_network_policy(np);
+        times.push(t.elapsed());
+        changed = changed.max(d.chains_changed.len());
+    }
+    out.push(format!(
+        "one changed NetworkPolicy (ns-{i:04}/allow-app-{k}, port toggled): median {} (up to {} chains changed)",
+        ms(median(times)),
+        changed
+    ));
+    let mut times = Vec::new();
+    let mut changed = 0;
+    for n in 0..iterations {
+        let gp = global_policy(0, (n % 2 + 1) as u16);
+        let t = Instant::now();
+        let d = compiler.set_global_policy(gp);
+        times.push(t.elapsed());
+        changed = changed.max(d.chains_changed.len());
+    }
+    out.push(format!(
+        "one changed GlobalPolicy (admin-000, port toggled): median {} (up to {} chains changed)",
+        ms(median(times)),
+        changed
+    ));
+    // A remote web pod of the partner team the changed policy admits, so that it is in a set.
+    let team = format!("team-{}", (i * 7 + k) % 50);
+    let remote = syn
+        .state
+        .pods
+        .values()
+        .find(|p| {
+            p.node.as_deref() != Some(syn.node.as_str())
+                && p.labels.get("tier").is_some_and(|t| t == "web")
+                && syn.state.namespaces[&p.namespace].labels.get("team") == Some(&team)
+        })
+        .or_else(|| {
+            syn.state.pods.values().find(|p| {
+                p.node.as_deref() != Some(syn.node.as_str())
+                    && p.labels.get("tier").is_some_and(|t| t == "web")
+            })
+        })
+        .cloned();
+    if let Some(remote) = remote {
+        let mut times = Vec::new();
+        let mut members = 0;
+        let mut chains = 0;
+        for n in 0..iterations {
+            let mut pod = remote.clone();
+            pod.labels
+                .insert("tier".into(), if n % 2 == 0 { "api" } else { "web" }.into());
+            let t = Instant::now();
+            let d = compiler.set_pod(pod);
+            times.push(t.elapsed());
+            members = members.max(d.members_added.len() + d.members_removed.len());
+            chains = chains.max(d.chains_changed.len());
+        }
+        out.push(format!(
+            "one remote pod's label change ({}/{}, tier web <-> api): median {} (up to {members} set member changes, {chains} chains changed)",
+            remote.namespace,
+            remote.name,
+            ms(median(times)),
+        ));
+    }
+    BenchReport { lines: out }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +445,28 @@ mod tests {
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         assert!(c.program.chains.len() > 2 * 25 * 2);
         crate::render::iptables::render_program(&c.program).unwrap();
+    }
+
+    #[test]
+    fn bench_runs_on_a_small_cluster_and_changes_what_it_should() {
+        let spec = Spec {
+            pods: 2_000,
+            namespaces: 20,
+            network_policies: 40,
+            global_policies: 10,
+            local_endpoints: 25,
+        };
+        let r = bench(&spec, 2, &|| (0, 0));
+        let text = r.lines.join("\n");
+        assert!(text.contains("compile from scratch"), "{text}");
+        assert!(
+            !text.contains("(up to 0 chains changed)"),
+            "changed policies must be active: {text}"
+        );
+        assert!(
+            text.contains(" 0 chains changed)"),
+            "remote label changes touch no chain: {text}"
+        );
+        assert!(text.contains("one remote pod's label change"), "{text}");
     }
 }

@@ -215,18 +215,8 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: std::time::Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    use caracal_policy::{compile::Compiler, render, synthetic};
-    use std::time::Instant;
+    use caracal_policy::synthetic;
 
     if cfg!(debug_assertions) {
         println!("warning: a debug build; run with --release for meaningful figures");
@@ -238,125 +228,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         global_policies: args.global_policies,
         local_endpoints: args.local_endpoints,
     };
-    let iterations = args.iterations.max(1);
-    let t = Instant::now();
-    let syn = synthetic::generate(&spec);
-    println!(
-        "cluster: {} pods, {} namespaces, {} NetworkPolicies, {} GlobalPolicies; node {} with {} endpoints (generated in {})",
-        syn.state.pods.len(),
-        syn.state.namespaces.len(),
-        syn.state.network_policies.len(),
-        syn.state.global_policies.len(),
-        syn.node,
-        syn.endpoints.len(),
-        ms(t.elapsed())
+    anyhow::ensure!(
+        spec.pods > 0 && spec.namespaces > 0 && spec.local_endpoints > 0,
+        "sizes must be positive"
     );
-
-    // From scratch (the state is cloned outside the timed region).
-    let mut scratch = Vec::new();
-    let (rss_before, _) = memory_kib();
-    let mut compiler = None;
-    for _ in 0..3 {
-        let state = syn.state.clone();
-        drop(compiler.take());
-        let t = Instant::now();
-        let c = Compiler::new(state, &syn.endpoints);
-        scratch.push(t.elapsed());
-        compiler = Some(c);
+    let report = synthetic::bench(&spec, args.iterations, &memory_kib);
+    for line in report.lines {
+        println!("{line}");
     }
-    let mut compiler = compiler.expect("compiled at least once");
-    let (rss_after, hwm) = memory_kib();
-    let program = compiler.program();
-    let rules: usize = program.chains.values().map(|c| c.rules.len()).sum();
-    let members: usize = program.sets.values().map(|s| s.members.len()).sum();
-    println!(
-        "program: {} chains, {} rules, {} hooks, {} ipsets with {} members, {} rejected objects",
-        program.chains.len(),
-        rules,
-        program.hooks.len(),
-        program.sets.len(),
-        members,
-        compiler.errors().len()
-    );
-    println!(
-        "compile from scratch: median {} (runs: {:?})",
-        ms(median(scratch.clone())),
-        scratch
-    );
-    println!(
-        "memory: compiler state + program {} MiB resident (process RSS {} -> {} KiB, peak {} KiB)",
-        (rss_after.saturating_sub(rss_before)) / 1024,
-        rss_before,
-        rss_after,
-        hwm
-    );
-    let t = Instant::now();
-    let tables = render::iptables::render_program(compiler.program())?;
-    let sets = render::ipset::render_sets(&compiler.program().sets)?;
-    let render_time = t.elapsed();
-    let lines: usize = tables.values().map(|t| t.rule_count()).sum();
-    println!(
-        "render (policy-node's renderer): {} for {} rules and {} bytes of ipset input",
-        ms(render_time),
-        lines,
-        sets.len()
-    );
-
-    // One changed policy: an active NetworkPolicy of a local endpoint's namespace, port toggled.
-    let ep_ns = syn.endpoints[0].pod.namespace.clone();
-    let ns_index: usize = ep_ns.trim_start_matches("ns-").parse()?;
-    let mut times = Vec::new();
-    let mut changed = 0;
-    for i in 0..iterations {
-        let np = synthetic::network_policy(ns_index, 1, (i % 2 + 1) as u16);
-        let t = Instant::now();
-        let d = compiler.set_network_policy(np);
-        times.push(t.elapsed());
-        changed = d.chains_changed.len();
-    }
-    println!(
-        "one changed NetworkPolicy: median {} ({} chains changed per update)",
-        ms(median(times)),
-        changed
-    );
-    let mut times = Vec::new();
-    for i in 0..iterations {
-        let gp = synthetic::global_policy(0, (i % 2 + 1) as u16);
-        let t = Instant::now();
-        compiler.set_global_policy(gp);
-        times.push(t.elapsed());
-    }
-    println!("one changed GlobalPolicy: median {}", ms(median(times)));
-
-    // One remote pod's label change: tier web <-> api of a pod on another node.
-    let remote = syn
-        .state
-        .pods
-        .values()
-        .find(|p| {
-            p.node.as_deref() != Some(syn.node.as_str()) && p.labels.get("tier").is_some_and(|t| t == "web")
-        })
-        .context("no remote web pod")?
-        .clone();
-    let mut times = Vec::new();
-    let mut member_changes = 0;
-    for i in 0..iterations {
-        let mut pod = remote.clone();
-        pod.labels
-            .insert("tier".into(), if i % 2 == 0 { "api" } else { "web" }.into());
-        let t = Instant::now();
-        let d = compiler.set_pod(pod);
-        times.push(t.elapsed());
-        member_changes = member_changes.max(d.members_added.len() + d.members_removed.len());
-        anyhow::ensure!(
-            d.chains_changed.is_empty(),
-            "a remote label change rewrote chains"
-        );
-    }
-    println!(
-        "one remote pod label change: median {} (up to {} set member changes, no chain changes)",
-        ms(median(times)),
-        member_changes
-    );
     Ok(ExitCode::SUCCESS)
 }
