@@ -18,8 +18,28 @@ if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
     exit 0
 fi
 
-GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-[ -x "$GO" ] || { echo "build.sh: Go toolchain not found (set GO=/path/to/go)" >&2; exit 1; }
+# go.mod needs Go 1.24 (tool directives; kubernetes v1.34 says go 1.24.0): take $GO, else the
+# first recent enough of `go` on PATH and /usr/local/go, and say so plainly if there is none
+# instead of failing in the middle of a 15-minute build.
+recent_go() {
+    v=$("$1" env GOVERSION 2>/dev/null || true)
+    case "$v" in
+        go1.2[4-9]* | go1.[3-9][0-9]* | go[2-9]*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+if [ -z "${GO:-}" ]; then
+    for candidate in "$(command -v go || true)" /usr/local/go/bin/go; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] && recent_go "$candidate"; then
+            GO=$candidate
+            break
+        fi
+    done
+fi
+if [ -z "${GO:-}" ] || ! recent_go "$GO"; then
+    echo "build.sh: Go 1.24 or newer is needed (tried ${GO:-go on PATH and /usr/local/go/bin/go}; set GO=/path/to/go)" >&2
+    exit 1
+fi
 
 # A go.work up the tree, a toolchain download or -mod=vendor would all change what gets built.
 export GOWORK=off GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0

@@ -48,7 +48,8 @@ pub struct SpeakerConfig {
     /// Install the Loc-RIB best routes into the kernel main table.
     #[serde(default)]
     pub install_routes: bool,
-    /// Route protocol number that marks our kernel routes (`ip route ... proto 196`).
+    /// Route protocol number that marks our kernel routes (`ip route ... proto 201`); FRR
+    /// already names 186-197, so the default stays clear of them.
     #[serde(default = "default_route_protocol")]
     pub route_protocol: u8,
     /// Setting this makes the speaker a route reflector (RFC 4456) for the peers marked
@@ -159,7 +160,7 @@ fn default_port() -> u16 {
     179
 }
 fn default_route_protocol() -> u8 {
-    196
+    201
 }
 fn default_true() -> bool {
     true
@@ -382,7 +383,7 @@ peers:
         assert_eq!(c.peers[1].hold_time, 90);
         assert!(c.peers[1].passive);
         assert_eq!(c.peers[1].families.len(), 2);
-        assert_eq!(c.route_protocol, 196);
+        assert_eq!(c.route_protocol, 201);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod fsm;
+pub mod kernel;
+pub mod md5;
 pub mod rib;
+pub mod session;
+pub mod speaker;
 pub mod wire;

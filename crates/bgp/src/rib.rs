@@ -195,6 +195,9 @@ pub struct SessionInfo {
     pub families: Vec<Family>,
     /// Our address on the session, used as next hop when we set ourselves.
     pub local_address: IpAddr,
+    /// An address of the other family on the same interface, the next hop for routes of the
+    /// family the session's own address cannot serve (IPv6 routes over an IPv4 session).
+    pub local_alt_address: Option<IpAddr>,
     /// The peer advertised graceful restart (we keep its routes if the session drops).
     pub graceful_restart: bool,
     /// The peer's OPEN carried the graceful-restart R bit with these families' F bits set;
@@ -697,25 +700,25 @@ impl Rib {
             multipath: self.config.multipath,
         };
         type Step = (bool, bool, Option<Summary>, Option<Summary>);
-        let (added, removed, before, after): Step = match (table.get_mut(&prefix), attrs) {
-            (None, None) => return,
-            (None, Some(attrs)) => {
-                table.insert(
-                    prefix,
-                    Paths::One(Path {
-                        attrs,
-                        peer,
-                        stale: false,
-                    }),
-                );
+        use std::collections::hash_map::Entry;
+        let (added, removed, before, after): Step = match (table.entry(prefix), attrs) {
+            (Entry::Vacant(_), None) => return,
+            (Entry::Vacant(v), Some(attrs)) => {
+                let paths = v.insert(Paths::One(Path {
+                    attrs,
+                    peer,
+                    stale: false,
+                }));
+                let before = batch.wants_changes.then(Summary::default);
                 (
                     true,
                     false,
-                    batch.wants_changes.then(Summary::default),
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix))),
+                    before,
+                    batch.wants_changes.then(|| ctx.summary(Some(paths))),
                 )
             }
-            (Some(paths), Some(attrs)) => {
+            (Entry::Occupied(mut o), Some(attrs)) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let existed = paths.get(peer).is_some_and(|p| !p.stale);
                 paths.upsert(Path {
@@ -726,7 +729,8 @@ impl Rib {
                 let after = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 (!existed, false, before, after)
             }
-            (Some(paths), None) => {
+            (Entry::Occupied(mut o), None) => {
+                let paths = o.get_mut();
                 let before = batch.wants_changes.then(|| ctx.summary(Some(paths)));
                 let was_fresh = paths.get(peer).is_some_and(|p| !p.stale);
                 let (hit, empty) = paths.remove(peer);
@@ -734,10 +738,10 @@ impl Rib {
                     return;
                 }
                 let after = if empty {
-                    table.remove(&prefix);
+                    o.remove();
                     batch.wants_changes.then(Summary::default)
                 } else {
-                    batch.wants_changes.then(|| ctx.summary(table.get(&prefix)))
+                    batch.wants_changes.then(|| ctx.summary(Some(o.get())))
                 };
                 (false, was_fresh, before, after)
             }
@@ -983,6 +987,12 @@ impl Rib {
             u.flags |= 0x20; // Partial: we passed on an optional transitive we do not know
         }
         let own_next_hop = |v6: bool| -> IpAddr {
+            if let Some(alt) = session.local_alt_address
+                && alt.is_ipv6() == v6
+                && session.local_address.is_ipv6() != v6
+            {
+                return alt;
+            }
             match (session.local_address, v6) {
                 (IpAddr::V4(a), false) => IpAddr::V4(a),
                 (IpAddr::V6(a), true) => IpAddr::V6(a),
@@ -1494,6 +1504,7 @@ mod tests {
             router_id: Ipv4Addr::new(192, 0, 2, id),
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             local_address: "10.0.0.1".parse().unwrap(),
+            local_alt_address: None,
             graceful_restart: false,
             preserved_families: vec![],
         }
@@ -1955,6 +1966,27 @@ mod tests {
         rib.withdraw_local(net("10.244.1.0/24"));
         let u = sent(&mut rib, e);
         assert_eq!(u[0].withdrawn, vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+    }
+
+    #[test]
+    fn ipv6_route_over_ipv4_session_uses_the_interfaces_ipv6_address_as_next_hop() {
+        let mut rib = rib();
+        let e = rib.add_peer(policy("10.0.0.3", 65003));
+        let alt: IpAddr = "fd00:12::2".parse().unwrap();
+        rib.peer_up(
+            e,
+            SessionInfo {
+                local_alt_address: Some(alt),
+                ..session(3)
+            },
+        );
+        rib.originate(net("fd00:2::/64"));
+        rib.originate(net("10.2.0.0/24"));
+        let u = sent(&mut rib, e);
+        let v6 = u.iter().find_map(|u| u.attributes.mp_reach.as_ref()).unwrap();
+        assert_eq!(v6.next_hops, vec![alt]);
+        let v4 = u.iter().find(|u| !u.nlri.is_empty()).unwrap();
+        assert_eq!(v4.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 1)));
     }
 
     #[test]

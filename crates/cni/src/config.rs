@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -20,11 +21,13 @@ use serde_json::Value;
 use crate::error::{Code, Error, Result};
 use crate::fsutil::Durability;
 use crate::ipam::pool::{Range, RangeSet};
+use crate::ipam::store::Store;
 use crate::spec::{self, CniResult, Version};
 
 pub const DEFAULT_ENDPOINTS_DIR: &str = "/var/run/caracal/endpoints";
 pub const DEFAULT_IPAM_DIR: &str = "/var/lib/caracal/ipam";
 pub const DEFAULT_MTU: u32 = 1500;
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 15_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +55,7 @@ struct RawIpam {
     ranges: Option<Vec<Vec<RawRange>>>,
     data_dir: Option<PathBuf>,
     fsync: Option<bool>,
+    lock_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,14 +74,26 @@ pub struct Attachment {
     pub ifname: String,
 }
 
+/// The built-in allocator's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Builtin {
+    pub pools: Vec<RangeSet>,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// How long to wait for another invocation's lock before answering "try again later" (11).
+    pub lock_timeout: Duration,
+}
+
+impl Builtin {
+    pub fn open(&self, network: &str) -> Result<Store> {
+        Store::open(&self.data_dir, network, self.durability, self.lock_timeout)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ipam {
     /// The built-in allocator over these pools (one range set per address family).
-    Builtin {
-        pools: Vec<RangeSet>,
-        data_dir: PathBuf,
-        durability: Durability,
-    },
+    Builtin(Builtin),
     /// Another IPAM plugin, executed from `CNI_PATH`.
     Delegate { plugin: String },
 }
@@ -210,7 +226,7 @@ fn parse_ipam(i: RawIpam) -> Result<Ipam> {
         }
         pools.push(set);
     }
-    Ok(Ipam::Builtin {
+    Ok(Ipam::Builtin(Builtin {
         pools,
         data_dir: i.data_dir.unwrap_or_else(|| DEFAULT_IPAM_DIR.into()),
         durability: if i.fsync == Some(true) {
@@ -218,7 +234,8 @@ fn parse_ipam(i: RawIpam) -> Result<Ipam> {
         } else {
             Durability::Atomic
         },
-    })
+        lock_timeout: Duration::from_millis(i.lock_timeout_ms.unwrap_or(DEFAULT_LOCK_TIMEOUT_MS)),
+    }))
 }
 
 #[cfg(test)]
@@ -235,14 +252,11 @@ mod tests {
         assert_eq!(c.mtu, DEFAULT_MTU);
         assert_eq!(c.endpoints_dir, PathBuf::from(DEFAULT_ENDPOINTS_DIR));
         match c.ipam {
-            Ipam::Builtin {
-                pools,
-                data_dir,
-                durability,
-            } => {
-                assert_eq!(durability, Durability::Atomic);
-                assert_eq!(pools.len(), 2);
-                assert_eq!(data_dir, PathBuf::from(DEFAULT_IPAM_DIR));
+            Ipam::Builtin(b) => {
+                assert_eq!(b.durability, Durability::Atomic);
+                assert_eq!(b.pools.len(), 2);
+                assert_eq!(b.data_dir, PathBuf::from(DEFAULT_IPAM_DIR));
+                assert_eq!(b.lock_timeout, Duration::from_millis(DEFAULT_LOCK_TIMEOUT_MS));
             }
             other => panic!("{other:?}"),
         }
@@ -261,6 +275,10 @@ mod tests {
             Code::IncompatibleVersion
         );
         assert_eq!(code(r#"{"cniVersion":"1.0.0","name":"k"}"#), Code::InvalidConfig);
+        assert_eq!(
+            code(r#"{"cniVersion":"1.0.0","name":"a/b","ipam":{"subnet":"10.0.0.0/24"}}"#),
+            Code::InvalidConfig
+        );
         assert_eq!(
             code(r#"{"cniVersion":"1.0.0","name":"k","ipam":{"subnet":"10.0.0/24"}}"#),
             Code::InvalidConfig

@@ -25,9 +25,21 @@ pub const HOST_MAC: [u8; 6] = [0xee; 6];
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The host veth's EUI-64 link-local address derived from [`HOST_MAC`]: the IPv6 gateway.
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
-/// The host veth's alias marks which container owns it, so a DEL of an old sandbox never
-/// removes the veth of the pod's new one (same pod, same name).
+/// The host veth's alias marks which attachment owns it (`caracal:<network>/<container>/<ifname>`):
+/// a DEL of an old sandbox never removes the veth of the pod's new one (same pod, same name),
+/// and GC finds veths whose ADD died before writing the endpoint record.
 pub const ALIAS_PREFIX: &str = "caracal:";
+
+/// The owner mark of an attachment. Network names and container IDs cannot contain '/'.
+pub fn owner_mark(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("{ALIAS_PREFIX}{network}/{container_id}/{ifname}")
+}
+
+/// (network, container ID, ifname) of an owner mark.
+pub fn parse_owner_mark(alias: &str) -> Option<(&str, &str, &str)> {
+    let mut it = alias.strip_prefix(ALIAS_PREFIX)?.splitn(3, '/');
+    Some((it.next()?, it.next()?, it.next()?))
+}
 
 const ENODEV: i32 = 19;
 const ESRCH: i32 = 3;
@@ -153,7 +165,8 @@ pub struct Spec<'a> {
     pub ifname: &'a str,
     pub mtu: u32,
     pub ips: &'a [IpAddr],
-    pub container_id: &'a str,
+    /// The [`owner_mark`] of this attachment.
+    pub owner: &'a str,
 }
 
 pub struct Built {
@@ -206,10 +219,21 @@ pub async fn create_veth(host: &Netlink, pod_ns: &File, spec: &Spec<'_>) -> Resu
         .link(spec.host_if)
         .await?
         .ok_or_else(|| Error::internal(format!("veth {} vanished after creation", spec.host_if)))?;
+    // The kernel ignores IFLA_IFALIAS on creation, so the owner mark follows at once: from here
+    // on, GC can find this veth even if the plugin dies.
+    let mark = LinkUnspec::new_with_index(link.header.index)
+        .alias(spec.owner)
+        .build();
+    host.handle
+        .link()
+        .set(mark)
+        .execute()
+        .await
+        .map_err(nl(format!("cannot mark {}", spec.host_if)))?;
     Ok(link.header.index)
 }
 
-/// Host side: sysctls, owner alias, up, routes to the pod.
+/// Host side: sysctls, up, routes to the pod.
 pub async fn setup_host(host: &Netlink, host_index: u32, spec: &Spec<'_>) -> Result<()> {
     let v6 = spec.ips.iter().any(IpAddr::is_ipv6);
     let h = spec.host_if;
@@ -226,10 +250,7 @@ pub async fn setup_host(host: &Netlink, host_index: u32, spec: &Spec<'_>) -> Res
         sysctl(&format!("ipv6/conf/{h}/forwarding"), "1")?;
         sysctl("ipv6/conf/all/forwarding", "1")?;
     }
-    let set = LinkUnspec::new_with_index(host_index)
-        .alias(format!("{ALIAS_PREFIX}{}", spec.container_id))
-        .up()
-        .build();
+    let set = LinkUnspec::new_with_index(host_index).up().build();
     host.handle
         .link()
         .set(set)
@@ -358,18 +379,37 @@ async fn add_neighbour(pod: &Netlink, idx: u32, gw: IpAddr) -> Result<()> {
         .map_err(nl(format!("cannot add neighbour {gw} in the container")))
 }
 
-/// Deletes the host veth `host_if` if `container_id` owns it (or it carries no owner mark).
-/// Returns whether a link was deleted.
-pub async fn delete_host_veth(host: &Netlink, host_if: &str, container_id: &str) -> Result<bool> {
+/// Deletes the host veth `host_if` if `owner` owns it (or it carries no owner mark yet: an ADD
+/// that died between creating and marking it). Returns whether a link was deleted.
+pub async fn delete_host_veth(host: &Netlink, host_if: &str, owner: &str) -> Result<bool> {
     let Some(link) = host.link(host_if).await? else {
         return Ok(false);
     };
-    let owner = link_alias(&link).and_then(|a| a.strip_prefix(ALIAS_PREFIX));
-    if owner.is_some_and(|o| o != container_id) {
+    if link_alias(&link).is_some_and(|a| a.starts_with(ALIAS_PREFIX) && a != owner) {
         return Ok(false);
     }
     host.del_link(link.header.index).await?;
     Ok(true)
+}
+
+/// Host links carrying an owner mark: (index, mark).
+pub async fn owned_links(host: &Netlink) -> Result<Vec<(u32, String)>> {
+    let links: Vec<LinkMessage> = host
+        .handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("cannot list links"))?;
+    Ok(links
+        .iter()
+        .filter_map(|l| {
+            let a = link_alias(l)?;
+            a.starts_with(ALIAS_PREFIX)
+                .then(|| (l.header.index, a.to_owned()))
+        })
+        .collect())
 }
 
 /// Deletes `ifname` in the pod's namespace if it is there.

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod env;
 pub mod error;
 pub mod fsutil;
+pub mod install;
 pub mod ipam;
 pub mod naming;
 pub mod netns;

@@ -3,9 +3,14 @@
 
 use std::io::{Read, Write};
 
-use caracal_cni::{Code, Error, plugin};
+use caracal_cni::{Code, Error, install, plugin};
 
 fn main() {
+    // With arguments it is the node installer; runtimes always call it without any.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("install") {
+        std::process::exit(install(&args[1..]));
+    }
     let mut stdin = Vec::new();
     let outcome =
         match std::io::stdin().read_to_end(&mut stdin) {
@@ -26,4 +31,25 @@ fn main() {
     let _ = out.write_all(outcome.stdout.as_bytes());
     let _ = out.flush();
     std::process::exit(outcome.exit_code);
+}
+
+fn install(args: &[String]) -> i32 {
+    let run = || -> caracal_cni::Result<()> {
+        let o = install::Options::parse(args)?;
+        let exe = std::env::current_exe().map_err(|e| Error::io("cannot find own executable", e))?;
+        install::install(&o, &exe)?;
+        println!(
+            "installed {} and {}",
+            o.bin_dir.join("caracal-cni").display(),
+            o.conf_dir.join(install::CONFLIST_NAME).display()
+        );
+        Ok(())
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("caracal-cni install: {e}");
+            1
+        }
+    }
 }

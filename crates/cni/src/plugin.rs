@@ -13,7 +13,7 @@ use crate::dataplane::{self, GATEWAY_V4, GATEWAY_V6, HOST_MAC, Netlink, Spec};
 use crate::endpoint::{self, Endpoint, PodKey};
 use crate::env::{self, Command, Env};
 use crate::error::{Code, Error, Result};
-use crate::ipam::{delegate, pool::AllocError, store::Store};
+use crate::ipam::{delegate, pool::AllocError};
 use crate::naming;
 use crate::netns;
 use crate::spec::{Interface, IpConfig, Route, SUPPORTED_VERSIONS, Version};
@@ -111,6 +111,10 @@ fn host_if(env: &Env) -> String {
     )
 }
 
+fn owner(conf: &NetConf, env: &Env) -> String {
+    dataplane::owner_mark(&conf.name, &env.container_id, &env.ifname)
+}
+
 fn test_pause(pause: Option<&str>, stage: &str) {
     let Some((at, file)) = pause.and_then(|p| p.split_once(':')) else {
         return;
@@ -123,15 +127,11 @@ fn test_pause(pause: Option<&str>, stage: &str) {
 
 fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(Vec<IpAddr>, Option<Value>)> {
     match &conf.ipam {
-        Ipam::Builtin {
-            pools,
-            data_dir,
-            durability,
-        } => {
-            let mut store = Store::open(data_dir, &conf.name, *durability)?;
+        Ipam::Builtin(b) => {
+            let mut store = b.open(&conf.name)?;
             let ips = store
                 .state
-                .allocate(pools, &env.container_id, &env.ifname)
+                .allocate(&b.pools, &env.container_id, &env.ifname)
                 .map_err(|AllocError::Exhausted(set)| {
                     Error::new(
                         Code::Internal,
@@ -150,10 +150,8 @@ fn allocate(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(Vec<IpAddr>, Opt
 
 fn release(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
     match &conf.ipam {
-        Ipam::Builtin {
-            data_dir, durability, ..
-        } => {
-            let mut store = Store::open(data_dir, &conf.name, *durability)?;
+        Ipam::Builtin(b) => {
+            let mut store = b.open(&conf.name)?;
             if !store.state.release(&env.container_id, &env.ifname).is_empty() {
                 store.commit()?;
             }
@@ -178,7 +176,7 @@ impl Rollback {
             let _ = endpoint::remove(&conf.endpoints_dir, &env.container_id, &env.ifname);
         }
         if let Some(h) = &self.veth {
-            let _ = dataplane::delete_host_veth(host, h, &env.container_id).await;
+            let _ = dataplane::delete_host_veth(host, h, &owner(conf, env)).await;
         }
         if self.ipam {
             let _ = release(conf, env, stdin);
@@ -192,6 +190,7 @@ async fn add(conf: &NetConf, env: &Env, stdin: &[u8], pause: Option<&str>) -> Re
     let pod = Netlink::connect_in(&pod_ns)?;
     dataplane::ensure_absent(&pod, &env.ifname).await?;
     let host_if = host_if(env);
+    let owner = owner(conf, env);
     let mut rb = Rollback::default();
     let built = async {
         rb.ipam = true;
@@ -202,7 +201,7 @@ async fn add(conf: &NetConf, env: &Env, stdin: &[u8], pause: Option<&str>) -> Re
             ifname: &env.ifname,
             mtu: conf.mtu,
             ips: &ips,
-            container_id: &env.container_id,
+            owner: &owner,
         };
         rb.veth = Some(host_if.clone());
         let host_index = dataplane::create_veth(&host, &pod_ns, &spec).await?;
@@ -274,7 +273,7 @@ async fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
     let record = endpoint::read(&conf.endpoints_dir, &env.container_id, &env.ifname);
     let host_if = record.map(|r| r.iface).unwrap_or_else(|| host_if(env));
     let host = Netlink::connect()?;
-    let deleted = dataplane::delete_host_veth(&host, &host_if, &env.container_id).await?;
+    let deleted = dataplane::delete_host_veth(&host, &host_if, &owner(conf, env)).await?;
     if !deleted && !env.netns.is_empty() {
         // A vanished namespace took its interfaces with it: nothing left to do there.
         if let Ok(ns) = netns::open(&env.netns) {
@@ -315,10 +314,8 @@ async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         .unwrap_or_else(|| host_if(env));
     let mut problems = Vec::new();
     match &conf.ipam {
-        Ipam::Builtin {
-            data_dir, durability, ..
-        } => {
-            let store = Store::open(data_dir, &conf.name, *durability)?;
+        Ipam::Builtin(b) => {
+            let store = b.open(&conf.name)?;
             let held: BTreeSet<IpAddr> = store
                 .state
                 .held_by(&env.container_id, &env.ifname)
@@ -358,10 +355,8 @@ async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         .collect();
     // Spec: GC goes on after an error and reports the first one at the end.
     let mut first_err = match &conf.ipam {
-        Ipam::Builtin {
-            data_dir, durability, ..
-        } => {
-            let r = Store::open(data_dir, &conf.name, *durability).and_then(|mut store| {
+        Ipam::Builtin(b) => {
+            let r = b.open(&conf.name).and_then(|mut store| {
                 if !store.state.gc(&valid).is_empty() {
                     store.commit()?;
                 }
@@ -377,11 +372,31 @@ async fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
             continue;
         }
         let r = async {
-            dataplane::delete_host_veth(&host, &ep.iface, &ep.container_id).await?;
+            let mark = dataplane::owner_mark(&conf.name, &ep.container_id, &ep.ifname);
+            dataplane::delete_host_veth(&host, &ep.iface, &mark).await?;
             endpoint::remove(&conf.endpoints_dir, &ep.container_id, &ep.ifname)
         }
         .await;
         if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    // Veths of ADDs that died before writing their record: found by their owner mark.
+    match dataplane::owned_links(&host).await {
+        Ok(links) => {
+            for (index, mark) in links {
+                let Some((net, cid, ifname)) = dataplane::parse_owner_mark(&mark) else {
+                    continue;
+                };
+                if net == conf.name
+                    && !valid.contains(&(cid.to_owned(), ifname.to_owned()))
+                    && let Err(e) = host.del_link(index).await
+                {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(e) => {
             first_err.get_or_insert(e);
         }
     }
@@ -398,10 +413,8 @@ fn status(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
         ));
     }
     match &conf.ipam {
-        Ipam::Builtin {
-            data_dir, durability, ..
-        } => {
-            Store::open(data_dir, &conf.name, *durability)
+        Ipam::Builtin(b) => {
+            b.open(&conf.name)
                 .map_err(|e| Error::new(Code::NotAvailable, format!("IPAM store unusable: {e}")))?;
             Ok(())
         }

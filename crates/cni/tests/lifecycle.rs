@@ -359,3 +359,219 @@ fn ipv4_only_pods_get_no_ipv6_address_or_route_with_durable_ipam() {
     assert!(net.del(&node.ns, &pod).ok());
     assert_eq!(net.held_addresses(), 0);
 }
+
+/// Runs a network configuration list as libcni does: ADD through the plugins in order, each
+/// getting the previous result; CHECK in order and DEL in reverse order with the final result.
+fn run_chain(
+    node: &support::Netns,
+    plugins: &[Value],
+    command: &str,
+    pod: &Pod,
+    prev: Option<&Value>,
+) -> support::Reply {
+    let call = support::Call {
+        command: command.into(),
+        container_id: pod.container_id.clone(),
+        netns: pod.ns().path(),
+        ifname: "eth0".into(),
+        args: format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=test;K8S_POD_NAME={}", pod.name),
+        extra: vec![],
+    };
+    let order: Vec<&Value> = if command == "DEL" {
+        plugins.iter().rev().collect()
+    } else {
+        plugins.iter().collect()
+    };
+    let mut prev = prev.cloned();
+    let mut last = None;
+    for p in order {
+        let mut conf = p.clone();
+        if let Some(r) = &prev {
+            conf["prevResult"] = r.clone();
+        }
+        let bin = match p["type"].as_str().unwrap() {
+            "caracal-cni" => support::OURS.to_string(),
+            other => format!("{}/{other}", support::DEBIAN_CNI_DIR),
+        };
+        let r = support::exec_plugin(
+            node,
+            &bin,
+            support::DEBIAN_CNI_DIR,
+            &call,
+            conf.to_string().as_bytes(),
+        );
+        if !r.ok() {
+            return r;
+        }
+        if command == "ADD" {
+            prev = Some(r.json());
+        }
+        last = Some(r);
+    }
+    last.expect("at least one plugin")
+}
+
+#[test]
+fn chained_with_debian_tuning_the_result_and_prev_result_pass_through() {
+    require_root!();
+    if !support::have_debian_plugins() {
+        eprintln!("skipped: /usr/lib/cni/tuning missing (apt install containernetworking-plugins)");
+        return;
+    }
+    let node = Node::new();
+    let net = Net::new(Kind::Caracal, "1.0.0", "10.64.0.0/24", None);
+    let tuning = serde_json::json!({
+        "cniVersion": "1.0.0", "name": net.name, "type": "tuning",
+        "sysctl": { "net.core.somaxconn": "777" },
+    });
+    let plugins = vec![net.conf.clone(), tuning];
+    let pod = Pod::new();
+    let r = run_chain(&node.ns, &plugins, "ADD", &pod, None);
+    assert!(r.ok(), "{r:?}");
+    let fin = r.json();
+    let ips = Pod::result_ips(&fin);
+    assert_eq!(ips.len(), 1, "our addresses survive the chain: {fin}");
+    assert_eq!(pod.ns().sh(&["sysctl", "-n", "net.core.somaxconn"]).trim(), "777");
+    assert!(run_chain(&node.ns, &plugins, "CHECK", &pod, Some(&fin)).ok());
+    assert!(run_chain(&node.ns, &plugins, "DEL", &pod, Some(&fin)).ok());
+    assert!(node.pod_links().is_empty());
+    assert_eq!(net.held_addresses(), 0);
+
+    // Ours second in a chain: it keeps what came before and points its addresses at its own
+    // interface entry.
+    let mut conf = net.conf.clone();
+    conf["prevResult"] = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "other0", "sandbox": pod.ns().path()}],
+        "ips": [{"address": "192.0.2.99/32", "interface": 0}],
+        "dns": {"nameservers": ["192.0.2.53"]},
+    });
+    let call = support::Call {
+        command: "ADD".into(),
+        container_id: pod.container_id.clone(),
+        netns: pod.ns().path(),
+        ifname: "eth0".into(),
+        ..Default::default()
+    };
+    let r = net.call(&node.ns, &call, &conf);
+    assert!(r.ok(), "{r:?}");
+    let v = r.json();
+    assert_eq!(v["interfaces"][0]["name"], "other0");
+    assert_eq!(v["ips"][0]["address"], "192.0.2.99/32");
+    assert_eq!(
+        v["ips"][1]["interface"], 2,
+        "index of our eth0 after other0 and the host veth: {v}"
+    );
+    assert_eq!(v["interfaces"][2]["name"], "eth0");
+    assert_eq!(v["dns"]["nameservers"][0], "192.0.2.53");
+    let del = support::Call {
+        command: "DEL".into(),
+        ..call
+    };
+    assert!(net.call(&node.ns, &del, &net.conf).ok());
+    assert!(node.pod_links().is_empty());
+}
+
+#[test]
+fn the_installed_conflist_drives_a_pod_through_add_check_del() {
+    require_root!();
+    let d = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(support::OURS)
+        .args([
+            "install",
+            "--pod-cidr",
+            "10.60.0.0/24",
+            "--pod-cidr",
+            "fd00:60::/120",
+            "--mtu",
+            "1400",
+        ])
+        .arg("--bin-dir")
+        .arg(d.path().join("bin"))
+        .arg("--conf-dir")
+        .arg(d.path().join("net.d"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let installed = d.path().join("bin/caracal-cni");
+    let list: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("net.d/10-caracal.conflist")).unwrap()).unwrap();
+    // The plugin object as a runtime sends it, with the state directories moved into the test's.
+    let mut conf = list["plugins"][0].clone();
+    // A runtime with libcni >= 1.2 picks the highest version of `cniVersions` it knows.
+    let picked = list["cniVersions"]
+        .as_array()
+        .and_then(|v| v.last())
+        .unwrap()
+        .clone();
+    assert_eq!(picked, "1.1.0");
+    assert_eq!(list["cniVersion"], "1.0.0", "older runtimes read 1.0.0");
+    conf["cniVersion"] = picked;
+    conf["name"] = list["name"].clone();
+    conf["endpointsDir"] = d.path().join("endpoints").to_str().unwrap().into();
+    conf["ipam"]["dataDir"] = d.path().join("ipam").to_str().unwrap().into();
+    let node = Node::new();
+    let pod = Pod::new();
+    let call = support::Call {
+        command: "ADD".into(),
+        container_id: pod.container_id.clone(),
+        netns: pod.ns().path(),
+        ifname: "eth0".into(),
+        ..Default::default()
+    };
+    let bin = installed.to_str().unwrap();
+    let r = support::exec_plugin(&node.ns, bin, "", &call, conf.to_string().as_bytes());
+    assert!(r.ok(), "{r:?}");
+    let res = r.json();
+    assert_eq!(
+        Pod::result_ips(&res).len(),
+        2,
+        "dual-stack from the two pod CIDRs: {res}"
+    );
+    assert_eq!(res["interfaces"][1]["mtu"], 1400);
+    conf["prevResult"] = res;
+    let r = support::exec_plugin(
+        &node.ns,
+        bin,
+        "",
+        &support::Call {
+            command: "CHECK".into(),
+            ..call.clone()
+        },
+        conf.to_string().as_bytes(),
+    );
+    assert!(r.ok(), "{r:?}");
+    let r = support::exec_plugin(
+        &node.ns,
+        bin,
+        "",
+        &support::Call {
+            command: "DEL".into(),
+            ..call
+        },
+        conf.to_string().as_bytes(),
+    );
+    assert!(r.ok(), "{r:?}");
+    assert!(node.pod_links().is_empty());
+}
+
+#[test]
+fn ipv6_only_pods_reach_each_other_through_the_host_link_local_gateway() {
+    require_root!();
+    let node = Node::new();
+    let mut net = Net::new(Kind::Caracal, "1.1.0", "10.59.0.0/24", None);
+    net.conf["ipam"]["ranges"] = serde_json::json!([[{"subnet": "fd00:59::/120"}]]);
+    let (a, b) = (Pod::new(), Pod::new());
+    let ra = net.add(&node.ns, &a);
+    let rb = net.add(&node.ns, &b);
+    assert!(ra.ok() && rb.ok(), "{ra:?} {rb:?}");
+    let ipb = Pod::result_ips(&rb.json());
+    assert!(ipb.len() == 1 && ipb[0].is_ipv6(), "{}", rb.stdout);
+    assert!(tcp_reachable(a.ns(), b.ns(), ipb[0]));
+    assert!(!a.ns().routes(false).contains("default"), "no IPv4 default route");
+    assert!(net.check(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &a).ok());
+    assert!(net.del(&node.ns, &b).ok());
+    assert!(node.pod_links().is_empty());
+    assert!(!node.ns.routes(true).contains("fd00:59"));
+}

@@ -86,10 +86,12 @@ fn fifty_concurrent_adds_get_fifty_distinct_addresses() {
     }
 }
 
-/// Starts an ADD that pauses at `stage`, SIGKILLs it there, then DELs.
-fn kill_mid_add_then_del(stage: &str) {
+/// Starts an ADD that pauses at `stage`, SIGKILLs it there, then cleans up with DEL (what a
+/// runtime does when ADD fails) or, when `by_gc`, with a GC that no longer lists the attachment
+/// (what happens when the runtime itself lost track of it).
+fn kill_mid_add_then_clean_up(stage: &str, by_gc: bool) {
     let node = Node::new();
-    let net = Net::new(Kind::Caracal, "1.0.0", "10.73.0.0/24", None);
+    let net = Net::new(Kind::Caracal, "1.1.0", "10.73.0.0/24", None);
     let pod = Pod::new();
     let marker = net.dir.path().join("paused");
     let mut call = Call {
@@ -142,7 +144,11 @@ fn kill_mid_add_then_del(stage: &str) {
     assert!(!st.success());
     call.command = "DEL".into();
     call.extra.clear();
-    let r = net.call(&node.ns, &call, &net.conf);
+    let r = if by_gc {
+        net.gc(&node.ns, &[])
+    } else {
+        net.call(&node.ns, &call, &net.conf)
+    };
     assert!(r.ok(), "{r:?}");
     assert!(
         node.pod_links().is_empty(),
@@ -164,13 +170,38 @@ fn kill_mid_add_then_del(stage: &str) {
 #[test]
 fn plugin_killed_after_ipam_then_del_leaves_nothing_behind() {
     require_root!();
-    kill_mid_add_then_del("after-ipam");
+    kill_mid_add_then_clean_up("after-ipam", false);
 }
 
 #[test]
 fn plugin_killed_after_veth_creation_then_del_leaves_nothing_behind() {
     require_root!();
-    kill_mid_add_then_del("after-veth");
+    kill_mid_add_then_clean_up("after-veth", false);
+}
+
+#[test]
+fn plugin_killed_after_veth_creation_then_gc_leaves_nothing_behind() {
+    require_root!();
+    kill_mid_add_then_clean_up("after-veth", true);
+}
+
+#[test]
+fn a_store_locked_too_long_answers_try_again_later_and_changes_nothing() {
+    require_root!();
+    let node = Node::new();
+    let mut net = Net::new(Kind::Caracal, "1.0.0", "10.82.0.0/24", None);
+    net.conf["ipam"]["lockTimeoutMs"] = 100.into();
+    let dir = net.dir.path().join("ipam").join(&net.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = std::fs::File::create(dir.join("lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let pod = Pod::new();
+    let r = net.add(&node.ns, &pod);
+    assert_eq!(r.code(), Some(11), "{r:?}");
+    assert!(node.pod_links().is_empty());
+    drop(held);
+    assert!(net.add(&node.ns, &pod).ok(), "works once the lock is free");
+    assert!(net.del(&node.ns, &pod).ok());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`kubetest`]: test support: a real etcd and kube-apiserver on loopback.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cmd;
 pub mod dataplane;
 pub mod datastore;

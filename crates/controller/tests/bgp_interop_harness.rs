@@ -27,6 +27,7 @@ fn stand_in(daemon: Kind, folder: &str) {
         peer_sees_cease: true,
         // BIRD overwrites its last error when it reconnects.
         dut_reports_errors: false,
+        gr_without_families: true,
     };
     if let Err(e) = scenario::run(&lab, daemon, Kind::Bird, checks) {
         panic!("{folder} with a BIRD dut: {e:#}\n{}", logs(&lab));
@@ -88,6 +89,8 @@ fn bird_route_text_parses_into_paths_with_next_hops_and_as_paths() {
             best: true,
             stale: false,
             learned: true,
+            originator_id: None,
+            cluster_list: Vec::new(),
         }
     );
     assert!(!r[1].best && r[1].learned && r[1].as_path == vec![65009]);
@@ -122,9 +125,10 @@ fn caracal_status_json_parses_sessions_and_routes() {
     let s = parse::caracal_sessions(status).unwrap();
     assert!(s[0].established && s[0].last_error.is_empty() && s[0].uptime_secs == Some(12));
     assert!(!s[1].established && s[1].last_error.contains("6/1"));
-    let routes =
-        r#"{"routes":[{"prefix":"fd02::/48","next_hops":["fd00:1::2","fe80::1"],"as_path":[4200000002]}]}"#;
+    let routes = r#"{"routes":[{"prefix":"fd02::/48","next_hops":["fd00:1::2","fe80::1"],"as_path":[4200000002],"peer":"fd00:1::2"},
+        {"prefix":"10.1.0.0/24","next_hops":[],"as_path":[],"peer":"local"}]}"#;
     let r = parse::caracal_routes(routes).unwrap();
     assert_eq!(r[0].as_path, vec![4200000002]);
     assert_eq!(r[0].next_hops.len(), 2);
+    assert!(r[0].learned && !r[1].learned);
 }

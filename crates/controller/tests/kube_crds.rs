@@ -18,6 +18,19 @@ async fn crds_are_structural_validate_globalpolicies_and_are_documented() {
     };
     api.install_crds().await;
 
+    // build.sh stamps the real version (module zips carry a placeholder), so kubectl's skew
+    // check and the gcloud kubectl dispatcher see a 1.34 server.
+    let version = api.kubectl_ok(&["version", "-o", "json"], "").await;
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    let server = version["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(server.starts_with("v1.34."), "server version {server}");
+    eprintln!(
+        "kubectl {} against kube-apiserver {server}",
+        version["clientVersion"]["gitVersion"]
+    );
+
     // Every CRD is Established and none is flagged NonStructuralSchema.
     let names = api
         .kubectl_ok(&["get", "crd", "-o", "jsonpath={.items[*].metadata.name}"], "")
@@ -129,10 +142,20 @@ async fn deploy_and_crds_apply_with_server_side_dry_run() {
     api.kubectl_ok(&["apply", "--dry-run=server", "-f", crds.to_str().unwrap()], "")
         .await;
     api.install_crds().await;
-    let deploy = root.join("deploy");
-    let out = api
-        .kubectl_ok(&["apply", "--dry-run=server", "-f", deploy.to_str().unwrap()], "")
-        .await;
+    // deploy/ also holds files that are not Kubernetes objects (the CNI config list): apply
+    // every YAML manifest.
+    let mut args = vec!["apply".to_string(), "--dry-run=server".to_string()];
+    let mut manifests: Vec<_> = std::fs::read_dir(root.join("deploy"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    manifests.sort();
+    for m in &manifests {
+        args.extend(["-f".to_string(), m.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = api.kubectl_ok(&args, "").await;
     for kind in [
         "daemonset.apps/caracal-node",
         "clusterrole.rbac.authorization.k8s.io/caracal-node",

@@ -235,9 +235,12 @@ async fn kubectl_changes_reach_the_model_within_a_second_and_end_equal_to_the_di
     })
     .await;
 
-    api.kubectl_ok(&["delete", "pod", "db-1", "-n", NS, "--wait=false"], "")
-        .await;
-    // Without a kubelet a deleted pod is gone at once (no graceful termination to wait for).
+    // A scheduled pod waits for its kubelet to confirm termination; there is none, so force.
+    api.kubectl_ok(
+        &["delete", "pod", "db-1", "-n", NS, "--grace-period=0", "--force"],
+        "",
+    )
+    .await;
     let s2 = within_a_second(&mut rx, "pod deleted", |s| {
         !s.cluster.pods.contains_key(&Key::new(NS, "db-1"))
     })
@@ -302,6 +305,44 @@ async fn node_agent_serviceaccount_can_list_and_watch_but_not_write() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(condition, "True", "the agent marks a valid GlobalPolicy Valid");
+
+    // A policy the schema accepts but caracal cannot use (an expression that does not parse)
+    // is left out of the model whole, and says why in its status.
+    let mut rx = ds.subscribe();
+    apply(
+        &api,
+        "apiVersion: caracal.dev/v1alpha1\nkind: GlobalPolicy\nmetadata: {name: bad-expr}\n\
+         spec: {priority: 5, subject: {selector: \"app == \"}, ingress: [{action: Deny}]}\n",
+    )
+    .await;
+    let s = within_a_second(&mut rx, "invalid policy rejected", |s| {
+        s.rejected.contains_key("bad-expr")
+    })
+    .await;
+    assert!(!s.cluster.global_policies.contains_key("bad-expr"));
+    assert!(s.rejected["bad-expr"].contains("spec.subject.selector"), "{s:?}");
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "globalpolicy",
+                    "bad-expr",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Valid\")].status} \
+                     {.status.conditions[?(@.type==\"Valid\")].message}",
+                ],
+                "",
+            )
+            .await;
+        if status.starts_with("False") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.starts_with("False"), "{status}");
+    assert!(status.contains("spec.subject.selector"), "{status}");
 
     // Any other write is refused.
     let denied = api
@@ -369,4 +410,31 @@ async fn invalid_global_policy_in_a_manifest_is_ignored_whole_with_its_reason() 
     );
     let reasons: BTreeMap<_, _> = s.rejected.clone();
     assert!(reasons["allow-dns"].contains("priority"), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datastore_waits_for_the_globalpolicy_crd_instead_of_publishing_a_partial_model() {
+    let Some(api) = KubeApi::start().await.expect("start etcd and kube-apiserver") else {
+        return;
+    };
+    api.kubectl_ok(&["apply", "-f", "-"], NAMESPACE).await;
+    let client = api.client(kubetest::ADMIN).await;
+    let ds = tokio::spawn(datastore::watch_kube(client, KubeOptions::default()));
+    // Without GlobalPolicies the model would lack every Admin-tier deny: no snapshot yet.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!ds.is_finished(), "synced without the GlobalPolicy CRD");
+    api.install_crds().await;
+    api.kubectl_ok(&["apply", "-f", "-"], GLOBAL_DB).await;
+    // The GlobalPolicy watcher retries with backoff, so this takes a few seconds.
+    let ds = tokio::time::timeout(Duration::from_secs(60), ds)
+        .await
+        .expect("synced once the CRD exists")
+        .unwrap();
+    let mut rx = ds.subscribe();
+    let s = kubetest::wait_model(&mut rx, Duration::from_secs(5), |s| {
+        s.cluster.global_policies.contains_key("deny-db-from-dev")
+    })
+    .await
+    .expect("the GlobalPolicy is in the model");
+    assert!(s.cluster.namespaces.contains_key(NS));
 }

@@ -250,7 +250,7 @@ fn decode_known(
         },
         // RFC 7606 §7.2, RFC 7607.
         ty::AS_PATH => match decode_as_path(a.value, opts.four_octet_as) {
-            Ok(path) => match check_as_path(&path, opts.ebgp) {
+            Ok(path) => match check_as_path(&path, opts) {
                 Ok(()) => p.attrs.as_path = Some(path),
                 Err(reason) => p.issue(Withdraw, t, Error::MalformedAsPath { reason }),
             },
@@ -433,14 +433,20 @@ pub(crate) fn decode_as_path(buf: &[u8], four_octet: bool) -> Result<AsPath, &'s
     Ok(AsPath { segments })
 }
 
-/// Semantic AS_PATH checks: AS 0 (RFC 7607 §2) and confederation segments from an external
-/// peer (RFC 7606 §7.2; caracal does not run confederations).
-fn check_as_path(path: &AsPath, ebgp: bool) -> Result<(), &'static str> {
+/// Semantic AS_PATH checks: AS 0 (RFC 7607 §2), confederation segments from an external peer
+/// (RFC 7606 §7.2; caracal does not run confederations), and optionally the first AS (RFC 4271
+/// §6.3).
+fn check_as_path(path: &AsPath, opts: &DecodeOptions) -> Result<(), &'static str> {
     if path.asns().any(|asn| asn == 0) {
         return Err("AS 0 in AS_PATH");
     }
-    if ebgp && path.segments.iter().any(|s| s.kind.is_confed()) {
+    if opts.ebgp && path.segments.iter().any(|s| s.kind.is_confed()) {
         return Err("confederation segment from an external peer");
+    }
+    if let (true, Some(peer_as)) = (opts.ebgp, opts.enforce_first_as)
+        && path.first_as() != Some(peer_as)
+    {
+        return Err("first AS is not the peer's AS");
     }
     Ok(())
 }

@@ -18,6 +18,10 @@ pub struct SessionOptions {
     /// The peer is in another AS. LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST errors and
     /// confederation segments are treated differently for external peers (RFC 7606 §7).
     pub ebgp: bool,
+    /// For an external peer: its AS, to require as the first AS of every AS_PATH (RFC 4271
+    /// §6.3 "MAY check"; a mismatch is a malformed AS_PATH, treat-as-withdraw per RFC 7606
+    /// §7.2). `None` (the default) skips the check, as route servers do not prepend their AS.
+    pub enforce_first_as: Option<u32>,
 }
 
 /// Decoding context (the same value as [`SessionOptions`]).
@@ -34,6 +38,7 @@ impl Default for SessionOptions {
             extended_message: false,
             families: vec![Family::IPV4_UNICAST],
             ebgp: true,
+            enforce_first_as: None,
         }
     }
 }
@@ -46,6 +51,7 @@ impl SessionOptions {
             extended_message: false,
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             ebgp,
+            enforce_first_as: None,
         }
     }
 
@@ -64,6 +70,7 @@ impl SessionOptions {
             extended_message: both(Capability::ExtendedMessage.code()),
             families,
             ebgp,
+            enforce_first_as: None,
         }
     }
 

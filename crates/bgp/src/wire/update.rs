@@ -58,7 +58,10 @@ pub enum UpdateOutcome {
         discarded: Vec<AttrIssue>,
     },
     /// `update` withdraws every prefix the message announced or withdrew (IPv4 unicast in
-    /// `withdrawn`, IPv6 unicast in `attributes.mp_unreach`); `issues` says why.
+    /// `withdrawn`, IPv6 unicast in `attributes.mp_unreach`); `issues` says why. A malformed
+    /// UPDATE that mentioned no prefix at all comes back with its well-formed attributes and
+    /// no prefixes; it is never an End-of-RIB marker, even if `update.end_of_rib()` says so
+    /// because every attribute was malformed, so check the treatment first.
     TreatAsWithdraw { update: Update, issues: Vec<AttrIssue> },
     /// Send `error.to_notification()` and close the session.
     SessionReset(Error),
@@ -182,11 +185,12 @@ fn decode_inner(body: &[u8], opts: &DecodeOptions) -> Result<UpdateOutcome> {
 
     // RFC 7606 §3 (d): mandatory attributes are only required when something is announced.
     if has_reach {
-        let mut required = vec![ty::ORIGIN, ty::AS_PATH];
-        if !announced.is_empty() {
-            required.push(ty::NEXT_HOP);
-        }
-        for type_code in required {
+        // NEXT_HOP only matters for the classic NLRI field (RFC 4760 §3).
+        let next_hop = (!announced.is_empty()).then_some(ty::NEXT_HOP);
+        for type_code in [Some(ty::ORIGIN), Some(ty::AS_PATH), next_hop]
+            .into_iter()
+            .flatten()
+        {
             if !parsed.has(type_code) {
                 parsed.issues.push(AttrIssue {
                     action: Action::TreatAsWithdraw,

@@ -11,6 +11,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::pool::State;
@@ -27,7 +30,13 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(data_dir: &Path, network: &str, durability: Durability) -> Result<Store> {
+    /// Opens and locks the store, waiting at most `lock_timeout` for another invocation.
+    pub fn open(
+        data_dir: &Path,
+        network: &str,
+        durability: Durability,
+        lock_timeout: Duration,
+    ) -> Result<Store> {
         let dir = data_dir.join(network);
         fsutil::ensure_dir(&dir)?;
         let lock_path = dir.join("lock");
@@ -37,8 +46,7 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("cannot open {}", lock_path.display()), e))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io(format!("cannot lock {}", lock_path.display()), e))?;
+        let lock = lock(f, &lock_path, lock_timeout)?;
         let state_path = dir.join("state.json");
         let state = match std::fs::read(&state_path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
@@ -60,10 +68,36 @@ impl Store {
         })
     }
 
+    /// Commits the state (atomically; durably if so configured).
     pub fn commit(&self) -> Result<()> {
         let data = serde_json::to_vec_pretty(&self.state)
             .map_err(|e| Error::with_details(Code::Internal, "cannot encode IPAM state", e))?;
         fsutil::write_atomic(&self.state_path, &data, self.durability)
+    }
+}
+
+/// Locks without blocking forever: a hung holder turns into "try again later" (code 11) for
+/// the runtime, which retries, instead of a plugin stuck for good.
+fn lock(mut f: File, path: &Path, timeout: Duration) -> Result<Flock<File>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                f = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(Error::new(
+                    Code::TryAgainLater,
+                    format!(
+                        "IPAM store {} is locked by another invocation for more than {timeout:?}",
+                        path.display()
+                    ),
+                ));
+            }
+            Err((_, e)) => return Err(Error::io(format!("cannot lock {}", path.display()), e)),
+        }
     }
 }
 
@@ -82,20 +116,30 @@ mod tests {
             .unwrap(),
         ];
         {
-            let mut s = Store::open(dir.path(), "net", Durability::Durable).unwrap();
+            let mut s = Store::open(dir.path(), "net", Durability::Durable, Duration::from_secs(1)).unwrap();
             s.state.allocate(&pools, "c", "eth0").unwrap();
             s.commit().unwrap();
         }
-        let s = Store::open(dir.path(), "net", Durability::Durable).unwrap();
+        let s = Store::open(dir.path(), "net", Durability::Durable, Duration::from_secs(1)).unwrap();
         assert_eq!(s.state.held_by("c", "eth0").len(), 1);
         drop(s);
         std::fs::write(dir.path().join("net/state.json"), b"{torn").unwrap();
         assert_eq!(
-            Store::open(dir.path(), "net", Durability::Durable)
+            Store::open(dir.path(), "net", Durability::Durable, Duration::from_secs(1))
                 .err()
                 .unwrap()
                 .code,
             Code::Decode
         );
+    }
+
+    #[test]
+    fn a_held_lock_turns_into_try_again_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |ms| Store::open(dir.path(), "net", Durability::Atomic, Duration::from_millis(ms));
+        let held = open(1000).unwrap();
+        assert_eq!(open(50).err().unwrap().code, Code::TryAgainLater);
+        drop(held);
+        assert!(open(50).is_ok());
     }
 }

@@ -28,6 +28,12 @@ pub struct AgentArgs {
     /// Do not write the Valid condition to GlobalPolicy status.
     #[arg(long)]
     pub no_status: bool,
+    /// The agent's configuration file (folders, pod CIDRs, BGP); see `crate::agent::config`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Only follow the datastore and log the model: program no iptables, ipsets or BGP.
+    #[arg(long)]
+    pub no_dataplane: bool,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -64,11 +70,22 @@ pub async fn kube_client(
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let node = match args.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok()) {
-        Some(n) if !n.is_empty() => n,
-        _ => anyhow::bail!("the node name is required: --node-name or $NODE_NAME"),
+    let mut config = match &args.config {
+        Some(path) => crate::agent::AgentConfig::load(path)?,
+        None => crate::agent::AgentConfig::default(),
     };
-    let ds: Datastore = match &args.manifests {
+    let node = match args
+        .node_name
+        .clone()
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .or_else(|| Some(config.node_name.clone()))
+    {
+        Some(n) if !n.is_empty() => n,
+        _ => anyhow::bail!("the node name is required: --node-name, $NODE_NAME or node_name in --config"),
+    };
+    config.node_name = node.clone();
+    let manifests = args.manifests.clone().or_else(|| config.manifests.clone());
+    let ds: Datastore = match &manifests {
         Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
             .await
             .with_context(|| format!("read manifests from {}", dir.display()))?,
@@ -87,6 +104,19 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     let mut rx = ds.subscribe();
     log_model(&node, &rx.borrow_and_update().clone());
+    if !args.no_dataplane {
+        let log_rx = rx.clone();
+        let log_node = node.clone();
+        tokio::spawn(async move {
+            let mut rx = log_rx;
+            while rx.changed().await.is_ok() {
+                log_model(&log_node, &rx.borrow_and_update().clone());
+            }
+        });
+        crate::agent::run(config, rx).await?;
+        drop(ds);
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
         tokio::select! {
             changed = rx.changed() => {

@@ -29,6 +29,34 @@ pub enum LabCommand {
     },
     /// List the labs that are up.
     List,
+    /// Add or remove pods: a namespace plumbed by caracal-cni on a node, plus its Pod manifest.
+    #[command(subcommand)]
+    Pod(PodCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum PodCommand {
+    /// `caracal lab pod add <lab> <node> <namespace>/<name> [-l key=value]... [-p 80/TCP]...`
+    Add {
+        lab: String,
+        node: String,
+        pod: String,
+        /// Pod labels (default: pod=<name>).
+        #[arg(short = 'l', long = "label")]
+        labels: Vec<String>,
+        /// Named container ports to declare, as PORT/PROTOCOL (named serve-<port>-<protocol>).
+        #[arg(short = 'p', long = "port")]
+        ports: Vec<String>,
+    },
+    /// `caracal lab pod del <lab> <namespace>/<name>`
+    Del { lab: String, pod: String },
+}
+
+fn split_pod(s: &str) -> Result<(String, String)> {
+    let (ns, name) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("pod {s:?}: write namespace/name"))?;
+    Ok((ns.to_string(), name.to_string()))
 }
 
 pub fn run(command: LabCommand) -> Result<ExitCode> {
@@ -96,6 +124,45 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
             std::io::stdout().write_all(&out.stdout)?;
             std::io::stderr().write_all(&out.stderr)?;
             Ok(ExitCode::from(out.status.code().unwrap_or(1).clamp(0, 255) as u8))
+        }
+        LabCommand::Pod(PodCommand::Add {
+            lab,
+            node,
+            pod,
+            labels,
+            ports,
+        }) => {
+            let (namespace, name) = split_pod(&pod)?;
+            let mut spec = lab::pod::PodSpec {
+                namespace,
+                name: name.clone(),
+                ..Default::default()
+            };
+            for l in &labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("label {l:?}: write key=value"))?;
+                spec.labels.insert(k.to_string(), v.to_string());
+            }
+            if spec.labels.is_empty() {
+                spec.labels.insert("pod".into(), name);
+            }
+            for p in &ports {
+                let (port, proto) = p.split_once('/').unwrap_or((p, "TCP"));
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("port {p:?}: write PORT/PROTOCOL"))?;
+                spec.ports.push((port, proto.to_string()));
+            }
+            let st = lab::pod::add(&lab, &node, &spec)?;
+            let ips: Vec<String> = st.ips.iter().map(|i| i.to_string()).collect();
+            println!("{pod} on {node}: {} netns {}", ips.join(","), st.netns);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Pod(PodCommand::Del { lab, pod }) => {
+            let (namespace, name) = split_pod(&pod)?;
+            lab::pod::del(&lab, &namespace, &name)?;
+            Ok(ExitCode::SUCCESS)
         }
         LabCommand::List => {
             for s in lab::list() {

@@ -9,11 +9,13 @@
 //!   and family, `ipset restore` before and after.
 //! - [`nodelab`]: a node namespace with one namespace per pod, servers and real probes: the
 //!   test bed behind `caracal conformance --mode node`.
+//! - [`prober`]: the node-mode conformance prober on top of the node lab and the applier.
 
 pub mod applier;
 pub mod backend;
 pub mod netns;
 pub mod nodelab;
+pub mod prober;
 
 /// What failed while programming or probing the kernel.
 #[derive(Debug, thiserror::Error)]

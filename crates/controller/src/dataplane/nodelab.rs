@@ -60,6 +60,15 @@ pub enum Outcome {
     Skipped(String),
 }
 
+/// One pod of a [`NodeLab`].
+#[derive(Clone, Debug)]
+pub struct PodSpec {
+    pub key: Key,
+    pub ip: Ipv4Addr,
+    /// Host-side veth name (`cara` + up to 11 characters).
+    pub iface: String,
+}
+
 struct LabPod {
     ns: Netns,
     iface: String,
@@ -76,15 +85,23 @@ pub struct NodeLab {
 }
 
 impl NodeLab {
-    /// Brings up a node with `pods` (addresses `10.<a>.<b>.<c>` in pod order), each serving
-    /// every (port, protocol) in `services`.
+    /// Brings up a node with `pods` at addresses `10.66.<a>.<b>` in order, on interfaces
+    /// named by [`host_iface`], each serving every (port, protocol) in `services`.
     pub fn up(pods: &[Key], services: &[(u16, Protocol)]) -> Result<NodeLab> {
-        if pods.len() > 60_000 {
-            return Err(Error::Lab(format!(
-                "{} pods are more than a node lab holds",
-                pods.len()
-            )));
-        }
+        let specs: Vec<PodSpec> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, key)| PodSpec {
+                key: key.clone(),
+                ip: Ipv4Addr::new(10, 66, ((i + 2) >> 8) as u8, ((i + 2) & 0xff) as u8),
+                iface: host_iface(key),
+            })
+            .collect();
+        NodeLab::up_with(&specs, services)
+    }
+
+    /// Brings up a node with pods at the given addresses and host interface names.
+    pub fn up_with(pods: &[PodSpec], services: &[(u16, Protocol)]) -> Result<NodeLab> {
         let suffix = unique_suffix();
         let node = Netns::create(&format!("cn-{suffix}"))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -113,16 +130,19 @@ impl NodeLab {
         let mut node_batch = String::from(
             "link add gw0 type veth peer name gw1\nlink set gw1 up\nlink set gw0 up\nroute add default dev gw0\n",
         );
-        for (i, key) in pods.iter().enumerate() {
-            let n = i + 2;
-            let pod_ip = Ipv4Addr::new(10, 66, (n >> 8) as u8, (n & 0xff) as u8);
-            let ns = Netns::create(&format!("cp-{suffix}-{i}"))?;
-            let iface = host_iface(key);
-            if lab.pods.values().any(|p| p.iface == iface) {
+        for (i, PodSpec { key, ip, iface }) in pods.iter().enumerate() {
+            if !iface.starts_with(caracal_policy::program::IFACE_PREFIX) || iface.len() > 15 {
                 return Err(Error::Lab(format!(
-                    "pod {key} repeats or collides with another pod's interface"
+                    "pod {key}: bad host interface name {iface:?}"
                 )));
             }
+            if lab.pods.contains_key(key) || lab.pods.values().any(|p| p.iface == *iface || p.ip == *ip) {
+                return Err(Error::Lab(format!(
+                    "pod {key} repeats another pod's name, interface or address"
+                )));
+            }
+            let ns = Netns::create(&format!("cp-{suffix}-{i}"))?;
+            let (iface, pod_ip) = (iface.clone(), *ip);
             node_batch.push_str(&format!(
                 "link add {iface} type veth peer name eth0 netns {}\nlink set {iface} up\n\
                  route add {pod_ip}/32 dev {iface} scope link\n",

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::model::{Node, NodeAddress, Object};
 
 /// The label the API server puts on every namespace; the directory datastore adds it too.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+pub use caracal_policy::model::NAMESPACE_NAME_LABEL;
 /// Node annotation carrying the node's own BGP AS number, when it differs from the cluster's.
 pub const NODE_ASN_ANNOTATION: &str = "caracal.dev/bgp-asn";
 
@@ -244,14 +244,10 @@ pub fn global_policy(value: &Value) -> (String, Result<GlobalPolicy, String>) {
     (name, parsed)
 }
 
-/// What the CRD schema enforces but a manifest read from a directory may still break.
+/// The policy crate's semantic checks (priority range, selectors, expressions, CIDRs, ports):
+/// what the CRD schema cannot express, and all of it for a manifest read from a directory.
 fn check_global_policy(gp: GlobalPolicy) -> Result<GlobalPolicy, String> {
-    if !(0..=1000).contains(&gp.spec.priority) {
-        return Err(format!(
-            "spec.priority: {} is out of range 0..1000",
-            gp.spec.priority
-        ));
-    }
+    caracal_policy::validate::global_policy(&gp).map_err(|e| e.to_string())?;
     Ok(gp)
 }
 
@@ -406,6 +402,8 @@ mod tests {
         assert_eq!(ok.spec.priority, 10);
         let (_, high) = gp(json!({"priority": 5000}));
         assert!(high.unwrap_err().contains("spec.priority: 5000"));
+        let (_, expr) = gp(json!({"priority": 1, "subject": {"selector": "app == "}}));
+        assert!(expr.unwrap_err().contains("spec.subject.selector"));
         let (_, action) = gp(json!({"priority": 1, "ingress": [{"action": "Allow"}]}));
         assert!(action.unwrap_err().contains("Allow"));
         let (_, missing) = gp(json!({"tier": "Admin"}));

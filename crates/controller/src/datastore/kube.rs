@@ -155,7 +155,10 @@ async fn run_watcher<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    // Lists are served from the API server's watch cache (resourceVersion=0), as client-go
+    // informers do: every node re-listing after an outage must not all go to etcd.
+    let config = watcher::Config::default().any_semantic();
+    let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let change = match event {
             Ok(watcher::Event::Apply(o)) => Change::Apply(convert(&o)),
@@ -278,4 +281,109 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
             tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use caracal_policy::model::Namespace;
+
+    use super::*;
+
+    fn ns(name: &str) -> Object {
+        Object::Namespace(Namespace {
+            name: name.into(),
+            labels: BTreeMap::new(),
+        })
+    }
+
+    struct Merger {
+        tx: mpsc::UnboundedSender<Change>,
+        rx: watch::Receiver<Arc<Snapshot>>,
+        synced: tokio::sync::oneshot::Receiver<()>,
+        lists: Arc<AtomicU64>,
+        _task: TaskGuard,
+    }
+
+    fn merger() -> Merger {
+        let (tx, changes) = mpsc::unbounded_channel();
+        let (snapshots, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let (synced_tx, synced) = tokio::sync::oneshot::channel();
+        let lists = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(merge(
+            changes,
+            snapshots,
+            Duration::from_millis(50),
+            synced_tx,
+            lists.clone(),
+        ));
+        Merger {
+            tx,
+            rx,
+            synced,
+            lists,
+            _task: TaskGuard(vec![task]),
+        }
+    }
+
+    fn list_all(m: &Merger, namespaces: &[&str]) {
+        for kind in Kind::ALL {
+            m.tx.send(Change::ListStart(kind)).unwrap();
+            if kind == Kind::Namespace {
+                for n in namespaces {
+                    m.tx.send(Change::ListItem(ns(n))).unwrap();
+                }
+            }
+            m.tx.send(Change::ListDone(kind)).unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_published_until_every_kind_is_listed() {
+        let mut m = merger();
+        m.tx.send(Change::ListStart(Kind::Namespace)).unwrap();
+        m.tx.send(Change::ListItem(ns("a"))).unwrap();
+        m.tx.send(Change::ListDone(Kind::Namespace)).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!m.rx.has_changed().unwrap());
+        assert!(m.synced.try_recv().is_err());
+        list_all(&m, &["a"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(m.rx.has_changed().unwrap());
+        assert!(m.rx.borrow_and_update().cluster.namespaces.contains_key("a"));
+        assert!(m.synced.try_recv().is_ok());
+        assert_eq!(m.lists.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_within_the_debounce_window_is_one_snapshot() {
+        let mut m = merger();
+        list_all(&m, &[]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m.rx.borrow_and_update();
+        for i in 0..20 {
+            m.tx.send(Change::Apply(ns(&format!("ns-{i}")))).unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        m.rx.changed().await.unwrap();
+        assert_eq!(m.rx.borrow_and_update().cluster.namespaces.len(), 20);
+        // No second, partial-then-complete publication of the same burst.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!m.rx.has_changed().unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unchanged_relist_publishes_nothing() {
+        let mut m = merger();
+        list_all(&m, &["a"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m.rx.borrow_and_update();
+        list_all(&m, &["a"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!m.rx.has_changed().unwrap());
+        m.tx.send(Change::Delete(Kind::Namespace, "a".into())).unwrap();
+        m.rx.changed().await.unwrap();
+        assert!(m.rx.borrow().cluster.namespaces.is_empty());
+    }
 }

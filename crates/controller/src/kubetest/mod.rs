@@ -30,6 +30,8 @@ pub const NODE_AGENT: &str = "caracal-node";
 /// kubeconfig context of an authenticated user with no permissions at all.
 pub const NOBODY: &str = "nobody";
 
+const SETPRIV: &str = "/usr/bin/setpriv";
+
 const NODE_AGENT_USER: &str = "system:serviceaccount:kube-system:caracal-node";
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,30 @@ fn random_hex() -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Removes the directories of test processes that were killed before their Drop could run
+/// (their processes died with them through the parent-death signal).
+fn remove_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("caracal-kube-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn unique_dir() -> Result<PathBuf> {
+    remove_stale_dirs();
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "caracal-kube-{}-{}-{}",
@@ -221,9 +246,17 @@ impl KubeApi {
         // A free port can be taken by someone else before our process binds it: retry with
         // new ports rather than fail a test on that race.
         let mut last = None;
+        let started = Instant::now();
         for _ in 0..3 {
             match Self::start_in(&bin).await {
-                Ok(api) => return Ok(Some(api)),
+                Ok(api) => {
+                    eprintln!(
+                        "etcd and kube-apiserver ready in {:.1?} ({})",
+                        started.elapsed(),
+                        api.dir.display()
+                    );
+                    return Ok(Some(api));
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -302,8 +335,17 @@ impl KubeApi {
 
     fn spawn(&self, binary: &str, args: &[String], log: &str) -> Result<Child> {
         let log = self.log_file(log)?;
-        Command::new(self.bin.join(binary))
-            .args(args)
+        // Drop kills the processes on success and on panic; setpriv's parent-death signal also
+        // covers a test process that is itself killed (a CI timeout), where no Drop runs. The
+        // signal follows the spawning thread, which outlives the KubeApi in every test runtime.
+        let mut cmd = if Path::new(SETPRIV).is_file() {
+            let mut c = Command::new(SETPRIV);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(self.bin.join(binary));
+            c
+        } else {
+            Command::new(self.bin.join(binary))
+        };
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("clone log file"))?)
             .stderr(log)
@@ -340,6 +382,45 @@ impl KubeApi {
             "etcd not healthy after 30 s:\n{}",
             self.log_tail("etcd.log")
         )))
+    }
+
+    /// One request to etcd's JSON gateway; returns the response body.
+    fn etcd_post(&self, path: &str, body: &str) -> Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.etcd_port)).map_err(io("connect to etcd"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(io("set etcd timeout"))?;
+        let req = format!(
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut resp = String::new();
+        s.write_all(req.as_bytes())
+            .and_then(|()| s.read_to_string(&mut resp))
+            .map_err(io(format!("etcd {path}")))?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+            return Err(Error::Start(format!("etcd {path}: {head} {body}")));
+        }
+        Ok(body.to_string())
+    }
+
+    /// Compacts etcd's history up to its current revision, so any watch resuming from an
+    /// older resourceVersion gets `410 Gone` and must re-list.
+    pub fn compact_etcd(&self) -> Result<i64> {
+        // A range over one key answers with the store's current revision in its header.
+        let body = self.etcd_post("/v3/kv/range", r#"{"key":"AA=="}"#)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| Error::Start(format!("etcd range: {e}: {body}")))?;
+        let revision: i64 = v
+            .pointer("/header/revision")
+            .and_then(|r| r.as_str().and_then(|s| s.parse().ok()).or_else(|| r.as_i64()))
+            .ok_or_else(|| Error::Start(format!("etcd range: no revision in {body}")))?;
+        self.etcd_post(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        )?;
+        Ok(revision)
     }
 
     fn etcd_healthy(&self) -> bool {

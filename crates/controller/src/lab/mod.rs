@@ -11,6 +11,7 @@
 //! `caracal lab down <lab>` removes a detached one. Teardown kills every process inside the
 //! lab's namespaces, so nothing a test started there can outlive it.
 
+pub mod pod;
 pub mod topology;
 
 use std::{
@@ -65,6 +66,9 @@ pub struct State {
     pub topology_dir: PathBuf,
     /// Node name to namespace name, for every namespace that may exist.
     pub nodes: BTreeMap<String, NodeState>,
+    /// Pods made with `caracal lab pod add`, by `namespace/name`.
+    #[serde(default)]
+    pub pods: BTreeMap<String, pod::PodState>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,6 +168,7 @@ impl Lab {
             owner,
             topology_dir: topology_dir.clone(),
             nodes,
+            pods: BTreeMap::new(),
         };
         // Written before anything is created, so that any later failure can be cleaned up.
         write_state(&dir, &state)?;
@@ -179,8 +184,12 @@ impl Lab {
     }
 
     fn build(&mut self, topo: &Topology) -> Result<()> {
+        std::fs::create_dir_all(self.dir.join("manifests"))?;
         for (node, ns) in &self.state.nodes {
             std::fs::create_dir_all(&ns.dir)?;
+            for f in &topo.topology.nodes[node].files {
+                self.render_config(node, ns, f)?;
+            }
             run(Command::new("ip").args(["netns", "add", &ns.netns]))
                 .with_context(|| format!("node {node}"))?;
             run(Command::new("ip").args(["-n", &ns.netns, "link", "set", "lo", "up"]))?;
@@ -267,13 +276,10 @@ impl Lab {
             Kind::Exabgp => vec!["exabgp".into(), cfg],
             Kind::Caracal => {
                 let exe = caracal_exe()?;
-                vec![
-                    exe.display().to_string(),
-                    "bgp".into(),
-                    "run".into(),
-                    "--config".into(),
-                    cfg,
-                ]
+                let args = node.cmd.as_deref().unwrap_or("bgp run --config ${CONFIG}");
+                std::iter::once(exe.display().to_string())
+                    .chain(args.split_whitespace().map(|a| a.replace("${CONFIG}", &cfg)))
+                    .collect()
             }
         };
         let log = std::fs::File::create(d.join("daemon.log"))?;
@@ -314,6 +320,20 @@ impl Lab {
         let dst = ns.dir.join(file);
         std::fs::write(&dst, text)?;
         Ok(dst)
+    }
+
+    /// Adds a pod on `node` (see [`pod::add`]) and records it in this lab's view.
+    pub fn add_pod(&mut self, node: &str, spec: &pod::PodSpec) -> Result<pod::PodState> {
+        let p = pod::add(&self.state.name, node, spec)?;
+        self.state.pods = read_state(&self.dir)?.pods;
+        Ok(p)
+    }
+
+    /// Removes a pod (see [`pod::del`]).
+    pub fn del_pod(&mut self, namespace: &str, name: &str) -> Result<()> {
+        pod::del(&self.state.name, namespace, name)?;
+        self.state.pods = read_state(&self.dir)?.pods;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -523,13 +543,15 @@ fn wait_ready(name: &str, ns: &NodeState) -> Result<()> {
     }
 }
 
+/// Runs `argv` in a node's namespace, or in a pod's when `node` is `namespace/name`.
 fn exec_in(state: &State, node: &str, argv: &[&str]) -> Result<Output> {
-    let ns = state
-        .nodes
-        .get(node)
-        .with_context(|| format!("lab {} has no node {node}", state.name))?;
+    let netns = match (state.nodes.get(node), state.pods.get(node)) {
+        (Some(n), _) => &n.netns,
+        (None, Some(p)) => &p.netns,
+        (None, None) => bail!("lab {} has no node or pod {node}", state.name),
+    };
     Command::new("ip")
-        .args(["netns", "exec", &ns.netns])
+        .args(["netns", "exec", netns])
         .args(argv)
         .stdin(Stdio::null())
         .output()
@@ -540,13 +562,15 @@ fn exec_in(state: &State, node: &str, argv: &[&str]) -> Result<Output> {
 /// removes its run folder. Idempotent.
 fn teardown_state(state: &State, dir: &Path) -> Result<()> {
     let mut errors = Vec::new();
-    for ns in state.nodes.values() {
-        if !Path::new("/run/netns").join(&ns.netns).exists() {
+    // Pods first: their namespaces hold the pod ends of veths whose host ends are in the nodes.
+    let pod_ns = state.pods.values().map(|p| &p.netns);
+    for netns in pod_ns.chain(state.nodes.values().map(|n| &n.netns)) {
+        if !Path::new("/run/netns").join(netns).exists() {
             continue;
         }
         // Kill, then kill harder: daemons that ignore SIGTERM must not keep a namespace alive.
         for sig in ["TERM", "KILL"] {
-            let pids = netns_pids(&ns.netns).unwrap_or_default();
+            let pids = netns_pids(netns).unwrap_or_default();
             if pids.is_empty() {
                 break;
             }
@@ -556,12 +580,12 @@ fn teardown_state(state: &State, dir: &Path) -> Result<()> {
                 .stderr(Stdio::null())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline && !netns_pids(&ns.netns).unwrap_or_default().is_empty() {
+            while Instant::now() < deadline && !netns_pids(netns).unwrap_or_default().is_empty() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        if let Err(e) = run(Command::new("ip").args(["netns", "del", &ns.netns])) {
-            errors.push(format!("{}: {e:#}", ns.netns));
+        if let Err(e) = run(Command::new("ip").args(["netns", "del", netns])) {
+            errors.push(format!("{netns}: {e:#}"));
         }
     }
     let _ = std::fs::remove_dir_all(dir);

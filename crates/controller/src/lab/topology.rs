@@ -58,6 +58,10 @@ pub struct Node {
     /// For a `caracal` node, the arguments of the `caracal` command (containerlab's `cmd`),
     /// with `${CONFIG}` replaced by the rendered startup-config; default `bgp run --config ${CONFIG}`.
     pub cmd: Option<String>,
+    /// More files of the topology folder rendered into the node's folder like the
+    /// startup-config (caracal's extension; containerlab would use `binds`).
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Commands run in the node's namespace (through `sh -c`) once its daemon is ready.
     #[serde(default)]
     pub exec: Vec<String>,

@@ -18,6 +18,9 @@ pub struct Route {
     pub stale: bool,
     /// Learned from a BGP peer (not originated by the daemon itself).
     pub learned: bool,
+    /// ORIGINATOR_ID and CLUSTER_LIST (RFC 4456), where the daemon shows them (BIRD, GoBGP).
+    pub originator_id: Option<std::net::Ipv4Addr>,
+    pub cluster_list: Vec<std::net::Ipv4Addr>,
 }
 
 /// One BGP session as a daemon shows it.
@@ -72,6 +75,8 @@ pub fn bird_routes(text: &str) -> Result<Vec<Route>> {
                 best: head.contains("] *"),
                 stale: head.contains("stale"),
                 learned: false,
+                originator_id: None,
+                cluster_list: Vec::new(),
             });
             continue;
         }
@@ -89,6 +94,10 @@ pub fn bird_routes(text: &str) -> Result<Vec<Route>> {
             r.learned = true;
         } else if let Some(v) = t.strip_prefix("BGP.as_path:") {
             r.as_path = v.split_whitespace().filter_map(|a| a.parse().ok()).collect();
+        } else if let Some(v) = t.strip_prefix("BGP.originator_id:") {
+            r.originator_id = v.trim().parse().ok();
+        } else if let Some(v) = t.strip_prefix("BGP.cluster_list:") {
+            r.cluster_list = v.split_whitespace().filter_map(|a| a.parse().ok()).collect();
         } else if let Some(v) = t.strip_prefix("BGP.next_hop:") {
             r.next_hops = v.split_whitespace().filter_map(|a| a.parse().ok()).collect();
         }
@@ -161,6 +170,8 @@ pub fn frr_routes(json: &str) -> Result<Vec<Route>> {
                 best: p["bestpath"].as_bool().unwrap_or(false),
                 stale: p["stale"].as_bool().unwrap_or(false),
                 learned: p["peerId"].as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+                originator_id: None,
+                cluster_list: Vec::new(),
             });
         }
     }
@@ -212,6 +223,8 @@ pub fn gobgp_routes(json: &str) -> Result<Vec<Route>> {
                 best: p["best"].as_bool().unwrap_or(false),
                 stale: p["stale"].as_bool().unwrap_or(false),
                 learned: p["neighbor-ip"].as_str().is_some(),
+                originator_id: None,
+                cluster_list: Vec::new(),
             };
             for a in p["attrs"].as_array().into_iter().flatten() {
                 match a["type"].as_u64() {
@@ -225,6 +238,15 @@ pub fn gobgp_routes(json: &str) -> Result<Vec<Route>> {
                                     .filter_map(|n| u32::try_from(n.as_u64()?).ok()),
                             );
                         }
+                    }
+                    Some(9) => r.originator_id = a["value"].as_str().and_then(|s| s.parse().ok()),
+                    Some(10) => {
+                        r.cluster_list = a["value"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c.as_str()?.parse().ok())
+                            .collect()
                     }
                     Some(3) | Some(14) => {
                         if let Some(nh) = a["nexthop"].as_str().and_then(|s| s.parse().ok()) {
@@ -348,6 +370,8 @@ pub fn exabgp_log(jsonl: &str) -> (Vec<Session>, Vec<Route>) {
                                     best: true,
                                     stale: false,
                                     learned: true,
+                                    originator_id: None,
+                                    cluster_list: Vec::new(),
                                 }),
                             }
                         }
@@ -429,7 +453,10 @@ pub fn caracal_routes(json: &str) -> Result<Vec<Route>> {
             as_path: as_path_from_value(&r["as_path"]),
             best: r["best"].as_bool().unwrap_or(true),
             stale: r["stale"].as_bool().unwrap_or(false),
-            learned: !r["local"].as_bool().unwrap_or(false),
+            // `peer` is the neighbor the best path came from, or "local" when originated.
+            learned: r["peer"].as_str().is_some_and(|p| p != "local"),
+            originator_id: None,
+            cluster_list: Vec::new(),
         });
     }
     Ok(out)

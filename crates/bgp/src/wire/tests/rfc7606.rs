@@ -610,3 +610,30 @@ fn the_strongest_action_wins() {
     };
     assert_eq!(issues.len(), 2);
 }
+
+#[test]
+fn first_as_other_than_the_peers_is_treat_as_withdraw_when_enforced() {
+    let bytes = build(&case("first-as", 2, 0x40, "02010000fdea", Accept));
+    let mut opts = SessionOptions {
+        enforce_first_as: Some(65002),
+        ..SessionOptions::modern(true)
+    };
+    assert_eq!(outcome_of(&decode_update(&bytes[19..], &opts)), Accept);
+    opts.enforce_first_as = Some(65003);
+    let outcome = decode_update(&bytes[19..], &opts);
+    assert_eq!(outcome_of(&outcome), Withdraw);
+    let UpdateOutcome::TreatAsWithdraw { issues, .. } = outcome else {
+        unreachable!()
+    };
+    assert_eq!(issues[0].error.code(), (3, 11));
+    // Not checked by default (route servers do not prepend) nor on internal sessions.
+    assert_eq!(
+        outcome_of(&decode_update(&bytes[19..], &SessionOptions::modern(true))),
+        Accept
+    );
+    let ibgp = SessionOptions {
+        enforce_first_as: Some(65003),
+        ..SessionOptions::modern(false)
+    };
+    assert_eq!(outcome_of(&decode_update(&bytes[19..], &ibgp)), Accept);
+}

@@ -897,3 +897,173 @@ fn unknown_attributes_are_kept_in_type_code_order() {
     let codes: Vec<u8> = u.attributes.unknown.iter().map(|a| a.type_code).collect();
     assert_eq!(codes, vec![0x2c, 0x7f]);
 }
+
+/// holo-bgp tests/packet/update.rs UPDATE2: every classic field and attribute at once, over a
+/// 4-octet iBGP session, with Extended Length set on several short attributes.
+#[test]
+fn holo_update2_with_every_field_decodes() {
+    let bytes = hex("ffffffffffffffffffffffffffffffff 0129 02
+         0008 180a0001 180a0002   # withdrawn
+         0100                     # attribute length
+         900e0047 0002 01 20 30000000000000000000000000000001
+                  fe800000000000004207bd19111c8411 00
+                  80 20010db8000100000000000000000001 80 20010db8000100000000000000000002
+         900f0025 0002 01 80 20010db8000200000000000000000001 80 20010db8000200000000000000000002
+         40010100
+         5002000e 0203 00000001 00000002 00000003
+         40030401010101
+         800404000001f4
+         400504000001f4
+         400600
+         c00708000003e802020202
+         d008000c 00000001 00000002 00000003
+         80090401010101
+         900a000403030303
+         d01000080000000100000001
+         d0190014 20010db8000000000000000000000001 00000001
+         d020000c 000000010000000000000001
+         200a00ff01 200a00ff02    # NLRI");
+    let opts = four(false);
+    let Message::Update(u) = Message::decode(&bytes, &opts).unwrap() else {
+        panic!()
+    };
+    let v4 = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    assert_eq!(u.withdrawn, vec![v4("10.0.1.0/24"), v4("10.0.2.0/24")]);
+    assert_eq!(u.nlri, vec![v4("10.0.255.1/32"), v4("10.0.255.2/32")]);
+    let a = &u.attributes;
+    let reach = a.mp_reach.as_ref().unwrap();
+    let hops: Vec<IpAddr> = vec![
+        "3000::1".parse().unwrap(),
+        "fe80::4207:bd19:111c:8411".parse().unwrap(),
+    ];
+    assert_eq!(reach.next_hops, hops);
+    assert_eq!(
+        reach.nlri,
+        vec![pfx("2001:db8:1::1/128"), pfx("2001:db8:1::2/128")]
+    );
+    let unreach = a.mp_unreach.as_ref().unwrap();
+    assert_eq!(
+        unreach.withdrawn,
+        vec![pfx("2001:db8:2::1/128"), pfx("2001:db8:2::2/128")]
+    );
+    assert_eq!(a.as_path, Some(AsPath::sequence([1, 2, 3])));
+    assert_eq!((a.med, a.local_pref), (Some(500), Some(500)));
+    assert_eq!(
+        a.aggregator,
+        Some(Aggregator {
+            asn: 1000,
+            address: Ipv4Addr::new(2, 2, 2, 2)
+        })
+    );
+    assert_eq!(a.communities, vec![1, 2, 3]);
+    assert_eq!(a.originator_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
+    assert_eq!(a.cluster_list, vec![Ipv4Addr::new(3, 3, 3, 3)]);
+    assert_eq!(
+        a.large_communities,
+        vec![LargeCommunity {
+            global: 1,
+            local1: 0,
+            local2: 1
+        }]
+    );
+    let codes: Vec<(u8, u8)> = a.unknown.iter().map(|r| (r.type_code, r.flags)).collect();
+    assert_eq!(codes, vec![(16, 0xc0), (25, 0xc0)]);
+    let again = Message::Update(u.clone()).encode(&opts).unwrap();
+    assert!(
+        again.len() < bytes.len(),
+        "short attributes lose their Extended Length"
+    );
+    assert_eq!(Message::decode(&again, &opts).unwrap(), Message::Update(u));
+}
+
+/// Decodes `raw` (ExaBGP's `N:raw:` line, colons allowed) and checks that encoding the decoded
+/// value gives the same bytes.
+fn exabgp_round_trip(raw: &str, opts: &SessionOptions) -> Update {
+    let bytes = hex(raw);
+    let Message::Update(u) = Message::decode(&bytes, opts).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        Message::Update(u.clone()).encode(opts).unwrap().to_vec(),
+        bytes,
+        "{raw}"
+    );
+    u
+}
+
+/// ExaBGP qa/encoding/conf-largecommunity.ci (iBGP, 4-octet AS).
+#[test]
+fn exabgp_large_community_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:004C:02:0000003040010100400200400304C000020140050400000064
+         C0201800000B62000000000000029A00000B6200000CF80000007B200808080A",
+        &four(false),
+    );
+    assert_eq!(u.attributes.local_pref, Some(100));
+    assert_eq!(
+        u.attributes.large_communities,
+        vec![
+            LargeCommunity {
+                global: 2914,
+                local1: 0,
+                local2: 666
+            },
+            LargeCommunity {
+                global: 2914,
+                local1: 3320,
+                local2: 123
+            },
+        ]
+    );
+    assert_eq!(u.nlri, vec!["8.8.8.10/32".parse().unwrap()]);
+}
+
+/// ExaBGP qa/encoding/conf-no-asn4.ci: a 2-octet AS session (AS_PATH [100]).
+#[test]
+fn exabgp_two_octet_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0034:02:0000001940010100400204020100644003040A00FFFE4005040000
+         0064180A0001",
+        &SessionOptions {
+            four_octet_as: false,
+            ..four(false)
+        },
+    );
+    assert_eq!(u.attributes.as_path, Some(AsPath::sequence([100])));
+    assert_eq!(u.attributes.next_hop, Some(Ipv4Addr::new(10, 0, 255, 254)));
+}
+
+/// ExaBGP qa/encoding/conf-new-v6.ci: IPv6 unicast in MP_REACH_NLRI (first, RFC 7606 §5.1),
+/// with LOCAL_PREF and communities; and ExaBGP's IPv6 End-of-RIB, which sets Extended Length.
+#[test]
+fn exabgp_ipv6_update_round_trips_byte_for_byte() {
+    let u = exabgp_round_trip(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0059:02:00000042800E26000201102A020B80000000020000000000000001
+         00802A020B8000000001000000000000000140010100400200400504000000C8C008087814000078147814",
+        &four(false),
+    );
+    let reach = u.attributes.mp_reach.as_ref().unwrap();
+    assert_eq!(
+        reach.next_hops,
+        vec!["2a02:b80:0:2::1".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(reach.nlri, vec![pfx("2a02:b80:0:1::1/128")]);
+    assert_eq!(u.attributes.communities, vec![0x7814_0000, 0x7814_7814]);
+    let eor = hex("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:001E:02:00000007900F0003000201");
+    let Message::Update(e) = Message::decode(&eor, &four(false)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.end_of_rib(), Some(Family::IPV6_UNICAST));
+}
+
+#[test]
+fn a_peer_without_multiprotocol_capabilities_gets_ipv4_unicast_only() {
+    let old = Open {
+        capabilities: vec![Capability::RouteRefresh],
+        ..open_value()
+    };
+    let o = SessionOptions::negotiate(&open_value(), &old, true);
+    assert_eq!(o.families, vec![Family::IPV4_UNICAST], "RFC 4760 §8");
+    assert!(!o.four_octet_as, "a 2-octet peer");
+    assert_eq!(o.max_message_len(), 4096);
+}

@@ -1,0 +1,812 @@
+//! The speaker: one core task that owns the RIB and the peer table, one task per session
+//! (`session.rs`), listeners, the control socket and the kernel route installer.
+//!
+//! Sessions hand decoded UPDATEs to the core, which applies them to the RIB in batches and
+//! flushes every peer's Adj-RIB-Out afterwards (or when its MRAI allows). Peers and originated
+//! prefixes change at run time through [`SpeakerHandle::reload`], which touches only the
+//! sessions whose configuration changed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
+use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
+use crate::fsm::{self, DownReason, Event, FsmConfig, State};
+use crate::kernel::KernelRoutes;
+use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
+use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
+use crate::wire::{GracefulRestart, Message, SessionOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("control socket {path}: {source}")]
+    ControlSocket { path: PathBuf, source: std::io::Error },
+    #[error("kernel routes: {0}")]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error("the speaker has stopped")]
+    Stopped,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+enum Command {
+    Status(oneshot::Sender<Status>),
+    Routes(oneshot::Sender<Routes>),
+    Reload(Box<SpeakerConfig>, oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Talks to a running speaker.
+#[derive(Clone)]
+pub struct SpeakerHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl SpeakerHandle {
+    pub async fn status(&self) -> Result<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Status(tx)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn routes(&self) -> Result<Routes> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Routes(tx)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Applies a new configuration, changing only what differs.
+    pub async fn reload(&self, config: SpeakerConfig) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Reload(Box::new(config), tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Stops every session (Cease 6/2, or a silent close when we do graceful restart),
+    /// removes installed routes (unless preserved for graceful restart) and ends the speaker.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Shutdown(tx)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+}
+
+/// Routes to the peer sessions, shared with the listener tasks.
+type Directory = Arc<Mutex<HashMap<IpAddr, mpsc::UnboundedSender<ToSession>>>>;
+
+struct PeerEntry {
+    idx: PeerIdx,
+    config: PeerConfig,
+    generation: u64,
+    tx: mpsc::UnboundedSender<ToSession>,
+    task: JoinHandle<()>,
+    state: State,
+    established_at: Option<Instant>,
+    capabilities: Vec<String>,
+    last_error: Option<String>,
+    options: Option<SessionOptions>,
+    last_flush: Option<Instant>,
+    flush_at: Option<Instant>,
+    /// Restart time the peer advertised (graceful restart), and when its stale routes expire.
+    peer_restart_time: Option<u16>,
+    /// Both sides set the graceful-restart N bit (RFC 8538).
+    notification_gr: bool,
+    stale_deadline: Option<Instant>,
+}
+
+struct Core {
+    config: SpeakerConfig,
+    rib: Rib,
+    peers: HashMap<IpAddr, PeerEntry>,
+    directory: Directory,
+    events_tx: mpsc::Sender<FromSession>,
+    next_generation: u64,
+    listeners: Vec<Arc<TcpListener>>,
+    kernel_tx: Option<mpsc::UnboundedSender<KernelMsg>>,
+    changes_tx: Option<mpsc::UnboundedSender<Vec<RouteChange>>>,
+    /// We found our own routes in the kernel at start: we are a restarting speaker.
+    restarted: bool,
+}
+
+enum KernelMsg {
+    Apply(Vec<RouteChange>),
+    /// Remove routes of ours this run did not install (left from before a restart).
+    PurgeForeign,
+    Shutdown {
+        remove: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Starts the speaker on the current tokio runtime. Best-route changes are also sent to
+/// `changes` when given (the agent embeds the speaker this way).
+pub async fn start(
+    config: SpeakerConfig,
+    changes: Option<mpsc::UnboundedSender<Vec<RouteChange>>>,
+) -> Result<(SpeakerHandle, JoinHandle<()>)> {
+    let directory: Directory = Arc::new(Mutex::new(HashMap::new()));
+    let listeners = listen(&config).await?;
+    for l in &listeners {
+        tokio::spawn(accept_loop(l.clone(), directory.clone()));
+    }
+    let mut restarted = false;
+    let kernel_tx = if config.install_routes {
+        let mut kernel = KernelRoutes::new(config.route_protocol)?;
+        let ours = kernel.ours().await?;
+        let preserve = graceful(&config);
+        if !ours.is_empty() {
+            if preserve {
+                restarted = true;
+                tracing::info!("keeping {} routes from before the restart", ours.len());
+            } else {
+                kernel.purge_foreign(&HashSet::new()).await?;
+            }
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<KernelMsg>();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                match m {
+                    KernelMsg::Apply(changes) => {
+                        for e in kernel.apply(&changes).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                    KernelMsg::PurgeForeign => {
+                        if let Err(e) = kernel.purge_foreign(&HashSet::new()).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                    KernelMsg::Shutdown { remove, done } => {
+                        if remove {
+                            for e in kernel.remove_all().await {
+                                tracing::warn!("{e}");
+                            }
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+        });
+        if restarted {
+            // Routes not relearned within the restart time are stale (RFC 4724 §4.1).
+            let wait = config
+                .peers
+                .iter()
+                .map(|p| p.graceful_restart_time)
+                .max()
+                .unwrap_or(0);
+            let t = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(wait.into())).await;
+                let _ = t.send(KernelMsg::PurgeForeign);
+            });
+        }
+        Some(tx)
+    } else {
+        None
+    };
+
+    let control = match &config.control_socket {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Some(UnixListener::bind(path).map_err(|source| Error::ControlSocket {
+                path: path.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let handle = SpeakerHandle { tx: cmd_tx };
+    if let Some(control) = control {
+        tokio::spawn(control_loop(control, handle.clone()));
+    }
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let rib = Rib::new(rib_config(&config));
+    let mut core = Core {
+        config: config.clone(),
+        rib,
+        peers: HashMap::new(),
+        directory,
+        events_tx,
+        next_generation: 1,
+        listeners,
+        kernel_tx,
+        changes_tx: changes,
+        restarted,
+    };
+    for prefix in &config.originate {
+        core.rib.originate(*prefix);
+    }
+    for p in &config.peers {
+        core.add_peer(p.clone());
+    }
+    let task = tokio::spawn(core.run(cmd_rx, events_rx));
+    Ok((handle, task))
+}
+
+fn rib_config(c: &SpeakerConfig) -> RibConfig {
+    RibConfig {
+        router_id: c.router_id,
+        local_as: c.local_as,
+        cluster_id: c.cluster_id,
+        multipath: c.multipath,
+        track_changes: c.install_routes,
+    }
+}
+
+/// Whether we act as a restarting speaker: some peer is configured for graceful restart.
+fn graceful(c: &SpeakerConfig) -> bool {
+    c.install_routes && c.peers.iter().any(|p| p.graceful_restart_time > 0)
+}
+
+async fn listen(config: &SpeakerConfig) -> Result<Vec<Arc<TcpListener>>> {
+    if config.listen_port == 0 {
+        return Ok(vec![]);
+    }
+    let addrs = match config.listen_address {
+        Some(a) => vec![a],
+        None => vec![unspecified(false), unspecified(true)],
+    };
+    let mut out = Vec::new();
+    for a in addrs {
+        let addr = SocketAddr::new(a, config.listen_port);
+        match bind(addr, config) {
+            Ok(l) => out.push(Arc::new(l)),
+            // Without IPv6 in this namespace, IPv4 alone is fine when no address was asked for.
+            Err(e) if config.listen_address.is_none() && a.is_ipv6() => {
+                tracing::warn!("not listening on {addr}: {e}");
+            }
+            Err(source) => return Err(Error::Listen { addr, source }),
+        }
+    }
+    Ok(out)
+}
+
+fn bind(addr: SocketAddr, config: &SpeakerConfig) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    for p in &config.peers {
+        if let Some(pw) = &p.password
+            && p.address.is_ipv4() == addr.is_ipv4()
+        {
+            crate::md5::set_md5sig(&s, p.address, Some(pw.as_bytes()))?;
+        }
+    }
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    TcpListener::from_std(s.into())
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, directory: Directory) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = session::normalize(from.ip());
+        let tx = directory.lock().expect("directory lock").get(&ip).cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(ToSession::Incoming(stream));
+            }
+            None => tracing::debug!("refusing connection from unknown {ip}"),
+        }
+    }
+}
+
+async fn control_loop(listener: UnixListener, handle: SpeakerHandle) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let body = match control::read_request(&mut stream).await {
+                Ok(Some(Request::Status)) => handle
+                    .status()
+                    .await
+                    .ok()
+                    .and_then(|s| serde_json::to_vec(&s).ok()),
+                Ok(Some(Request::Routes)) => handle
+                    .routes()
+                    .await
+                    .ok()
+                    .and_then(|r| serde_json::to_vec(&r).ok()),
+                _ => Some(br#"{"error":"unknown request"}"#.to_vec()),
+            };
+            if let Some(body) = body {
+                let _ = stream.write_all(&body).await;
+            }
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut events: mpsc::Receiver<FromSession>,
+    ) {
+        loop {
+            let deadline = self
+                .peers
+                .values()
+                .flat_map(|p| [p.flush_at, p.stale_deadline])
+                .flatten()
+                .min();
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None => return self.shutdown().await,
+                    Some(Command::Status(tx)) => { let _ = tx.send(self.status()); }
+                    Some(Command::Routes(tx)) => { let _ = tx.send(self.routes()); }
+                    Some(Command::Reload(config, tx)) => {
+                        self.reload(*config);
+                        self.after_batch();
+                        let _ = tx.send(());
+                    }
+                    Some(Command::Shutdown(tx)) => {
+                        self.shutdown().await;
+                        let _ = tx.send(());
+                        return;
+                    }
+                },
+                Some(ev) = events.recv() => {
+                    self.session_event(ev);
+                    // Apply everything already queued before flushing to peers.
+                    for _ in 0..64 {
+                        match events.try_recv() {
+                            Ok(ev) => self.session_event(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    self.after_batch();
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let now = Instant::now();
+                    let mut purge = Vec::new();
+                    for p in self.peers.values_mut() {
+                        if p.stale_deadline.is_some_and(|d| d <= now) {
+                            p.stale_deadline = None;
+                            purge.push(p.idx);
+                        }
+                        if p.flush_at.is_some_and(|d| d <= now) {
+                            p.flush_at = None;
+                        }
+                    }
+                    for idx in purge {
+                        self.rib.purge_stale(idx, None);
+                    }
+                    self.after_batch();
+                }
+            }
+        }
+    }
+
+    fn fsm_config(&self, p: &PeerConfig) -> FsmConfig {
+        let local_as = p.local_as(&self.config);
+        let families = p.families();
+        FsmConfig {
+            local_as,
+            router_id: self.config.router_id,
+            remote_as: p.remote_as,
+            hold_time: p.hold_time,
+            connect_retry: Duration::from_secs(p.connect_retry_time.max(1).into()),
+            idle_hold: Duration::from_secs(2),
+            passive: p.passive,
+            delay_open: None,
+            families: families.clone(),
+            route_refresh: true,
+            extended_message: true,
+            // Always advertised, so that peers know we keep their routes when they restart
+            // (receiving speaker); a restart time of 0 asks them not to keep ours.
+            graceful_restart: Some(GracefulRestart {
+                restarting: self.restarted && p.graceful_restart_time > 0,
+                // RFC 8538: a NOTIFICATION other than Hard Reset keeps the routes too.
+                notification: true,
+                restart_time: p.graceful_restart_time,
+                families: families
+                    .iter()
+                    .map(|f| (*f, self.config.install_routes && p.graceful_restart_time > 0))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn policy(&self, p: &PeerConfig) -> PeerPolicy {
+        PeerPolicy {
+            address: p.address,
+            remote_as: p.remote_as,
+            local_as: p.local_as(&self.config),
+            rr_client: p.route_reflector_client,
+            next_hop_self: p.next_hop_self,
+            import: PrefixFilter::new(&p.import),
+            export: PrefixFilter::new(&p.export),
+            max_prefixes: p.max_prefixes,
+        }
+    }
+
+    fn add_peer(&mut self, p: PeerConfig) {
+        let idx = self.rib.add_peer(self.policy(&p));
+        self.spawn_session(p, idx);
+    }
+
+    fn spawn_session(&mut self, p: PeerConfig, idx: PeerIdx) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let params = SessionParams {
+            fsm: self.fsm_config(&p),
+            ebgp: p.remote_as != p.local_as(&self.config),
+            peer: p.clone(),
+            generation,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.directory
+            .lock()
+            .expect("directory lock")
+            .insert(p.address, tx.clone());
+        let task = tokio::spawn(session::run(params, rx, self.events_tx.clone()));
+        let entry = PeerEntry {
+            idx,
+            config: p.clone(),
+            generation,
+            tx,
+            task,
+            state: State::Idle,
+            established_at: None,
+            capabilities: Vec::new(),
+            last_error: None,
+            options: None,
+            last_flush: None,
+            flush_at: None,
+            peer_restart_time: None,
+            notification_gr: false,
+            stale_deadline: None,
+        };
+        self.peers.insert(p.address, entry);
+        for l in &self.listeners {
+            if let Some(pw) = &p.password
+                && let Ok(local) = l.local_addr()
+                && local.is_ipv4() == p.address.is_ipv4()
+                && let Err(e) = crate::md5::set_md5sig(l.as_ref(), p.address, Some(pw.as_bytes()))
+            {
+                tracing::warn!(peer = %p.address, "cannot set TCP MD5 key on the listener: {e}");
+            }
+        }
+    }
+
+    /// Stops a session and forgets the peer (its routes are withdrawn).
+    fn remove_peer(&mut self, address: IpAddr, subcode: u8) {
+        if let Some(p) = self.peers.remove(&address) {
+            let _ = p.tx.send(ToSession::Event(Event::ManualStop {
+                subcode,
+                reason: None,
+            }));
+            self.directory.lock().expect("directory lock").remove(&address);
+            self.rib.remove_peer(p.idx);
+            if p.config.password.is_some() {
+                for l in &self.listeners {
+                    let _ = crate::md5::set_md5sig(l.as_ref(), address, None);
+                }
+            }
+        }
+    }
+
+    fn session_event(&mut self, ev: FromSession) {
+        let Some(p) = self.peers.get_mut(&ev.peer) else {
+            return;
+        };
+        if p.generation != ev.generation {
+            return; // from a session that was replaced
+        }
+        let idx = p.idx;
+        match ev.event {
+            SessionEvent::State(s) => p.state = s,
+            SessionEvent::Established {
+                negotiated,
+                local_address,
+                local_alt_address,
+                options,
+            } => {
+                p.state = State::Established;
+                p.established_at = Some(Instant::now());
+                p.capabilities = negotiated.capability_names();
+                p.last_flush = None;
+                let gr = negotiated.peer_graceful_restart.clone();
+                p.peer_restart_time = gr.as_ref().map(|g| g.restart_time).filter(|t| *t > 0);
+                p.notification_gr = gr.as_ref().is_some_and(|g| g.notification);
+                let preserved = gr
+                    .as_ref()
+                    .filter(|g| g.restarting)
+                    .map(|g| g.families.iter().filter(|(_, f)| *f).map(|(f, _)| *f).collect())
+                    .unwrap_or_default();
+                let info = SessionInfo {
+                    router_id: negotiated.peer_id,
+                    families: negotiated.families.clone(),
+                    local_address,
+                    local_alt_address,
+                    graceful_restart: gr.is_some(),
+                    preserved_families: preserved,
+                };
+                p.options = Some(options);
+                self.rib.peer_up(idx, info);
+                if self.rib.has_stale(idx) {
+                    // Wait for End-of-RIB, but not forever.
+                    let wait = p.peer_restart_time.unwrap_or(120).max(1);
+                    p.stale_deadline = Some(Instant::now() + Duration::from_secs(wait.into()));
+                }
+            }
+            SessionEvent::Updates(updates) => {
+                let mut exceeded = false;
+                for u in updates {
+                    let outcome = self.rib.apply_update(idx, u, false);
+                    exceeded |= outcome.max_prefixes_exceeded;
+                    if outcome.end_of_rib.is_some() && !self.rib.has_stale(idx) {
+                        p.stale_deadline = None;
+                    }
+                }
+                if exceeded {
+                    tracing::warn!(peer = %ev.peer, "maximum prefixes exceeded");
+                    let _ = p.tx.send(ToSession::Event(Event::AutomaticStop {
+                        subcode: fsm::code::CEASE_MAX_PREFIXES,
+                    }));
+                }
+            }
+            SessionEvent::RouteRefresh(family) => self.rib.route_refresh(idx, family),
+            SessionEvent::Down {
+                reason,
+                was_established,
+            } => {
+                p.last_error = Some(reason.to_string());
+                p.established_at = None;
+                p.options = None;
+                p.flush_at = None;
+                if was_established {
+                    // RFC 4724: keep a graceful peer's routes when the connection just dropped;
+                    // RFC 8538: also after a NOTIFICATION from it, unless a Hard Reset (6/9).
+                    let soft = |n: &crate::wire::Notification| !(n.code == 6 && n.subcode == 9);
+                    let keep = p.peer_restart_time.is_some()
+                        && match &reason {
+                            DownReason::ConnectionLost | DownReason::HoldTimerExpired => true,
+                            DownReason::NotificationReceived(n) => p.notification_gr && soft(n),
+                            _ => false,
+                        };
+                    self.rib.peer_down(idx, keep);
+                    p.stale_deadline = if keep {
+                        let wait = p.peer_restart_time.unwrap_or(0).max(1);
+                        Some(Instant::now() + Duration::from_secs(wait.into()))
+                    } else {
+                        None
+                    };
+                }
+            }
+            SessionEvent::Ended => p.state = State::Idle,
+        }
+    }
+
+    /// Sends pending Adj-RIB-Out changes to peers and route changes to the kernel.
+    fn after_batch(&mut self) {
+        let now = Instant::now();
+        let mrai = Duration::from_millis(self.config.mrai_ms);
+        for p in self.peers.values_mut() {
+            let Some(options) = &p.options else { continue };
+            if !self.rib.has_pending(p.idx) {
+                continue;
+            }
+            let announce = mrai.is_zero() || p.last_flush.is_none_or(|t| now >= t + mrai);
+            let updates = self.rib.take_updates(p.idx, options.max_message_len(), !announce);
+            if announce {
+                p.last_flush = Some(now);
+            }
+            if self.rib.has_pending(p.idx) {
+                p.flush_at = Some(p.last_flush.unwrap_or(now) + mrai);
+            }
+            let mut msgs = Vec::with_capacity(updates.len());
+            for u in updates {
+                match Message::Update(u).encode(options) {
+                    Ok(b) => msgs.push(b),
+                    Err(e) => tracing::error!(peer = %p.config.address, "cannot encode UPDATE: {e}"),
+                }
+            }
+            if !msgs.is_empty() {
+                let _ = p.tx.send(ToSession::Send(msgs));
+            }
+        }
+        let changes = self.rib.take_changes();
+        if !changes.is_empty() {
+            if let Some(tx) = &self.changes_tx {
+                let _ = tx.send(changes.clone());
+            }
+            if let Some(tx) = &self.kernel_tx {
+                let _ = tx.send(KernelMsg::Apply(changes));
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let mut peers: Vec<PeerStatus> = self
+            .peers
+            .values()
+            .map(|p| {
+                let c = self.rib.counters(p.idx);
+                PeerStatus {
+                    address: p.config.address,
+                    remote_as: p.config.remote_as,
+                    state: p.state.to_string(),
+                    uptime_secs: p.established_at.map_or(0, |t| t.elapsed().as_secs()),
+                    capabilities: if p.state == State::Established {
+                        p.capabilities.clone()
+                    } else {
+                        vec![]
+                    },
+                    prefixes_received: c.received,
+                    prefixes_accepted: c.accepted,
+                    prefixes_advertised: c.advertised,
+                    last_error: p.last_error.clone(),
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| p.address);
+        Status {
+            router_id: self.config.router_id,
+            local_as: self.config.local_as,
+            peers,
+        }
+    }
+
+    fn routes(&self) -> Routes {
+        let routes = self
+            .rib
+            .best_routes()
+            .iter()
+            .map(|r| RouteStatus::new(r, self.rib.peer_address(r.peer)))
+            .collect();
+        Routes { routes }
+    }
+
+    fn reload(&mut self, new: SpeakerConfig) {
+        let old = std::mem::replace(&mut self.config, new.clone());
+        let identity_changed = old.router_id != new.router_id || old.local_as != new.local_as;
+        if rib_config(&old) != rib_config(&new) {
+            self.rib.set_config(rib_config(&new));
+        }
+        // Originated prefixes.
+        let old_o: HashSet<IpNet> = old.originate.iter().copied().collect();
+        let new_o: HashSet<IpNet> = new.originate.iter().copied().collect();
+        for p in old_o.difference(&new_o) {
+            self.rib.withdraw_local(*p);
+        }
+        for p in new_o.difference(&old_o) {
+            self.rib.originate(*p);
+        }
+        // Peers.
+        let wanted: HashMap<IpAddr, PeerConfig> = new.peers.iter().map(|p| (p.address, p.clone())).collect();
+        let current: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for addr in current {
+            match wanted.get(&addr) {
+                None => self.remove_peer(addr, fsm::code::CEASE_PEER_DECONFIGURED),
+                Some(w) => {
+                    let p = &self.peers[&addr];
+                    if identity_changed || session_changed(&p.config, w) {
+                        self.remove_peer(addr, fsm::code::CEASE_OTHER_CONFIG_CHANGE);
+                        self.add_peer(w.clone());
+                    } else if p.config != *w {
+                        let import_changed = p.config.import != w.import;
+                        let idx = p.idx;
+                        self.rib.set_policy(idx, self.policy(w));
+                        let p = self.peers.get_mut(&addr).expect("peer exists");
+                        p.config = w.clone();
+                        if import_changed {
+                            for f in w.families() {
+                                let _ = p.tx.send(ToSession::RequestRefresh(f));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (addr, w) in wanted {
+            if !self.peers.contains_key(&addr) {
+                self.add_peer(w);
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let preserve = graceful(&self.config);
+        for p in self.peers.values() {
+            let msg = if preserve {
+                // Our own graceful restart: close without NOTIFICATION so peers keep our routes.
+                ToSession::Abort
+            } else {
+                ToSession::Event(Event::ManualStop {
+                    subcode: fsm::code::CEASE_ADMIN_SHUTDOWN,
+                    reason: Some("caracal shutting down".into()),
+                })
+            };
+            let _ = p.tx.send(msg);
+        }
+        for (_, p) in self.peers.drain() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), p.task).await;
+        }
+        if let Some(tx) = self.kernel_tx.take() {
+            let (done, wait) = oneshot::channel();
+            let _ = tx.send(KernelMsg::Shutdown {
+                remove: !preserve,
+                done,
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(30), wait).await;
+        }
+        if let Some(path) = &self.config.control_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether a peer's change needs a new session (as opposed to new policy on the same one).
+fn session_changed(a: &PeerConfig, b: &PeerConfig) -> bool {
+    a.remote_as != b.remote_as
+        || a.local_as != b.local_as
+        || a.port != b.port
+        || a.hold_time != b.hold_time
+        || a.passive != b.passive
+        || a.source_address != b.source_address
+        || a.ebgp_multihop != b.ebgp_multihop
+        || a.password != b.password
+        || a.graceful_restart_time != b.graceful_restart_time
+        || a.connect_retry_time != b.connect_retry_time
+        || a.families != b.families
+}
+
+impl PartialEq for RibConfig {
+    fn eq(&self, o: &Self) -> bool {
+        self.router_id == o.router_id
+            && self.local_as == o.local_as
+            && self.cluster_id == o.cluster_id
+            && self.multipath == o.multipath
+            && self.track_changes == o.track_changes
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

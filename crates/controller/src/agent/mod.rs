@@ -1,0 +1,474 @@
+//! The node agent: one desired-state model in, one reconciler per dataplane out.
+//!
+//! ```text
+//!  datastore (kube-rs reflectors | manifest dir) ─┐
+//!                                                  ├─► compile ─► iptables/ipset applier
+//!  CNI endpoint records (/var/run/caracal/...) ───┘
+//!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
+//! ```
+//!
+//! Nothing is programmed before the datastore has delivered its first complete snapshot, so a
+//! restart never writes a ruleset built from half a cluster. Until the first apply succeeded,
+//! the readiness file the CNI plugin's STATUS checks is absent, so the runtime starts no pods.
+
+pub mod config;
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use caracal_policy::model::{ClusterState, Key, LocalEndpoint};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+pub use config::AgentConfig;
+
+use crate::{
+    dataplane::applier::Applier,
+    datastore::{Node, Snapshot},
+};
+
+/// The fields of a CNI endpoint record the agent needs (the record is written by caracal-cni;
+/// other fields are ignored).
+#[derive(Debug, Deserialize)]
+struct EndpointRecord {
+    pod: Option<Key>,
+    iface: String,
+    ips: Vec<IpAddr>,
+}
+
+/// Reads every endpoint record in `dir`; unreadable or half-written files are skipped (the
+/// plugin writes them atomically, so a skipped file is one being removed).
+pub fn read_endpoints(dir: &Path) -> Vec<LocalEndpoint> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut eps: Vec<LocalEndpoint> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<EndpointRecord>(&b).ok())
+        .filter_map(|r| {
+            Some(LocalEndpoint {
+                pod: r.pod?,
+                iface: r.iface,
+                ips: r.ips,
+            })
+        })
+        .collect();
+    eps.sort_by(|a, b| a.pod.cmp(&b.pod).then(a.iface.cmp(&b.iface)));
+    eps
+}
+
+/// A cheap fingerprint of the endpoints folder (names and modification times), to notice a pod
+/// added or removed without re-reading every record.
+fn dir_fingerprint(dir: &Path) -> Vec<(String, Option<SystemTime>)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<_> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().ok().and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The cluster as the compiler should see it: local pods the API does not yet report addresses
+/// for (the kubelet has not written `status.podIPs` yet) get the addresses the CNI plugin gave
+/// them, so their policy is in place before the API catches up.
+pub fn with_local_addresses(cluster: &ClusterState, eps: &[LocalEndpoint]) -> ClusterState {
+    let mut c = cluster.clone();
+    for ep in eps {
+        if let Some(pod) = c.pods.get_mut(&ep.pod)
+            && pod.ips.is_empty()
+        {
+            pod.ips = ep.ips.clone();
+        }
+    }
+    c
+}
+
+/// Writes the CNI config list, rendered from its template (the shape of
+/// `deploy/cni-conflist.json`) with this node's pod CIDRs by the plugin's own installer code,
+/// atomically and only when it changes.
+pub fn write_cni_config(template: &Path, out: &Path, node: &Node) -> Result<bool> {
+    let text =
+        std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+    if node.pod_cidrs.is_empty() {
+        anyhow::bail!("node {} has no pod CIDR yet", node.name);
+    }
+    let text = caracal_cni::install::render(&text, &node.pod_cidrs, None)
+        .map_err(|e| anyhow::anyhow!("rendering {}: {}", template.display(), e.to_json("1.1.0")))?;
+    if std::fs::read_to_string(out).ok().as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, &text)?;
+    std::fs::rename(&tmp, out)?;
+    Ok(true)
+}
+
+/// The policy reconciler: recompiles and applies whenever the model or the local endpoints
+/// change. Runs until `snapshots` closes.
+pub async fn reconcile_policy(
+    config: Arc<AgentConfig>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> Result<()> {
+    let mut applier = Some(
+        tokio::task::spawn_blocking(|| Applier::new(None, None))
+            .await?
+            .context("detecting iptables")?,
+    );
+    let endpoints_dir = config.endpoints_dir.clone();
+    let mut last_fp = None;
+    let mut dirty = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(config.endpoint_poll_ms));
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() { return Ok(()); }
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                let fp = dir_fingerprint(&endpoints_dir);
+                if last_fp.as_ref() != Some(&fp) {
+                    last_fp = Some(fp);
+                    dirty = true;
+                }
+            }
+        }
+        if !dirty {
+            continue;
+        }
+        dirty = false;
+        let snap = snapshots.borrow_and_update().clone();
+        let eps = read_endpoints(&endpoints_dir);
+        let mut a = applier.take().expect("applier is returned after every apply");
+        let (a, result) = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let cluster = with_local_addresses(&snap.cluster, &eps);
+            let compiled = caracal_policy::compile::compile(&cluster, &eps);
+            for e in &compiled.errors {
+                tracing::warn!("policy rejected: {e}");
+            }
+            let compile_time = start.elapsed();
+            let r = a
+                .apply(&compiled.program)
+                .map(|stats| (stats, compile_time, eps.len()));
+            (a, r)
+        })
+        .await?;
+        applier = Some(a);
+        match result {
+            Ok((stats, compile_time, n)) => {
+                tracing::info!(endpoints = n, ?compile_time, ?stats, "policy applied");
+                if let Some(ready) = &config.readiness_file
+                    && !ready.exists()
+                {
+                    std::fs::write(ready, b"ok\n").with_context(|| format!("writing {}", ready.display()))?;
+                }
+            }
+            Err(e) => {
+                tracing::error!("applying policy failed, retrying: {e:#}");
+                dirty = true;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Keeps the CNI config list in step with this node's pod CIDRs.
+pub async fn reconcile_cni_config(
+    config: Arc<AgentConfig>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> Result<()> {
+    let (Some(template), Some(out)) = (config.cni_conflist_template.clone(), config.cni_conflist.clone())
+    else {
+        return Ok(());
+    };
+    loop {
+        let nodes = snapshots.borrow_and_update().nodes.clone();
+        let node = Node {
+            name: config.node_name.clone(),
+            pod_cidrs: pod_cidrs(&config, &nodes),
+            ..Default::default()
+        };
+        let node = (!node.pod_cidrs.is_empty()).then_some(node);
+        match node.map(|n| write_cni_config(&template, &out, &n)) {
+            Some(Ok(true)) => tracing::info!(path = %out.display(), "CNI config written"),
+            Some(Ok(false)) => {}
+            Some(Err(e)) => tracing::warn!("CNI config: {e:#}"),
+            None => tracing::debug!(node = %config.node_name, "this node is not in the datastore yet"),
+        }
+        if snapshots.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// This node's pod CIDRs: the configured ones, else the Node object's.
+pub fn pod_cidrs(config: &AgentConfig, nodes: &BTreeMap<String, Node>) -> Vec<ipnet::IpNet> {
+    if !config.pod_cidrs.is_empty() {
+        return config.pod_cidrs.clone();
+    }
+    nodes
+        .get(&config.node_name)
+        .map(|n| n.pod_cidrs.clone())
+        .unwrap_or_default()
+}
+
+/// The speaker configuration for a snapshot: the configured one, originating this node's pod
+/// CIDRs, plus (with `bgp_node_mesh`) an iBGP or eBGP session to every other node's InternalIP.
+pub fn speaker_config(
+    config: &AgentConfig,
+    base: &caracal_bgp::config::SpeakerConfig,
+    nodes: &BTreeMap<String, Node>,
+) -> caracal_bgp::config::SpeakerConfig {
+    let mut c = base.clone();
+    for cidr in pod_cidrs(config, nodes) {
+        let cidr = cidr.trunc();
+        if !c.originate.contains(&cidr) {
+            c.originate.push(cidr);
+        }
+    }
+    if config.bgp_node_mesh {
+        let template = c.peers.first().cloned();
+        for (name, node) in nodes {
+            if *name == config.node_name {
+                continue;
+            }
+            let Some(address) = node.internal_ips().next() else {
+                continue;
+            };
+            if c.peers.iter().any(|p| p.address == address) {
+                continue;
+            }
+            let remote_as = node.asn.unwrap_or(base.local_as);
+            let peer_yaml = format!("{{address: \"{address}\", remote_as: {remote_as}}}");
+            let mut peer: caracal_bgp::config::PeerConfig =
+                serde_yaml::from_str(&peer_yaml).expect("a minimal peer parses");
+            if let Some(t) = &template {
+                peer.hold_time = t.hold_time;
+                peer.password = t.password.clone();
+                peer.graceful_restart_time = t.graceful_restart_time;
+            }
+            c.peers.push(peer);
+        }
+    }
+    c
+}
+
+/// The BGP reconciler: starts the speaker once the first snapshot is there, then reloads it with
+/// only the differences whenever this node's pod CIDRs or the node mesh change.
+pub async fn reconcile_bgp(
+    config: Arc<AgentConfig>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let Some(mut value) = config.bgp.clone() else {
+        return Ok(());
+    };
+    // One config for every node (a DaemonSet's ConfigMap): without a router_id, the node's
+    // first IPv4 InternalIP is its BGP identifier, as Calico does.
+    let key = serde_yaml::Value::from("router_id");
+    if value.get(&key).is_none() {
+        let id = loop {
+            let found = snapshots
+                .borrow_and_update()
+                .nodes
+                .get(&config.node_name)
+                .and_then(|n| n.internal_ips().find(|ip| ip.is_ipv4()));
+            if let Some(ip) = found {
+                break ip;
+            }
+            tracing::info!(node = %config.node_name, "waiting for this node's InternalIP to pick a BGP router ID");
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
+                _ = stop.changed() => return Ok(()),
+            }
+        };
+        if let Some(map) = value.as_mapping_mut() {
+            map.insert(key, serde_yaml::Value::from(id.to_string()));
+        }
+    }
+    let base: caracal_bgp::config::SpeakerConfig =
+        serde_yaml::from_value(value).context("bgp: invalid speaker config")?;
+    base.validate().context("bgp")?;
+    let mut current = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
+    let (handle, task) = caracal_bgp::speaker::start(current.clone(), None)
+        .await
+        .context("starting the BGP speaker")?;
+    tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() { break; }
+                let next = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
+                if next != current {
+                    tracing::info!(originate = ?next.originate, peers = next.peers.len(), "BGP config changed");
+                    if let Err(e) = handle.reload(next.clone()).await {
+                        tracing::error!("BGP reload: {e}");
+                    } else {
+                        current = next;
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = handle.shutdown().await;
+    let _ = task.await;
+    Ok(())
+}
+
+/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM.
+pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>) -> Result<()> {
+    let config = Arc::new(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.policy {
+        tasks.spawn(reconcile_policy(config.clone(), snapshots.clone()));
+    }
+    tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone()));
+    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            done = tasks.join_next() => match done {
+                None => break Ok(()),
+                Some(Ok(Ok(()))) => continue,
+                Some(Ok(Err(e))) => break Err(e),
+                Some(Err(e)) => break Err(e.into()),
+            },
+        }
+    };
+    tracing::info!("agent stopping");
+    let _ = stop_tx.send(true);
+    // The BGP reconciler says goodbye to its peers (or keeps routes for a graceful restart);
+    // the others are stopped where they are: rules stay in place while the agent is away.
+    let deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(deadline);
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = tasks.join_next() => {}
+        }
+        if config.bgp.is_none() || tasks.len() <= usize::from(config.policy) + 1 {
+            break;
+        }
+    }
+    tasks.abort_all();
+    result
+}
+
+/// Where the agent keeps its files by default.
+pub fn default_run_dir() -> PathBuf {
+    PathBuf::from("/var/run/caracal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_records_without_a_pod_or_unreadable_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("c1_eth0.json"),
+            r#"{"pod":{"namespace":"x","name":"a"},"containerID":"c1","ifname":"eth0","iface":"cara0123","mac":"ee:ee:ee:ee:ee:ee","ips":["10.244.1.2"],"netns":"/x","network":"caracal"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("c2_eth0.json"),
+            r#"{"pod":null,"iface":"cara1","ips":[]}"#,
+        )
+        .unwrap();
+        std::fs::write(d.path().join("c3_eth0.json"), "{not json").unwrap();
+        let eps = read_endpoints(d.path());
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].pod, Key::new("x", "a"));
+        assert_eq!(eps[0].iface, "cara0123");
+        assert_eq!(eps[0].ips, vec!["10.244.1.2".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn local_pods_without_api_addresses_take_the_cni_addresses() {
+        let mut c = ClusterState::default();
+        let k = Key::new("x", "a");
+        c.pods.insert(
+            k.clone(),
+            caracal_policy::model::Pod {
+                namespace: "x".into(),
+                name: "a".into(),
+                ..Default::default()
+            },
+        );
+        let k2 = Key::new("x", "b");
+        let ip_b: IpAddr = "10.0.0.9".parse().unwrap();
+        c.pods.insert(
+            k2.clone(),
+            caracal_policy::model::Pod {
+                ips: vec![ip_b],
+                ..Default::default()
+            },
+        );
+        let eps = vec![
+            LocalEndpoint {
+                pod: k.clone(),
+                iface: "cara1".into(),
+                ips: vec!["10.244.1.2".parse().unwrap()],
+            },
+            LocalEndpoint {
+                pod: k2.clone(),
+                iface: "cara2".into(),
+                ips: vec!["10.244.1.3".parse().unwrap()],
+            },
+        ];
+        let out = with_local_addresses(&c, &eps);
+        assert_eq!(out.pods[&k].ips, eps[0].ips);
+        assert_eq!(
+            out.pods[&k2].ips,
+            vec![ip_b],
+            "the API's addresses win when present"
+        );
+    }
+
+    #[test]
+    fn cni_config_gets_the_node_pod_cidr_and_is_rewritten_only_on_change() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("tmpl.json");
+        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cni-conflist.json");
+        std::fs::copy(template, &t).unwrap();
+        let out = d.path().join("net.d/10-caracal.conflist");
+        let mut node = Node {
+            name: "n1".into(),
+            ..Default::default()
+        };
+        assert!(write_cni_config(&t, &out, &node).is_err(), "no pod CIDR yet");
+        node.pod_cidrs = vec!["10.244.1.0/24".parse().unwrap()];
+        assert!(write_cni_config(&t, &out, &node).unwrap());
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(
+            written["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.244.1.0/24"
+        );
+        assert!(!write_cni_config(&t, &out, &node).unwrap());
+    }
+}
