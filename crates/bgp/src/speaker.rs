@@ -762,9 +762,8 @@ impl Core {
             };
             let _ = p.tx.send(msg);
         }
-        for (_, p) in self.peers.drain() {
-            let _ = tokio::time::timeout(Duration::from_secs(3), p.task).await;
-        }
+        let tasks: Vec<JoinHandle<()>> = self.peers.drain().map(|(_, p)| p.task).collect();
+        let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         if let Some(tx) = self.kernel_tx.take() {
             let (done, wait) = oneshot::channel();
             let _ = tx.send(KernelMsg::Shutdown {
