@@ -562,6 +562,10 @@ impl Core {
                     local_address,
                     local_alt_address,
                     graceful_restart: gr.is_some(),
+                    graceful_families: gr
+                        .as_ref()
+                        .map(|g| g.families.iter().map(|(f, _)| *f).collect())
+                        .unwrap_or_default(),
                     preserved_families: preserved,
                 };
                 p.options = Some(options);

@@ -32,6 +32,7 @@ use std::{
     borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -167,10 +168,10 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
 /// Pods by label and namespace, so that a selector does not scan the whole cluster.
 #[derive(Default)]
 struct LabelIndex {
-    ids: HashMap<Key, u32>,
-    keys: Vec<Option<Key>>,
-    free: Vec<u32>,
-    by_label: HashMap<(String, String), Vec<u32>>,
+    /// label key -> label value -> pods carrying it (one shared key per pod).
+    by_label: HashMap<String, HashMap<String, Vec<Arc<Key>>>>,
+    /// The shared key of each pod.
+    keys: HashMap<Key, Arc<Key>>,
     per_namespace: HashMap<String, usize>,
     /// Pods with at least one address of each family (v4, v6).
     with_family: [usize; 2],
@@ -190,30 +191,73 @@ fn has_family(pod: &Pod, f: Family) -> bool {
 impl LabelIndex {
     fn insert(&mut self, pod: &Pod) {
         let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        let id = match self.ids.get(&key) {
-            Some(&id) => id,
+        if self.keys.contains_key(&key) {
+            return;
+        }
+        let shared = Arc::new(key.clone());
+        self.keys.insert(key, shared.clone());
+        match self.per_namespace.get_mut(&pod.namespace) {
+            Some(n) => *n += 1,
             None => {
-                let id = self.free.pop().unwrap_or(self.keys.len() as u32);
-                if id as usize == self.keys.len() {
-                    self.keys.push(None);
-                }
-                self.keys[id as usize] = Some(key.clone());
-                self.ids.insert(key, id);
-                *self.per_namespace.entry(pod.namespace.clone()).or_default() += 1;
-                id
+                self.per_namespace.insert(pod.namespace.clone(), 1);
             }
-        };
+        }
         for f in [Family::V4, Family::V6] {
             if has_family(pod, f) {
                 self.with_family[family_slot(f)] += 1;
             }
         }
-        self.add_labels(id, pod);
+        self.add_labels(&shared, pod);
     }
 
-    fn add_labels(&mut self, id: u32, pod: &Pod) {
+    fn add_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
         for (k, v) in &pod.labels {
-            self.by_label.entry((k.clone(), v.clone())).or_default().push(id);
+            // Look up by &str first, so that only a new key or value allocates.
+            let values = match self.by_label.get_mut(k.as_str()) {
+                Some(values) => values,
+                None => self.by_label.entry(k.clone()).or_default(),
+            };
+            match values.get_mut(v.as_str()) {
+                Some(list) => list.push(key.clone()),
+                None => {
+                    values.insert(v.clone(), vec![key.clone()]);
+                }
+            }
+        }
+    }
+
+    fn remove_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
+        for (k, v) in &pod.labels {
+            let Some(values) = self.by_label.get_mut(k.as_str()) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(v.as_str()) {
+                if let Some(pos) = list.iter().position(|x| Arc::ptr_eq(x, key)) {
+                    list.swap_remove(pos);
+                }
+                if list.is_empty() {
+                    values.remove(v.as_str());
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(k.as_str());
+            }
+        }
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let Some(shared) = self.keys.remove(&key) else {
+            return;
+        };
+        self.remove_labels(&shared, pod);
+        for f in [Family::V4, Family::V6] {
+            if has_family(pod, f) {
+                self.with_family[family_slot(f)] -= 1;
+            }
+        }
+        if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
+            *n -= 1;
         }
     }
 
@@ -221,38 +265,10 @@ impl LabelIndex {
         self.with_family[family_slot(f)]
     }
 
-    fn remove(&mut self, pod: &Pod) {
-        let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        let Some(id) = self.ids.remove(&key) else { return };
-        self.remove_labels(id, pod);
-        for f in [Family::V4, Family::V6] {
-            if has_family(pod, f) {
-                self.with_family[family_slot(f)] -= 1;
-            }
-        }
-        self.keys[id as usize] = None;
-        self.free.push(id);
-        if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
-            *n -= 1;
-        }
-    }
-
-    fn remove_labels(&mut self, id: u32, pod: &Pod) {
-        for (k, v) in &pod.labels {
-            if let Some(list) = self.by_label.get_mut(&(k.clone(), v.clone())) {
-                if let Some(pos) = list.iter().position(|&x| x == id) {
-                    list.swap_remove(pos);
-                }
-                if list.is_empty() {
-                    self.by_label.remove(&(k.clone(), v.clone()));
-                }
-            }
-        }
-    }
-
     /// Relabels a pod already in the index.
     fn relabel(&mut self, old: &Pod, new: &Pod) {
-        let Some(&id) = self.ids.get(&Key::new(new.namespace.clone(), new.name.clone())) else {
+        let key = Key::new(new.namespace.clone(), new.name.clone());
+        let Some(shared) = self.keys.get(&key).cloned() else {
             return self.insert(new);
         };
         for f in [Family::V4, Family::V6] {
@@ -262,8 +278,16 @@ impl LabelIndex {
         if old.labels == new.labels {
             return;
         }
-        self.remove_labels(id, old);
-        self.add_labels(id, new);
+        self.remove_labels(&shared, old);
+        self.add_labels(&shared, new);
+    }
+
+    fn with_label(&self, k: &str, v: &str) -> &[Arc<Key>] {
+        self.by_label
+            .get(k)
+            .and_then(|values| values.get(v))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -276,13 +300,7 @@ fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec
         .selector
         .required_label()
         .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label()))
-        .map(|(k, v)| {
-            index
-                .by_label
-                .get(&(k.to_string(), v.to_string()))
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        });
+        .map(|(k, v)| index.with_label(k, v));
     let namespaces: Vec<&str> = match &set.namespaces {
         NsMatch::Named(n) => vec![n.as_str()],
         NsMatch::Selector(s) if s.is_everything() => Vec::new(),
@@ -305,11 +323,8 @@ fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec
             .sum()
     };
     let mut out: Vec<&Pod> = match by_label {
-        Some(ids) if ids.len() < ns_cost => ids
-            .iter()
-            .filter_map(|id| index.keys[*id as usize].as_ref())
-            .filter_map(|k| state.pods.get(k))
-            .collect(),
+        // A lookup per candidate costs about as much as scanning eight pods in order.
+        Some(keys) if keys.len() * 8 < ns_cost => keys.iter().filter_map(|k| state.pods.get(&**k)).collect(),
         _ if everything_ns => state.pods.values().collect(),
         _ => namespaces
             .iter()
@@ -586,7 +601,7 @@ impl Compiler {
     /// it selected before or selects now.
     fn replace_policy(&mut self, id: PolicyId, result: Option<validate::Result<Policy>>) {
         let mut touched: BTreeSet<usize> = self.selected.get(&id).cloned().unwrap_or_default();
-        self.drop_policy_chains(&id);
+        let released = self.drop_policy_chains(&id);
         self.errors.remove(&id.to_string());
         if let Some(old) = self.policies.remove(&id) {
             let key = (old.layer, old.priority, old.id.clone());
@@ -608,6 +623,7 @@ impl Compiler {
             }
             None => {}
         }
+        self.release_sets(released);
         self.refresh_endpoints(touched.into_iter());
     }
 
@@ -671,8 +687,9 @@ impl Compiler {
             if before != after {
                 touched.extend(before.symmetric_difference(&after).copied());
                 if before.is_empty() != after.is_empty() {
-                    self.drop_policy_chains(&id);
+                    let released = self.drop_policy_chains(&id);
                     self.put_policy_chains(&id);
+                    self.release_sets(released);
                 }
             }
         }
@@ -838,26 +855,34 @@ impl Compiler {
         }
     }
 
-    /// Removes the chains of one policy and releases the sets only they used.
-    fn drop_policy_chains(&mut self, id: &PolicyId) {
+    /// Removes the chains of one policy; returns the sets they used, to [`Self::release_sets`]
+    /// once any replacement chains hold their own references (so shared sets survive).
+    fn drop_policy_chains(&mut self, id: &PolicyId) -> Vec<String> {
+        let mut used = Vec::new();
         for dir in [Direction::Ingress, Direction::Egress] {
             for family in [Family::V4, Family::V6] {
                 let key = (family, Table::Filter, policy_chain(id, dir));
                 let Some(chain) = self.program.chains.remove(&key) else {
                     continue;
                 };
-                self.orig_chains.entry(key).or_insert_with(|| Some(chain.clone()));
-                for name in chain_sets(&chain) {
-                    let refs = self.set_refs.entry(name.clone()).or_default();
-                    *refs = refs.saturating_sub(1);
-                    if *refs == 0 {
-                        self.set_refs.remove(&name);
-                        self.sets.remove(&name);
-                        self.set_names.retain(|_, n| *n != name);
-                        if self.program.sets.remove(&name).is_some() {
-                            self.orig_sets.entry(name).or_insert(true);
-                        }
-                    }
+                used.extend(chain_sets(&chain));
+                self.orig_chains.entry(key).or_insert(Some(chain));
+            }
+        }
+        used
+    }
+
+    /// Drops one reference to each set; destroys the sets nothing uses any more.
+    fn release_sets(&mut self, names: Vec<String>) {
+        for name in names {
+            let refs = self.set_refs.entry(name.clone()).or_default();
+            *refs = refs.saturating_sub(1);
+            if *refs == 0 {
+                self.set_refs.remove(&name);
+                self.sets.remove(&name);
+                self.set_names.retain(|_, n| *n != name);
+                if self.program.sets.remove(&name).is_some() {
+                    self.orig_sets.entry(name).or_insert(true);
                 }
             }
         }
