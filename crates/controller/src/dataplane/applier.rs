@@ -393,3 +393,24 @@ impl std::fmt::Debug for Applier {
             .finish_non_exhaustive()
     }
 }
+
+impl From<&caracal_policy::compile::Delta> for Changes {
+    fn from(d: &caracal_policy::compile::Delta) -> Self {
+        Changes {
+            chains: d
+                .chains_changed
+                .iter()
+                .chain(&d.chains_removed)
+                .cloned()
+                .collect(),
+            sets: d
+                .sets_added
+                .iter()
+                .chain(&d.sets_removed)
+                .chain(d.members_added.iter().map(|(n, _)| n))
+                .chain(d.members_removed.iter().map(|(n, _)| n))
+                .cloned()
+                .collect(),
+        }
+    }
+}
