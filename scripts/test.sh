@@ -25,7 +25,8 @@ cargo build --workspace --all-targets --quiet
 if [ -x tests/kube/build.sh ]; then
   section "kube-apiserver and etcd for the control-plane tests"
   KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
-  export KUBE_BIN_DIR
+  # The control-plane tests must run in CI, not skip.
+  export KUBE_BIN_DIR CARACAL_REQUIRE_KUBE=1
 fi
 
 section "tests"

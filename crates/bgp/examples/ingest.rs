@@ -117,6 +117,7 @@ fn main() {
             local_address: "10.0.12.2".parse().expect("address"),
             local_alt_address: None,
             graceful_restart: false,
+            graceful_families: vec![],
             preserved_families: vec![],
         },
     );

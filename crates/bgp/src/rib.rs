@@ -198,8 +198,11 @@ pub struct SessionInfo {
     /// An address of the other family on the same interface, the next hop for routes of the
     /// family the session's own address cannot serve (IPv6 routes over an IPv4 session).
     pub local_alt_address: Option<IpAddr>,
-    /// The peer advertised graceful restart (we keep its routes if the session drops).
+    /// The peer advertised graceful restart.
     pub graceful_restart: bool,
+    /// Families listed in the peer's graceful-restart capability: those we keep as stale if
+    /// the session drops.
+    pub graceful_families: Vec<Family>,
     /// The peer's OPEN carried the graceful-restart R bit with these families' F bits set;
     /// used to decide whether stale routes survive the re-establishment.
     pub preserved_families: Vec<Family>,
@@ -407,7 +410,18 @@ impl Rib {
     /// stay, marked stale, until [`Rib::purge_stale`]; otherwise they are removed.
     pub fn peer_down(&mut self, peer: PeerIdx, keep_stale: bool) {
         let Some(p) = self.peer_mut(peer) else { return };
-        let families = p.session.take().map(|s| s.families).unwrap_or_default();
+        // RFC 4724 §4.2: only families listed in the peer's graceful-restart capability are
+        // kept; a capability without families means "aware, but keep nothing".
+        let families: Vec<Family> = p
+            .session
+            .take()
+            .map(|s| {
+                s.families
+                    .into_iter()
+                    .filter(|f| s.graceful_families.contains(f))
+                    .collect()
+            })
+            .unwrap_or_default();
         p.adj_out.clear();
         p.dirty.clear();
         p.dirty_all = false;
@@ -416,13 +430,14 @@ impl Rib {
         if keep_stale && !families.is_empty() {
             p.stale = families.clone();
             p.accepted = 0;
-            for f in families {
-                if f == Family::IPV4_UNICAST {
+            for f in &families {
+                if *f == Family::IPV4_UNICAST {
                     mark_stale::<Ipv4Net>(&mut self.tables, peer);
-                } else if f == Family::IPV6_UNICAST {
+                } else if *f == Family::IPV6_UNICAST {
                     mark_stale::<Ipv6Net>(&mut self.tables, peer);
                 }
             }
+            self.purge_peer(peer, |prefix| !families.contains(&family_of(prefix)));
         } else {
             self.purge_peer(peer, |_| true);
         }
@@ -868,6 +883,8 @@ impl Rib {
             peers: &self.peers,
             multipath: self.config.multipath,
         };
+        // Export attributes per source attribute set: prefixes that share a set share the
+        // exported one too, which is what packing groups by.
         let mut cache: HashMap<(usize, PeerIdx), Option<Arc<RouteAttrs>>, Hasher> = HashMap::default();
         let mut withdraw: Vec<IpNet> = Vec::new();
         let mut announce: Map<usize, (Arc<RouteAttrs>, Vec<IpNet>)> = Map::default();
@@ -887,7 +904,7 @@ impl Rib {
                 let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
                 cache
                     .entry(key)
-                    .or_insert_with(|| self.export(peer, &session, b).map(|a| self.interner_lookup(a)))
+                    .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
                     .clone()
             });
             let desired = desired.filter(|_| {
@@ -939,12 +956,6 @@ impl Rib {
             }
         }
         updates
-    }
-
-    fn interner_lookup(&self, a: RouteAttrs) -> Arc<RouteAttrs> {
-        // Export sets are not interned globally (that needs &mut); identical sets within one
-        // flush share through the cache above, which is what packing needs.
-        Arc::new(a)
     }
 
     /// The attributes `peer` gets for `path`, or `None` when it must not get it.
@@ -1506,6 +1517,7 @@ mod tests {
             local_address: "10.0.0.1".parse().unwrap(),
             local_alt_address: None,
             graceful_restart: false,
+            graceful_families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             preserved_families: vec![],
         }
     }
@@ -2206,6 +2218,55 @@ mod tests {
         assert!(rib.best(&net("10.9.1.0/24")).is_none());
         assert_eq!(rib.counters(a).accepted, 1);
         assert!(!rib.has_stale(a));
+    }
+
+    #[test]
+    fn graceful_restart_capability_without_families_keeps_nothing() {
+        let mut rib = rib();
+        let a = rib.add_peer(policy("10.0.0.2", 65002));
+        rib.peer_up(
+            a,
+            SessionInfo {
+                graceful_restart: true,
+                graceful_families: vec![],
+                ..session(2)
+            },
+        );
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.peer_down(a, true);
+        assert!(rib.is_empty());
+        assert!(!rib.has_stale(a));
+    }
+
+    #[test]
+    fn graceful_restart_keeps_only_the_listed_families() {
+        let mut rib = rib();
+        let a = rib.add_peer(policy("10.0.0.2", 65002));
+        let gr = SessionInfo {
+            graceful_families: vec![Family::IPV6_UNICAST],
+            ..session(2)
+        };
+        rib.peer_up(a, gr);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.originate(net("fd00:1::/64"));
+        let mut x = attrs(&[65002], "0.0.0.0");
+        x.next_hop = None;
+        x.mp_reach = Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hops: vec!["fd00::2".parse().unwrap()],
+            nlri: vec![net("fd00:9::/64")],
+        });
+        rib.apply_update(
+            a,
+            Update {
+                attributes: x,
+                ..Default::default()
+            },
+            false,
+        );
+        rib.peer_down(a, true);
+        assert!(rib.best(&net("10.9.0.0/24")).is_none());
+        assert!(rib.paths(&net("fd00:9::/64"))[0].stale);
     }
 
     #[test]

@@ -562,6 +562,10 @@ impl Core {
                     local_address,
                     local_alt_address,
                     graceful_restart: gr.is_some(),
+                    graceful_families: gr
+                        .as_ref()
+                        .map(|g| g.families.iter().map(|(f, _)| *f).collect())
+                        .unwrap_or_default(),
                     preserved_families: preserved,
                 };
                 p.options = Some(options);
@@ -762,9 +766,8 @@ impl Core {
             };
             let _ = p.tx.send(msg);
         }
-        for (_, p) in self.peers.drain() {
-            let _ = tokio::time::timeout(Duration::from_secs(3), p.task).await;
-        }
+        let tasks: Vec<JoinHandle<()>> = self.peers.drain().map(|(_, p)| p.task).collect();
+        let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(tasks)).await;
         if let Some(tx) = self.kernel_tx.take() {
             let (done, wait) = oneshot::channel();
             let _ = tx.send(KernelMsg::Shutdown {

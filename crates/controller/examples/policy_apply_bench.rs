@@ -1,6 +1,11 @@
 //! Benchmark of the policy applier against the kernel tools alone, in the same run.
 //!
-//! `cargo run --release -p caracal --example policy_apply_bench [-- legacy|nft]` (as root).
+//! `cargo run --release -p caracal --example policy_apply_bench [-- legacy|nft] [handbuilt]`
+//! (as root).
+//!
+//! By default the program is compiled from policy's synthetic cluster (100,000 pods, 1,000
+//! namespaces, 2,000 NetworkPolicies, 100 GlobalPolicies, 250 local endpoints) with the
+//! incremental compiler, and changes go through its deltas. With `handbuilt`:
 //!
 //! The program has the shape the cluster compiles to on one node: 250 local endpoints
 //! (a to- and a from-workload chain each, 8 policies per direction), 2,100 policy chains of 12
@@ -9,13 +14,13 @@
 //!   `ipset restore` + `iptables-restore --noflush` of the same rendered text in a second
 //!   namespace;
 //! - one changed policy (one chain) and one remote pod's label change (one set member), median
-//!   of 20 applies each.
+//!   of 20 applies each, through the full diff and through `apply_changes` with the delta.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use caracal::dataplane::applier::Applier;
+use caracal::dataplane::applier::{Applier, Changes};
 use caracal::dataplane::backend::{self, Backend};
 use caracal::dataplane::netns::{Netns, is_root, run, tool, unique_suffix};
 use caracal_policy::program::*;
@@ -206,10 +211,202 @@ fn main() {
         eprintln!("skipped: needs root");
         return;
     }
-    let backend: Backend = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let backend: Backend = args
+        .iter()
+        .find(|a| *a == "legacy" || *a == "nft")
         .map(|a| a.parse().expect("legacy or nft"))
         .unwrap_or(Backend::Nft);
+    if args.iter().any(|a| a == "handbuilt") {
+        handbuilt(backend);
+    } else {
+        synthetic(backend);
+    }
+}
+
+/// Loads the rendered program with the kernel tools alone, in a fresh namespace.
+fn tools_alone(prog: &Program, backend: Backend) -> (Duration, Duration) {
+    let ns = Netns::create(&format!("pn-bench-base-{}", unique_suffix())).unwrap();
+    let set_text = ipset::render_sets(&prog.sets).unwrap();
+    let t = Instant::now();
+    run(
+        Some(ns.name()),
+        &tool("ipset").unwrap(),
+        &["restore"],
+        Some(&set_text),
+    )
+    .unwrap();
+    let base_ipset = t.elapsed();
+    let t = Instant::now();
+    for ((family, _), table) in iptables::render_program(prog).unwrap() {
+        let restore = backend::tools(backend, family).unwrap().restore;
+        run(
+            Some(ns.name()),
+            &restore,
+            &["--noflush", "--wait", "10"],
+            Some(&table.to_restore()),
+        )
+        .unwrap();
+    }
+    (base_ipset, t.elapsed())
+}
+
+/// The cluster through policy's generator and incremental compiler.
+fn synthetic(backend: Backend) {
+    use caracal_policy::compile::Compiler;
+    use caracal_policy::synthetic::{self, Spec};
+    let syn = synthetic::generate(&Spec::default());
+    let t = Instant::now();
+    let mut compiler = Compiler::new(syn.state.clone(), &syn.endpoints);
+    let compile = t.elapsed();
+    let prog = compiler.program().clone();
+    let rules: usize = iptables::render_program(&prog)
+        .unwrap()
+        .values()
+        .map(|t| t.rule_count())
+        .sum();
+    let members: usize = prog.sets.values().map(|s| s.members.len()).sum();
+    println!(
+        "cluster: {} pods, {} namespaces, {} NetworkPolicies, {} GlobalPolicies, {} local endpoints",
+        syn.state.pods.len(),
+        syn.state.namespaces.len(),
+        syn.state.network_policies.len(),
+        syn.state.global_policies.len(),
+        syn.endpoints.len()
+    );
+    println!(
+        "program: {} chains, {rules} kernel rules, {} sets, {members} members; compiled in {}",
+        prog.chains.len(),
+        prog.sets.len(),
+        ms(compile)
+    );
+    let (base_ipset, base_ipt) = tools_alone(&prog, backend);
+
+    let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
+    let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
+    let (rss0, _) = rss_kib();
+    let t = Instant::now();
+    let stats = applier.apply(&prog).unwrap();
+    let scratch = t.elapsed();
+    let (rss1, hwm) = rss_kib();
+    assert!(
+        applier.drift(&prog).unwrap().is_empty(),
+        "kernel differs after apply"
+    );
+
+    // Changed policies: NetworkPolicies of the local endpoints' namespaces, new port each time.
+    let local_ns: BTreeSet<usize> = syn
+        .endpoints
+        .iter()
+        .filter_map(|e| e.pod.namespace.trim_start_matches("ns-").parse().ok())
+        .collect();
+    let (mut pol_compile, mut pol_apply, mut pol_kernel) = (Vec::new(), Vec::new(), Vec::new());
+    'policies: for (n, &i) in local_ns.iter().cycle().enumerate() {
+        for k in 1..3 {
+            if pol_apply.len() == 20 || n > 400 {
+                break 'policies;
+            }
+            let np = synthetic::network_policy(i, k, 1 + n as u16);
+            let key = caracal_policy::model::Key::new(
+                np.metadata.namespace.clone().unwrap_or_default(),
+                np.metadata.name.clone().unwrap_or_default(),
+            );
+            if !syn.state.network_policies.contains_key(&key) {
+                continue;
+            }
+            let t = Instant::now();
+            let delta = compiler.set_network_policy(np);
+            let c = t.elapsed();
+            if delta.chains_changed.is_empty() {
+                continue;
+            }
+            let t = Instant::now();
+            let s = applier
+                .apply_changes(compiler.program(), &Changes::from(&delta))
+                .unwrap();
+            pol_apply.push(t.elapsed());
+            pol_compile.push(c);
+            pol_kernel.push(s.kernel_time);
+        }
+    }
+    // Remote label changes: pods on other nodes switch tier (web <-> db), changing set members.
+    let (mut lab_compile, mut lab_apply, mut lab_kernel) = (Vec::new(), Vec::new(), Vec::new());
+    for pod in syn
+        .state
+        .pods
+        .values()
+        .filter(|p| p.node.as_deref() != Some(syn.node.as_str()))
+        .step_by(997)
+    {
+        if lab_apply.len() == 20 {
+            break;
+        }
+        let mut pod = pod.clone();
+        let tier = if pod.labels.get("tier").map(String::as_str) == Some("web") {
+            "db"
+        } else {
+            "web"
+        };
+        pod.labels.insert("tier".into(), tier.into());
+        let t = Instant::now();
+        let delta = compiler.set_pod(pod);
+        let c = t.elapsed();
+        if delta.members_added.is_empty() && delta.members_removed.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        let s = applier
+            .apply_changes(compiler.program(), &Changes::from(&delta))
+            .unwrap();
+        lab_apply.push(t.elapsed());
+        lab_compile.push(c);
+        lab_kernel.push(s.kernel_time);
+    }
+    assert!(
+        applier.drift(compiler.program()).unwrap().is_empty(),
+        "kernel differs after updates"
+    );
+
+    let alone = base_ipset + base_ipt;
+    println!("backend: {backend:?}");
+    println!("| operation | compile | apply (caracal) | of which kernel tools | kernel tools alone |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| from scratch | {} ({:.3} of the kernel's load) | {} | {} | {} (ipset {} + iptables-restore {}) |",
+        ms(compile),
+        compile.as_secs_f64() / alone.as_secs_f64(),
+        ms(scratch),
+        ms(stats.kernel_time),
+        ms(alone),
+        ms(base_ipset),
+        ms(base_ipt)
+    );
+    println!(
+        "| one changed NetworkPolicy (median of {}) | {} | {} | {} | - |",
+        pol_apply.len(),
+        ms(median(pol_compile)),
+        ms(median(pol_apply)),
+        ms(median(pol_kernel))
+    );
+    println!(
+        "| one remote pod's label change (median of {}) | {} | {} | {} | - |",
+        lab_apply.len(),
+        ms(median(lab_compile)),
+        ms(median(lab_apply)),
+        ms(median(lab_kernel))
+    );
+    println!(
+        "memory: RSS {} MiB before apply, {} MiB after (+{} MiB for the applier's record), peak {} MiB",
+        rss0 / 1024,
+        rss1 / 1024,
+        rss1.saturating_sub(rss0) / 1024,
+        hwm / 1024
+    );
+    applier.clear().unwrap();
+}
+
+/// A hand-built program of the same shape, without the compiler.
+fn handbuilt(backend: Backend) {
     let started = Instant::now();
     let mut prog = program();
     let build = started.elapsed();
@@ -261,35 +458,59 @@ fn main() {
         "kernel differs after apply"
     );
 
-    let mut policy_times = Vec::new();
-    let mut policy_kernel = Vec::new();
-    for i in 0..20 {
+    // Each change is applied twice over: through the full diff (`apply`), and through
+    // `apply_changes` with the chain or set the compiler's delta names.
+    let mut full = [Vec::new(), Vec::new()];
+    let mut delta = [Vec::new(), Vec::new()];
+    let mut kernel = [Vec::new(), Vec::new()];
+    for i in 0..40 {
+        let use_delta = i % 2 == 1;
         let k = (Family::V4, Table::Filter, policy_name(i * 37));
-        prog.chains.insert(k, policy_chain(i * 37, Some(1000 + i as u16)));
+        prog.chains
+            .insert(k.clone(), policy_chain(i * 37, Some(1000 + i as u16)));
+        let changes = Changes {
+            chains: BTreeSet::from([k]),
+            sets: BTreeSet::new(),
+        };
         let t = Instant::now();
-        let s = applier.apply(&prog).unwrap();
-        policy_times.push(t.elapsed());
-        policy_kernel.push(s.kernel_time);
+        let s = if use_delta {
+            applier.apply_changes(&prog, &changes)
+        } else {
+            applier.apply(&prog)
+        }
+        .unwrap();
+        if use_delta { &mut delta[0] } else { &mut full[0] }.push(t.elapsed());
+        kernel[0].push(s.kernel_time);
         assert_eq!((s.chains_written, s.restores), (1, 1));
     }
-    let mut label_times = Vec::new();
-    let mut label_kernel = Vec::new();
-    for i in 0..20 {
+    for i in 0..40 {
+        let use_delta = i % 2 == 1;
         // A pod elsewhere in the cluster gains the label of selector `i`.
-        let set = prog.sets.get_mut(&set_name(i * 41)).unwrap();
+        let name = set_name((i * 41) % SETS);
+        let set = prog.sets.get_mut(&name).unwrap();
         set.members.insert(SetMember::Net(pod_ip(PODS + 10 + i).into()));
+        let changes = Changes {
+            chains: BTreeSet::new(),
+            sets: BTreeSet::from([name]),
+        };
         let t = Instant::now();
-        let s = applier.apply(&prog).unwrap();
-        label_times.push(t.elapsed());
-        label_kernel.push(s.kernel_time);
+        let s = if use_delta {
+            applier.apply_changes(&prog, &changes)
+        } else {
+            applier.apply(&prog)
+        }
+        .unwrap();
+        if use_delta { &mut delta[1] } else { &mut full[1] }.push(t.elapsed());
+        kernel[1].push(s.kernel_time);
         assert_eq!((s.restores, s.ipset_calls, s.members_changed), (0, 1, 1));
     }
     assert!(
         applier.drift(&prog).unwrap().is_empty(),
         "kernel differs after updates"
     );
-    let touched: BTreeSet<_> = (0..20).collect();
-    let _ = touched;
+    let [policy_full, label_full] = full;
+    let [policy_delta, label_delta] = delta;
+    let [policy_kernel, label_kernel] = kernel;
 
     println!("backend: {backend:?}");
     println!("| operation | caracal applier | kernel tools inside it | kernel tools alone | ratio |");
@@ -305,13 +526,15 @@ fn main() {
         scratch.as_secs_f64() / alone.as_secs_f64()
     );
     println!(
-        "| one changed policy (median of 20) | {} | {} | - | - |",
-        ms(median(policy_times)),
+        "| one changed policy, full diff / with delta (median of 20 each) | {} / {} | {} | - | - |",
+        ms(median(policy_full)),
+        ms(median(policy_delta)),
         ms(median(policy_kernel))
     );
     println!(
-        "| remote label change (median of 20) | {} | {} | - | - |",
-        ms(median(label_times)),
+        "| remote label change, full diff / with delta (median of 20 each) | {} / {} | {} | - | - |",
+        ms(median(label_full)),
+        ms(median(label_delta)),
         ms(median(label_kernel))
     );
     println!(

@@ -283,3 +283,124 @@ fn bird_graceful_restart_keeps_its_routes_in_caracals_kernel_until_it_is_back() 
     assert!(kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"));
     lab.down()
 }
+
+#[test]
+fn caracal_carries_routes_between_frr_and_gobgp_and_drops_looped_ones() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-transit"), UpOptions::default())?;
+    lab.wait_for("both sessions", Duration::from_secs(30), |lab| {
+        let v = caracal_json(lab, &[])?;
+        let peers = v["peers"].as_array().context("peers")?;
+        Ok(peers.len() == 2 && peers.iter().all(|p| p["state"] == "Established"))
+    })
+    .with_context(|| format!("caracal log:\n{}", lab.log("caracal")))?;
+    lab.wait_for(
+        "FRR's prefix at GoBGP through caracal",
+        Duration::from_secs(20),
+        |lab| {
+            let rib = lab.cli("gobgp", &["global", "rib"])?;
+            Ok(rib
+                .lines()
+                .any(|l| l.contains("10.1.0.0/24") && l.contains("10.0.13.2") && l.contains("65002 65001")))
+        },
+    )?;
+    lab.wait_for(
+        "GoBGP's prefix at FRR through caracal",
+        Duration::from_secs(20),
+        |lab| {
+            let rib = lab.cli("frr", &["show ip bgp"])?;
+            Ok(rib
+                .lines()
+                .any(|l| l.contains("10.3.0.0/24") && l.contains("10.0.12.2") && l.contains("65002 65003")))
+        },
+    )?;
+    // FRR echoes caracal's own and GoBGP's routes back with AS 65002 in the path: received,
+    // not accepted (loop detection).
+    lab.wait_for("FRR's echoes to be counted", Duration::from_secs(10), |lab| {
+        let v = caracal_json(lab, &[])?;
+        let frr = v["peers"]
+            .as_array()
+            .context("peers")?
+            .iter()
+            .find(|p| p["address"] == "10.0.12.1")
+            .cloned();
+        Ok(frr.is_some_and(|p| p["prefixes_received"] == 3 && p["prefixes_accepted"] == 1))
+    })?;
+    lab.down()
+}
+
+#[test]
+fn caracal_graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-gr-self"), UpOptions::default())?;
+    let state = |lab: &Lab| -> Result<String> {
+        Ok(caracal_json(lab, &[])?["peers"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    let bird_has_ours = |lab: &Lab| -> Result<bool> {
+        Ok(lab
+            .cli("bird", &["show", "route", "10.2.0.0/24"])?
+            .contains("10.2.0.0/24"))
+    };
+    lab.wait_for("the session", Duration::from_secs(30), |lab| {
+        Ok(state(lab)? == "Established")
+    })?;
+    lab.wait_for("routes both ways", Duration::from_secs(10), |lab| {
+        Ok(kernel_routes(lab, false)?.contains("10.1.0.0/24 via 10.0.12.1") && bird_has_ours(lab)?)
+    })?;
+
+    // SIGTERM with graceful restart configured: no NOTIFICATION, kernel routes stay.
+    let pids = Command::new("ip")
+        .args(["netns", "pids", lab.netns("caracal")?])
+        .output()?;
+    let pids = String::from_utf8_lossy(&pids.stdout).to_string();
+    let pid = pids
+        .split_whitespace()
+        .next()
+        .context("caracal's pid")?
+        .to_string();
+    Command::new("kill").args(["-TERM", &pid]).status()?;
+    // Gone, or a zombie until the lab reaps it.
+    lab.wait_for("caracal to exit", Duration::from_secs(10), |_| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        Ok(stat
+            .rsplit(')')
+            .next()
+            .is_none_or(|rest| rest.trim_start().starts_with(['Z', 'X']))
+            || stat.is_empty())
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"),
+        "forwarding kept"
+    );
+    assert!(bird_has_ours(&lab)?, "BIRD keeps caracal's routes as stale");
+
+    // Start it again: it re-establishes, relearns, and nothing was lost.
+    let dir = lab.node_dir("caracal")?.to_path_buf();
+    let exe = lab::caracal_exe()?;
+    let cmd = format!(
+        "{} bgp run --config {} >> {} 2>&1 &",
+        exe.display(),
+        dir.join("caracal.yaml").display(),
+        dir.join("daemon-restarted.log").display()
+    );
+    lab.exec_ok("caracal", &["sh", "-c", &cmd])?;
+    lab.wait_for("the session after the restart", Duration::from_secs(30), |lab| {
+        Ok(state(lab)? == "Established")
+    })?;
+    lab.wait_for("BIRD's routes relearned", Duration::from_secs(10), |lab| {
+        Ok(caracal_json(lab, &[])?["peers"][0]["prefixes_accepted"] == 2)
+    })?;
+    assert!(kernel_routes(&lab, false)?.contains("10.1.0.0/24 via 10.0.12.1"));
+    assert!(bird_has_ours(&lab)?);
+    lab.down()
+}

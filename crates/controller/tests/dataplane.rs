@@ -451,3 +451,52 @@ fn node_lab_removes_its_namespaces_on_drop() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn apply_changes_touches_only_the_listed_chains_and_sets() {
+    require_root!();
+    use caracal::dataplane::applier::Changes;
+    let ns = Netns::create(&format!("pn-delta-{}", unique_suffix())).unwrap();
+    let mut applier = Applier::new(Some(ns.name()), Some(Backend::Nft)).unwrap();
+    let mut spec = small_spec();
+    applier.apply(&build(&spec)).unwrap();
+
+    spec.ports.push((Protocol::Udp, 5353));
+    spec.allow_from.push(Ipv4Addr::new(10, 0, 0, 7));
+    let program = build(&spec);
+    let pi = (Family::V4, Table::Filter, "cara-pi-cara0000000001".to_owned());
+    let changes = Changes {
+        chains: BTreeSet::from([pi]),
+        sets: BTreeSet::from(["cara-s-allow".to_owned()]),
+    };
+    let stats = applier.apply_changes(&program, &changes).unwrap();
+    assert_eq!(
+        (
+            stats.restores,
+            stats.chains_written,
+            stats.ipset_calls,
+            stats.members_changed
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(applier.drift(&program).unwrap(), Vec::<String>::new());
+
+    // A removed endpoint: its chains and the dispatch chains that named it are listed.
+    spec.endpoints.pop();
+    let program = build(&spec);
+    let changes = Changes {
+        chains: [
+            "cara-tw-cara0000000002",
+            "cara-fw-cara0000000002",
+            "cara-to-wl-dispatch",
+            "cara-from-wl-dispatch",
+        ]
+        .into_iter()
+        .map(|n| (Family::V4, Table::Filter, n.to_owned()))
+        .collect(),
+        sets: BTreeSet::new(),
+    };
+    let stats = applier.apply_changes(&program, &changes).unwrap();
+    assert_eq!((stats.chains_written, stats.chains_deleted), (2, 2));
+    assert_eq!(applier.drift(&program).unwrap(), Vec::<String>::new());
+}

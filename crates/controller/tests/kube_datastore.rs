@@ -411,3 +411,30 @@ async fn invalid_global_policy_in_a_manifest_is_ignored_whole_with_its_reason() 
     let reasons: BTreeMap<_, _> = s.rejected.clone();
     assert!(reasons["allow-dns"].contains("priority"), "{reasons:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datastore_waits_for_the_globalpolicy_crd_instead_of_publishing_a_partial_model() {
+    let Some(api) = KubeApi::start().await.expect("start etcd and kube-apiserver") else {
+        return;
+    };
+    api.kubectl_ok(&["apply", "-f", "-"], NAMESPACE).await;
+    let client = api.client(kubetest::ADMIN).await;
+    let ds = tokio::spawn(datastore::watch_kube(client, KubeOptions::default()));
+    // Without GlobalPolicies the model would lack every Admin-tier deny: no snapshot yet.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!ds.is_finished(), "synced without the GlobalPolicy CRD");
+    api.install_crds().await;
+    api.kubectl_ok(&["apply", "-f", "-"], GLOBAL_DB).await;
+    // The GlobalPolicy watcher retries with backoff, so this takes a few seconds.
+    let ds = tokio::time::timeout(Duration::from_secs(60), ds)
+        .await
+        .expect("synced once the CRD exists")
+        .unwrap();
+    let mut rx = ds.subscribe();
+    let s = kubetest::wait_model(&mut rx, Duration::from_secs(5), |s| {
+        s.cluster.global_policies.contains_key("deny-db-from-dev")
+    })
+    .await
+    .expect("the GlobalPolicy is in the model");
+    assert!(s.cluster.namespaces.contains_key(NS));
+}

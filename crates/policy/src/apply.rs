@@ -25,6 +25,16 @@ pub struct TablePlan {
 
 /// The transaction that turns `actual` into `desired`, or `None` when they already agree.
 pub fn plan_table(desired: &RenderedTable, actual: &SavedTable) -> Option<TablePlan> {
+    plan_table_only(desired, actual, None)
+}
+
+/// As [`plan_table`], but when `only` is given, only those chains are compared (the caller knows
+/// the others did not change); hooks are always checked.
+pub fn plan_table_only(
+    desired: &RenderedTable,
+    actual: &SavedTable,
+    only: Option<&BTreeSet<String>>,
+) -> Option<TablePlan> {
     let same = |rules: &[RenderedRule], saved: &[SavedRule]| {
         rules.len() == saved.len()
             && rules
@@ -32,17 +42,31 @@ pub fn plan_table(desired: &RenderedTable, actual: &SavedTable) -> Option<TableP
                 .zip(saved)
                 .all(|(r, s)| s.hash.as_deref() == Some(r.hash.as_str()))
     };
-    let dirty: Vec<&String> = desired
-        .chains
-        .iter()
-        .filter(|(name, rules)| actual.chains.get(*name).is_none_or(|saved| !same(rules, saved)))
-        .map(|(name, _)| name)
-        .collect();
-    let stale: Vec<&String> = actual
-        .chains
-        .keys()
-        .filter(|name| name.starts_with(CHAIN_PREFIX) && !desired.chains.contains_key(*name))
-        .collect();
+    let is_dirty = |name: &String, rules: &Vec<RenderedRule>| {
+        actual.chains.get(name).is_none_or(|saved| !same(rules, saved))
+    };
+    let is_stale = |name: &String| name.starts_with(CHAIN_PREFIX) && !desired.chains.contains_key(name);
+    let (dirty, stale): (Vec<&String>, Vec<&String>) = match only {
+        None => (
+            desired
+                .chains
+                .iter()
+                .filter(|(name, rules)| is_dirty(name, rules))
+                .map(|(name, _)| name)
+                .collect(),
+            actual.chains.keys().filter(|name| is_stale(name)).collect(),
+        ),
+        Some(only) => (
+            only.iter()
+                .filter_map(|name| desired.chains.get_key_value(name))
+                .filter(|(name, rules)| is_dirty(name, rules))
+                .map(|(name, _)| name)
+                .collect(),
+            only.iter()
+                .filter(|name| is_stale(name) && actual.chains.contains_key(*name))
+                .collect(),
+        ),
+    };
 
     let no_hooks = Default::default();
     let no_rules = Vec::new();
@@ -122,6 +146,8 @@ pub struct SetPlan {
     pub swapped: usize,
     pub destroyed: usize,
     pub members_changed: usize,
+    /// Names of the sets created or changed (the caller's record of the kernel needs updating).
+    pub changed: Vec<String>,
 }
 
 impl SetPlan {
@@ -141,12 +167,34 @@ pub fn plan_sets(
     actual: &BTreeMap<String, IpSet>,
     unknown: &BTreeSet<String>,
 ) -> Result<SetPlan> {
+    plan_sets_only(desired, actual, unknown, None)
+}
+
+/// As [`plan_sets`], but when `only` is given, only those sets are compared (the caller knows
+/// the others did not change).
+pub fn plan_sets_only(
+    desired: &BTreeMap<String, IpSet>,
+    actual: &BTreeMap<String, IpSet>,
+    unknown: &BTreeSet<String>,
+    only: Option<&BTreeSet<String>>,
+) -> Result<SetPlan> {
     let mut plan = SetPlan::default();
     let mut temp_n = 0usize;
-    for (name, want) in desired {
+    let wanted: Box<dyn Iterator<Item = (&String, &IpSet)>> = match only {
+        None => Box::new(desired.iter()),
+        Some(only) => Box::new(only.iter().filter_map(|n| desired.get_key_value(n))),
+    };
+    for (name, want) in wanted {
         check_set_name(name)?;
+        // Fast path: an unchanged set, as the caller recorded it, costs one comparison.
+        if actual.get(name).is_some_and(|have| {
+            have.kind == want.kind && have.family == want.family && have.members == want.members
+        }) {
+            continue;
+        }
         let members = canonical_members(want);
         let Some(have) = actual.get(name) else {
+            plan.changed.push(name.clone());
             plan.created += 1;
             plan.before.push_str(&create_line(name, want));
             for m in members.iter() {
@@ -167,6 +215,7 @@ pub fn plan_sets(
         if have.members == *members {
             continue;
         }
+        plan.changed.push(name.clone());
         let removed: Vec<&SetMember> = have.members.difference(&members).collect();
         let added: Vec<&SetMember> = members.difference(&have.members).collect();
         let changes = removed.len() + added.len();
@@ -197,10 +246,14 @@ pub fn plan_sets(
             }
         }
     }
-    let stale = actual
-        .keys()
-        .chain(unknown)
-        .filter(|n| n.starts_with(SET_PREFIX) && !desired.contains_key(*n));
+    let candidates: Box<dyn Iterator<Item = &String>> = match only {
+        None => Box::new(actual.keys().chain(unknown)),
+        Some(only) => Box::new(
+            only.iter()
+                .filter(|n| actual.contains_key(*n) || unknown.contains(*n)),
+        ),
+    };
+    let stale = candidates.filter(|n| n.starts_with(SET_PREFIX) && !desired.contains_key(*n));
     for name in stale {
         plan.destroyed += 1;
         plan.after.push_str(&format!("destroy {name}\n"));

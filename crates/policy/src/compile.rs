@@ -32,14 +32,20 @@ use std::{
     borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
 use crate::{
+    globalpolicy::GlobalPolicy,
     model::{ClusterState, Key, LocalEndpoint, NAMESPACE_NAME_LABEL, Namespace, Pod},
-    policy::{Action as PAction, Direction, Layer, Peer, PodSet, Policy, PolicyRule, PortMatch},
+    policy::{
+        Action as PAction, Direction, Layer, NsMatch, Peer, PodSet, Policy, PolicyId, PolicyRule, PortMatch,
+    },
     program::{
         Action, CHAIN_PREFIX, Chain, CtState, Family, Hook, IFACE_PREFIX, IpSet, MARK_ACCEPT, MARK_PASS,
         MAX_CHAIN_NAME, MAX_SET_NAME, Match, Program, Protocol, Rule, SET_PREFIX, SetDir, SetKind, SetMember,
@@ -159,69 +165,219 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
     (out, errors)
 }
 
-/// Looks pods up by namespace and by label, so that a selector does not scan the whole cluster.
-pub struct PodIndex<'a> {
-    state: &'a ClusterState,
-    by_label: HashMap<(&'a str, &'a str), Vec<&'a Pod>>,
+/// Pods by label and namespace, so that a selector does not scan the whole cluster.
+#[derive(Default)]
+struct LabelIndex {
+    /// label key -> label value -> pods carrying it (one shared key per pod).
+    by_label: HashMap<String, HashMap<String, Vec<Arc<Key>>>>,
+    /// The shared key of each pod.
+    keys: HashMap<Key, Arc<Key>>,
+    per_namespace: HashMap<String, usize>,
+    /// Pods with at least one address of each family (v4, v6).
+    with_family: [usize; 2],
 }
 
-impl<'a> PodIndex<'a> {
-    pub fn new(state: &'a ClusterState) -> Self {
-        let mut by_label: HashMap<(&str, &str), Vec<&Pod>> = HashMap::new();
-        for pod in state.pods.values() {
-            for (k, v) in &pod.labels {
-                by_label.entry((k.as_str(), v.as_str())).or_default().push(pod);
+fn family_slot(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+fn has_family(pod: &Pod, f: Family) -> bool {
+    pod.ips.iter().any(|ip| family_of(ip) == f)
+}
+
+impl LabelIndex {
+    fn insert(&mut self, pod: &Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        if self.keys.contains_key(&key) {
+            return;
+        }
+        let shared = Arc::new(key.clone());
+        self.keys.insert(key, shared.clone());
+        match self.per_namespace.get_mut(&pod.namespace) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_namespace.insert(pod.namespace.clone(), 1);
             }
         }
-        PodIndex { state, by_label }
+        for f in [Family::V4, Family::V6] {
+            if has_family(pod, f) {
+                self.with_family[family_slot(f)] += 1;
+            }
+        }
+        self.add_labels(&shared, pod);
     }
 
-    /// Every pod in `set`, in a deterministic order.
-    pub fn members(&self, set: &PodSet) -> Vec<&'a Pod> {
-        let mut ns_cache: HashMap<&'a str, bool> = HashMap::new();
-        let mut ns_ok = |pod: &'a Pod| -> bool {
-            *ns_cache
-                .entry(pod.namespace.as_str())
-                .or_insert_with(|| set.namespaces.matches(&namespace(self.state, &pod.namespace)))
+    fn add_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
+        for (k, v) in &pod.labels {
+            // Look up by &str first, so that only a new key or value allocates.
+            let values = match self.by_label.get_mut(k.as_str()) {
+                Some(values) => values,
+                None => self.by_label.entry(k.clone()).or_default(),
+            };
+            match values.get_mut(v.as_str()) {
+                Some(list) => list.push(key.clone()),
+                None => {
+                    values.insert(v.clone(), vec![key.clone()]);
+                }
+            }
+        }
+    }
+
+    fn remove_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
+        for (k, v) in &pod.labels {
+            let Some(values) = self.by_label.get_mut(k.as_str()) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(v.as_str()) {
+                if let Some(pos) = list.iter().position(|x| Arc::ptr_eq(x, key)) {
+                    list.swap_remove(pos);
+                }
+                if list.is_empty() {
+                    values.remove(v.as_str());
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(k.as_str());
+            }
+        }
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let Some(shared) = self.keys.remove(&key) else {
+            return;
         };
-        let candidates: Box<dyn Iterator<Item = &'a Pod>> = match (
-            &set.namespaces,
-            set.pods
-                .selector
-                .required_label()
-                .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label())),
-        ) {
-            (crate::policy::NsMatch::Named(ns), _) => Box::new(
-                self.state
-                    .pods
-                    .range(Key::new(ns.as_str(), "")..)
-                    .take_while(move |(k, _)| k.namespace == *ns)
-                    .map(|(_, p)| p),
-            ),
-            (_, Some(kv)) => Box::new(self.by_label.get(&kv).into_iter().flatten().copied()),
-            _ => Box::new(self.state.pods.values()),
+        self.remove_labels(&shared, pod);
+        for f in [Family::V4, Family::V6] {
+            if has_family(pod, f) {
+                self.with_family[family_slot(f)] -= 1;
+            }
+        }
+        if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
+            *n -= 1;
+        }
+    }
+
+    fn count(&self, f: Family) -> usize {
+        self.with_family[family_slot(f)]
+    }
+
+    /// Relabels a pod already in the index.
+    fn relabel(&mut self, old: &Pod, new: &Pod) {
+        let key = Key::new(new.namespace.clone(), new.name.clone());
+        let Some(shared) = self.keys.get(&key).cloned() else {
+            return self.insert(new);
         };
-        candidates
-            .filter(|p| set.pods.matches(&p.labels) && ns_ok(p))
-            .collect()
+        for f in [Family::V4, Family::V6] {
+            let slot = &mut self.with_family[family_slot(f)];
+            *slot = *slot + usize::from(has_family(new, f)) - usize::from(has_family(old, f));
+        }
+        if old.labels == new.labels {
+            return;
+        }
+        self.remove_labels(&shared, old);
+        self.add_labels(&shared, new);
+    }
+
+    fn with_label(&self, k: &str, v: &str) -> &[Arc<Key>] {
+        self.by_label
+            .get(k)
+            .and_then(|values| values.get(v))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
-/// Compiles the program of one node.
-pub fn compile(state: &ClusterState, endpoints: &[LocalEndpoint]) -> Compiled {
-    let (policies, errors) = policies(state);
-    let index = PodIndex::new(state);
-    let mut b = Builder {
-        state,
-        index: &index,
-        endpoints,
-        program: Program::default(),
-        set_cache: HashMap::new(),
+/// Every pod of `set`, looking candidates up by namespace or by a required label, whichever
+/// is smaller.
+fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
+    let mut ns_cache: HashMap<&str, bool> = HashMap::new();
+    let by_label = set
+        .pods
+        .selector
+        .required_label()
+        .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label()))
+        .map(|(k, v)| index.with_label(k, v));
+    let namespaces: Vec<&str> = match &set.namespaces {
+        NsMatch::Named(n) => vec![n.as_str()],
+        NsMatch::Selector(s) if s.is_everything() => Vec::new(),
+        NsMatch::Selector(_) => {
+            let mut names: Vec<&str> = index.per_namespace.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            names
+                .into_iter()
+                .filter(|n| set.namespaces.matches(&namespace(state, n)))
+                .collect()
+        }
     };
-    b.build(&policies);
-    Compiled {
-        program: b.program,
-        errors,
+    let everything_ns = matches!(&set.namespaces, NsMatch::Selector(s) if s.is_everything());
+    let ns_cost: usize = if everything_ns {
+        state.pods.len()
+    } else {
+        namespaces
+            .iter()
+            .map(|n| index.per_namespace.get(*n).copied().unwrap_or(0))
+            .sum()
+    };
+    let mut out: Vec<&Pod> = match by_label {
+        // A lookup per candidate costs about as much as scanning eight pods in order.
+        Some(keys) if keys.len() * 8 < ns_cost => keys.iter().filter_map(|k| state.pods.get(&**k)).collect(),
+        _ if everything_ns => state.pods.values().collect(),
+        _ => namespaces
+            .iter()
+            .flat_map(|ns| {
+                state
+                    .pods
+                    .range(Key::new(*ns, "")..)
+                    .take_while(move |(k, _)| k.namespace == *ns)
+                    .map(|(_, p)| p)
+            })
+            .collect(),
+    };
+    out.retain(|p| {
+        set.pods.matches(&p.labels)
+            && *ns_cache
+                .entry(p.namespace.as_str())
+                .or_insert_with(|| set.namespaces.matches(&namespace(state, &p.namespace)))
+    });
+    out
+}
+
+/// What a live ipset holds, so that a pod change can update members without recomputing sets.
+#[derive(Clone, Debug)]
+enum SetDef {
+    Pods(PodSet),
+    Net,
+    /// Pods with a container port of this name and protocol: local endpoints only (ingress) or
+    /// the whole cluster (egress).
+    NamedPort {
+        local: bool,
+        protocol: Protocol,
+        name: String,
+    },
+}
+
+/// What changed in the program since the previous call, for an incremental apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Chains that are new or whose rules changed.
+    pub chains_changed: BTreeSet<(Family, Table, String)>,
+    pub chains_removed: BTreeSet<(Family, Table, String)>,
+    /// Sets that are new (create and fill whole).
+    pub sets_added: BTreeSet<String>,
+    /// Sets no longer referenced (destroy after the chains that used them are gone).
+    pub sets_removed: BTreeSet<String>,
+    /// Member changes of sets that existed before and still exist.
+    pub members_added: Vec<(String, SetMember)>,
+    pub members_removed: Vec<(String, SetMember)>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        *self == Delta::default()
     }
 }
 
@@ -233,170 +389,624 @@ struct Applicable<'p> {
     baseline: Vec<&'p Policy>,
 }
 
-struct Builder<'a> {
-    state: &'a ClusterState,
-    index: &'a PodIndex<'a>,
-    endpoints: &'a [LocalEndpoint],
+/// A policy's place in the evaluation order.
+type OrderKey = (Layer, i32, PolicyId);
+
+/// A stateful compiler for one node: holds the desired state, the validated policies, which
+/// policies select which local endpoint, and the live sets, so that a changed policy recompiles
+/// that policy's chains and the chains of the endpoints it selects (before or after), and a
+/// remote pod change only touches set members.
+pub struct Compiler {
+    state: ClusterState,
+    endpoints: Vec<LocalEndpoint>,
+    /// Endpoint indices by namespace (a NetworkPolicy only selects in its own).
+    eps_by_ns: HashMap<String, Vec<usize>>,
+    policies: BTreeMap<PolicyId, Policy>,
+    errors: BTreeMap<String, validate::Error>,
+    /// Policy -> indices of the local endpoints its subject selects (absent = none).
+    selected: HashMap<PolicyId, BTreeSet<usize>>,
+    /// Endpoint index -> the policies selecting it, in evaluation order.
+    by_endpoint: Vec<BTreeSet<OrderKey>>,
+    index: LabelIndex,
+    /// Live sets: name -> definition, and how many policy chains use them.
+    sets: HashMap<String, SetDef>,
+    set_refs: HashMap<String, usize>,
+    /// (family, key) -> set name.
+    set_names: HashMap<(Family, String), String>,
     program: Program,
-    /// Set key -> set name, so that each set is computed once per family.
-    set_cache: HashMap<(Family, String), Option<String>>,
+    /// Member changes since the last public call returned.
+    delta: Delta,
+    /// Chains and sets touched since then, with what they were before (for the delta).
+    orig_chains: HashMap<(Family, Table, String), Option<Chain>>,
+    orig_sets: HashMap<String, bool>,
+    recreated_sets: BTreeSet<String>,
 }
 
-impl Builder<'_> {
-    fn build(&mut self, policies: &[Policy]) {
-        let mut endpoints: Vec<&LocalEndpoint> = self.endpoints.iter().collect();
+impl Compiler {
+    /// Compiles from scratch.
+    pub fn new(state: ClusterState, endpoints: &[LocalEndpoint]) -> Self {
+        let mut endpoints: Vec<LocalEndpoint> = endpoints.to_vec();
         endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
         endpoints.dedup_by(|a, b| a.iface == b.iface);
-
-        // Which policies apply to which endpoint, per direction.
-        let mut per_endpoint: Vec<[Applicable<'_>; 2]> = Vec::new();
-        let mut active: BTreeMap<(Direction, usize), ()> = BTreeMap::new();
-        for ep in &endpoints {
-            let empty = Pod {
-                namespace: ep.pod.namespace.clone(),
-                name: ep.pod.name.clone(),
-                ..Default::default()
-            };
-            let pod = self.state.pods.get(&ep.pod).unwrap_or(&empty);
-            let ns = namespace(self.state, &ep.pod.namespace);
-            let mut app: [Applicable<'_>; 2] = Default::default();
-            for (pi, p) in policies.iter().enumerate() {
-                if !p.subject.matches(Some(&ns), pod) {
-                    continue;
-                }
-                for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
-                    let Some(rules) = p.rules(dir) else { continue };
-                    let list = match p.layer {
-                        // A tier policy without rules for a direction cannot decide anything.
-                        Layer::Admin if !rules.is_empty() => &mut app[di].admin,
-                        Layer::Baseline if !rules.is_empty() => &mut app[di].baseline,
-                        Layer::Network => &mut app[di].network,
-                        _ => continue,
-                    };
-                    list.push(p);
-                    active.insert((dir, pi), ());
-                }
-            }
-            per_endpoint.push(app);
+        let mut index = LabelIndex::default();
+        for pod in state.pods.values() {
+            index.insert(pod);
         }
-
+        let mut eps_by_ns: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, ep) in endpoints.iter().enumerate() {
+            eps_by_ns.entry(ep.pod.namespace.clone()).or_default().push(i);
+        }
+        let mut c = Compiler {
+            by_endpoint: vec![BTreeSet::new(); endpoints.len()],
+            state,
+            endpoints,
+            eps_by_ns,
+            policies: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            selected: HashMap::new(),
+            index,
+            sets: HashMap::new(),
+            set_refs: HashMap::new(),
+            set_names: HashMap::new(),
+            program: Program::default(),
+            delta: Delta::default(),
+            orig_chains: HashMap::new(),
+            orig_sets: HashMap::new(),
+            recreated_sets: BTreeSet::new(),
+        };
+        let mut chains = BTreeMap::new();
         for family in [Family::V4, Family::V6] {
-            self.static_chains(family, &endpoints);
-            for &(dir, pi) in active.keys() {
-                self.policy_chain(family, &policies[pi], dir);
+            static_chains(&mut chains, &mut c.program.hooks, family, &c.endpoints);
+        }
+        c.program.chains = chains;
+        let nps: Vec<_> = c
+            .state
+            .network_policies
+            .values()
+            .map(validate::network_policy)
+            .collect();
+        let gps: Vec<_> = c
+            .state
+            .global_policies
+            .values()
+            .map(validate::global_policy)
+            .collect();
+        for r in nps.into_iter().chain(gps) {
+            match r {
+                Ok(p) => {
+                    c.policies.insert(p.id.clone(), p);
+                }
+                Err(e) => {
+                    c.errors.insert(e.object.clone(), e);
+                }
             }
-            for (ep, app) in endpoints.iter().zip(&per_endpoint) {
-                for (di, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
-                    let name = match dir {
-                        Direction::Ingress => to_workload_chain(&ep.iface),
-                        Direction::Egress => from_workload_chain(&ep.iface),
+        }
+        let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
+        for id in &ids {
+            c.reselect(id);
+            c.put_policy_chains(id);
+        }
+        c.refresh_endpoints(0..c.endpoints.len());
+        c.take_delta();
+        c
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn into_program(self) -> Program {
+        self.program
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The objects rejected by validation (and ignored), in name order.
+    pub fn errors(&self) -> Vec<validate::Error> {
+        self.errors.values().cloned().collect()
+    }
+
+    /// The changes since the last call, as the difference between the program then and now.
+    fn take_delta(&mut self) -> Delta {
+        let mut d = std::mem::take(&mut self.delta);
+        for (key, orig) in self.orig_chains.drain() {
+            match (orig, self.program.chains.get(&key)) {
+                (Some(_), None) => {
+                    d.chains_removed.insert(key);
+                }
+                (orig, Some(now)) if orig.as_ref() != Some(now) => {
+                    d.chains_changed.insert(key);
+                }
+                _ => {}
+            }
+        }
+        for (name, existed) in self.orig_sets.drain() {
+            let exists = self.program.sets.contains_key(&name);
+            let recreated = self.recreated_sets.contains(&name);
+            if existed && (!exists || recreated) {
+                d.sets_removed.insert(name.clone());
+            }
+            if exists && (!existed || recreated) {
+                d.sets_added.insert(name);
+            }
+        }
+        self.recreated_sets.clear();
+        // Sets created or destroyed in this delta are written whole or not at all.
+        let whole: BTreeSet<String> = d.sets_added.union(&d.sets_removed).cloned().collect();
+        d.members_added.retain(|(n, _)| !whole.contains(n));
+        d.members_removed.retain(|(n, _)| !whole.contains(n));
+        d
+    }
+
+    /// Adds or replaces a NetworkPolicy.
+    pub fn set_network_policy(&mut self, np: NetworkPolicy) -> Delta {
+        let ns = np.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = np.metadata.name.clone().unwrap_or_default();
+        let result = validate::network_policy(&np);
+        self.state
+            .network_policies
+            .insert(Key::new(ns.clone(), name.clone()), np);
+        self.replace_policy(PolicyId::Network { namespace: ns, name }, Some(result));
+        self.take_delta()
+    }
+
+    fn set_pod_inner(&mut self, pod: Pod) {
+        let key = Key::new(pod.namespace.clone(), pod.name.clone());
+        let old = self.state.pods.insert(key.clone(), pod.clone());
+        match &old {
+            Some(o) => self.index.relabel(o, &pod),
+            None => self.index.insert(&pod),
+        }
+        self.update_members(old.as_ref(), Some(&pod));
+        self.local_changed(&key);
+    }
+
+    fn remove_pod_inner(&mut self, key: &Key) {
+        let Some(old) = self.state.pods.remove(key) else {
+            return;
+        };
+        self.index.remove(&old);
+        self.update_members(Some(&old), None);
+        self.local_changed(key);
+    }
+
+    pub fn remove_network_policy(&mut self, key: &Key) -> Delta {
+        self.state.network_policies.remove(key);
+        let id = PolicyId::Network {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        };
+        self.replace_policy(id, None);
+        self.take_delta()
+    }
+
+    /// Adds or replaces a GlobalPolicy.
+    pub fn set_global_policy(&mut self, gp: GlobalPolicy) -> Delta {
+        let name = gp.name().to_string();
+        let result = validate::global_policy(&gp);
+        self.state.global_policies.insert(name.clone(), gp);
+        self.replace_policy(PolicyId::Global { name }, Some(result));
+        self.take_delta()
+    }
+
+    pub fn remove_global_policy(&mut self, name: &str) -> Delta {
+        self.state.global_policies.remove(name);
+        self.replace_policy(PolicyId::Global { name: name.into() }, None);
+        self.take_delta()
+    }
+
+    /// Replaces (or with `None` removes) one policy: its chains, and the chains of every endpoint
+    /// it selected before or selects now.
+    fn replace_policy(&mut self, id: PolicyId, result: Option<validate::Result<Policy>>) {
+        let mut touched: BTreeSet<usize> = self.selected.get(&id).cloned().unwrap_or_default();
+        let released = self.drop_policy_chains(&id);
+        self.errors.remove(&id.to_string());
+        if let Some(old) = self.policies.remove(&id) {
+            let key = (old.layer, old.priority, old.id.clone());
+            for &i in &touched {
+                self.by_endpoint[i].remove(&key);
+            }
+        }
+        self.selected.remove(&id);
+        match result {
+            Some(Ok(p)) => {
+                self.policies.insert(id.clone(), p);
+                self.reselect(&id);
+                self.put_policy_chains(&id);
+                touched.extend(self.selected.get(&id).into_iter().flatten().copied());
+            }
+            Some(Err(e)) => {
+                tracing::warn!(policy = %id, error = %e, "ignoring invalid policy");
+                self.errors.insert(id.to_string(), e);
+            }
+            None => {}
+        }
+        self.release_sets(released);
+        self.refresh_endpoints(touched.into_iter());
+    }
+
+    /// Adds or replaces a pod. A remote pod only changes set members; a local one also its
+    /// chains.
+    pub fn set_pod(&mut self, pod: Pod) -> Delta {
+        self.set_pod_inner(pod);
+        self.take_delta()
+    }
+
+    pub fn remove_pod(&mut self, key: &Key) -> Delta {
+        self.remove_pod_inner(key);
+        self.take_delta()
+    }
+
+    /// Adds or replaces a namespace (its labels move pods in and out of many sets: recomputes
+    /// every pod set and every policy's selection).
+    pub fn set_namespace(&mut self, ns: Namespace) -> Delta {
+        self.state.namespaces.insert(ns.name.clone(), ns);
+        self.namespace_changed();
+        self.take_delta()
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) -> Delta {
+        if self.state.namespaces.remove(name).is_some() {
+            self.namespace_changed();
+        }
+        self.take_delta()
+    }
+
+    fn namespace_changed(&mut self) {
+        let names: Vec<(String, SetDef)> = self
+            .sets
+            .iter()
+            .filter(|(_, d)| matches!(d, SetDef::Pods(_)))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        for (name, def) in names {
+            let family = self.program.sets[&name].family;
+            let fresh = self.compute_members(family, &def);
+            let old = &self.program.sets[&name].members;
+            for m in fresh.difference(old) {
+                self.delta.members_added.push((name.clone(), m.clone()));
+            }
+            for m in old.difference(&fresh) {
+                self.delta.members_removed.push((name.clone(), m.clone()));
+            }
+            self.program.sets.get_mut(&name).unwrap().members = fresh;
+        }
+        self.reselect_all();
+    }
+
+    /// Re-evaluates every policy's selection; refreshes what changed.
+    fn reselect_all(&mut self) {
+        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
+        let mut touched = BTreeSet::new();
+        for id in ids {
+            let before = self.selected.get(&id).cloned().unwrap_or_default();
+            self.reselect(&id);
+            let after = self.selected.get(&id).cloned().unwrap_or_default();
+            if before != after {
+                touched.extend(before.symmetric_difference(&after).copied());
+                if before.is_empty() != after.is_empty() {
+                    let released = self.drop_policy_chains(&id);
+                    self.put_policy_chains(&id);
+                    self.release_sets(released);
+                }
+            }
+        }
+        self.refresh_endpoints(touched.into_iter());
+    }
+
+    /// Brings the compiler to `new` by applying only what differs (namespaces, pods, policies),
+    /// and returns the combined delta.
+    pub fn sync_to(&mut self, new: &ClusterState) -> Delta {
+        let mut ns_changed = false;
+        let old_ns: Vec<String> = self.state.namespaces.keys().cloned().collect();
+        for n in old_ns.iter().filter(|n| !new.namespaces.contains_key(*n)) {
+            self.state.namespaces.remove(n);
+            ns_changed = true;
+        }
+        for (n, ns) in &new.namespaces {
+            if self.state.namespaces.get(n) != Some(ns) {
+                self.state.namespaces.insert(n.clone(), ns.clone());
+                ns_changed = true;
+            }
+        }
+        if ns_changed {
+            self.namespace_changed();
+        }
+        let gone: Vec<Key> = self
+            .state
+            .pods
+            .keys()
+            .filter(|k| !new.pods.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.remove_pod_inner(&k);
+        }
+        for (k, p) in &new.pods {
+            if self.state.pods.get(k) != Some(p) {
+                self.set_pod_inner(p.clone());
+            }
+        }
+        let gone: Vec<Key> = self
+            .state
+            .network_policies
+            .keys()
+            .filter(|k| !new.network_policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.state.network_policies.remove(&k);
+            self.replace_policy(
+                PolicyId::Network {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                },
+                None,
+            );
+        }
+        for (k, np) in &new.network_policies {
+            if self.state.network_policies.get(k) != Some(np) {
+                self.state.network_policies.insert(k.clone(), np.clone());
+                let id = PolicyId::Network {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                };
+                self.replace_policy(id, Some(validate::network_policy(np)));
+            }
+        }
+        let gone: Vec<String> = self
+            .state
+            .global_policies
+            .keys()
+            .filter(|k| !new.global_policies.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.state.global_policies.remove(&k);
+            self.replace_policy(PolicyId::Global { name: k }, None);
+        }
+        for (k, gp) in &new.global_policies {
+            if self.state.global_policies.get(k) != Some(gp) {
+                self.state.global_policies.insert(k.clone(), gp.clone());
+                self.replace_policy(
+                    PolicyId::Global { name: k.clone() },
+                    Some(validate::global_policy(gp)),
+                );
+            }
+        }
+        self.take_delta()
+    }
+
+    /// A pod changed: if it is a local endpoint, its policies may differ.
+    fn local_changed(&mut self, key: &Key) {
+        if self.endpoints.iter().any(|e| e.pod == *key) {
+            self.reselect_all();
+        }
+    }
+
+    /// Recomputes which local endpoints a policy selects, keeping `by_endpoint` in step.
+    fn reselect(&mut self, id: &PolicyId) {
+        let Some(p) = self.policies.get(id) else { return };
+        let candidates: Vec<usize> = match &p.subject.namespaces {
+            NsMatch::Named(ns) => self.eps_by_ns.get(ns).cloned().unwrap_or_default(),
+            NsMatch::Selector(_) => (0..self.endpoints.len()).collect(),
+        };
+        let mut sel = BTreeSet::new();
+        for i in candidates {
+            let ep = &self.endpoints[i];
+            let empty;
+            let pod = match self.state.pods.get(&ep.pod) {
+                Some(p) => p,
+                None => {
+                    empty = Pod {
+                        namespace: ep.pod.namespace.clone(),
+                        name: ep.pod.name.clone(),
+                        ..Default::default()
                     };
-                    let chain = endpoint_chain(&ep.pod, dir, &app[di]);
-                    self.program.chains.insert((family, Table::Filter, name), chain);
+                    &empty
+                }
+            };
+            if p.subject
+                .matches(Some(&namespace(&self.state, &ep.pod.namespace)), pod)
+            {
+                sel.insert(i);
+            }
+        }
+        let key: OrderKey = (p.layer, p.priority, p.id.clone());
+        let before = self.selected.get(id).cloned().unwrap_or_default();
+        for i in before.difference(&sel) {
+            self.by_endpoint[*i].remove(&key);
+        }
+        for i in sel.difference(&before) {
+            self.by_endpoint[*i].insert(key.clone());
+        }
+        if sel.is_empty() {
+            self.selected.remove(id);
+        } else {
+            self.selected.insert(id.clone(), sel);
+        }
+    }
+
+    /// Does policy `p` get a chain for `dir` (it selects a local endpoint and can decide)?
+    fn active(&self, p: &Policy, dir: Direction) -> bool {
+        self.selected.contains_key(&p.id)
+            && p.rules(dir)
+                .is_some_and(|rules| p.layer == Layer::Network || !rules.is_empty())
+    }
+
+    /// Compiles and installs the chains of one policy (for the directions it is active in).
+    fn put_policy_chains(&mut self, id: &PolicyId) {
+        let Some(p) = self.policies.get(id).cloned() else {
+            return;
+        };
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if !self.active(&p, dir) {
+                continue;
+            }
+            for family in [Family::V4, Family::V6] {
+                let chain = self.policy_chain(family, &p, dir);
+                for name in chain_sets(&chain) {
+                    *self.set_refs.entry(name).or_default() += 1;
+                }
+                self.put_chain((family, Table::Filter, policy_chain(id, dir)), chain);
+            }
+        }
+    }
+
+    /// Removes the chains of one policy; returns the sets they used, to [`Self::release_sets`]
+    /// once any replacement chains hold their own references (so shared sets survive).
+    fn drop_policy_chains(&mut self, id: &PolicyId) -> Vec<String> {
+        let mut used = Vec::new();
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for family in [Family::V4, Family::V6] {
+                let key = (family, Table::Filter, policy_chain(id, dir));
+                let Some(chain) = self.program.chains.remove(&key) else {
+                    continue;
+                };
+                used.extend(chain_sets(&chain));
+                self.orig_chains.entry(key).or_insert(Some(chain));
+            }
+        }
+        used
+    }
+
+    /// Drops one reference to each set; destroys the sets nothing uses any more.
+    fn release_sets(&mut self, names: Vec<String>) {
+        for name in names {
+            let refs = self.set_refs.entry(name.clone()).or_default();
+            *refs = refs.saturating_sub(1);
+            if *refs == 0 {
+                self.set_refs.remove(&name);
+                self.sets.remove(&name);
+                self.set_names.retain(|_, n| *n != name);
+                if self.program.sets.remove(&name).is_some() {
+                    self.orig_sets.entry(name).or_insert(true);
                 }
             }
         }
     }
 
-    fn static_chains(&mut self, family: Family, endpoints: &[&LocalEndpoint]) {
-        let wildcard = format!("{IFACE_PREFIX}+");
-        let clear = Rule {
-            matches: vec![],
-            action: Action::SetMark {
-                value: 0,
-                mask: MARK_ACCEPT | MARK_PASS,
-            },
-            comment: Some("clear caracal mark bits".into()),
-        };
-        let forward = Chain {
-            rules: vec![
-                clear.clone(),
-                rule(
-                    vec![Match::InInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_FW_DISPATCH.into()),
-                    "from a pod: its egress policy",
-                ),
-                rule(
-                    vec![Match::OutInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_TW_DISPATCH.into()),
-                    "to a pod: its ingress policy",
-                ),
-            ],
-        };
-        let input = Chain {
-            rules: vec![
-                clear,
-                rule(
-                    vec![Match::InInterface(wildcard.clone())],
-                    Action::Jump(CHAIN_FW_DISPATCH.into()),
-                    "pod to host: the pod's egress policy",
-                ),
-            ],
-        };
-        let output = Chain {
-            rules: vec![rule(
-                vec![Match::OutInterface(wildcard)],
-                Action::Return,
-                "host to pod is not policed (kubelet probes)",
-            )],
-        };
-        let chains = &mut self.program.chains;
-        chains.insert((family, Table::Filter, CHAIN_FORWARD.into()), forward);
-        chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
-        chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
-        let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
-        dispatch(
-            chains,
-            family,
-            CHAIN_FW_DISPATCH,
-            true,
-            &ifaces,
-            IFACE_PREFIX.len(),
-        );
-        dispatch(
-            chains,
-            family,
-            CHAIN_TW_DISPATCH,
-            false,
-            &ifaces,
-            IFACE_PREFIX.len(),
-        );
-
-        for (builtin, target) in [
-            ("INPUT", CHAIN_INPUT),
-            ("FORWARD", CHAIN_FORWARD),
-            ("OUTPUT", CHAIN_OUTPUT),
-        ] {
-            self.program.hooks.push((
-                family,
-                Hook {
-                    table: Table::Filter,
-                    builtin: builtin.into(),
-                    rule: rule(vec![], Action::Jump(target.into()), "caracal policy"),
-                    append: false,
-                },
-            ));
+    /// Installs a chain, recording it in the delta if it differs from what was there.
+    fn put_chain(&mut self, key: (Family, Table, String), chain: Chain) {
+        if !self.orig_chains.contains_key(&key) {
+            let orig = self.program.chains.get(&key).cloned();
+            self.orig_chains.insert(key.clone(), orig);
         }
-        self.program.hooks.push((
-            family,
-            Hook {
-                table: Table::Filter,
-                builtin: "FORWARD".into(),
-                rule: rule(
-                    vec![Match::Mark {
-                        value: MARK_ACCEPT,
-                        mask: MARK_ACCEPT,
-                        negated: false,
-                    }],
-                    Action::Accept,
-                    "accepted by caracal policy",
-                ),
-                append: true,
-            },
-        ));
+        self.program.chains.insert(key, chain);
     }
 
-    fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) {
+    /// Rebuilds the ingress and egress chains of the given endpoints.
+    fn refresh_endpoints(&mut self, eps: impl Iterator<Item = usize>) {
+        for i in eps {
+            let ep = &self.endpoints[i];
+            let (pod, iface) = (ep.pod.clone(), ep.iface.clone());
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let mut app = Applicable::default();
+                for (_, _, id) in &self.by_endpoint[i] {
+                    let p = &self.policies[id];
+                    if !self.active(p, dir) {
+                        continue;
+                    }
+                    match p.layer {
+                        Layer::Admin => app.admin.push(p),
+                        Layer::Network => app.network.push(p),
+                        Layer::Baseline => app.baseline.push(p),
+                    }
+                }
+                let chain = endpoint_chain(&pod, dir, &app);
+                let name = match dir {
+                    Direction::Ingress => to_workload_chain(&iface),
+                    Direction::Egress => from_workload_chain(&iface),
+                };
+                for family in [Family::V4, Family::V6] {
+                    self.put_chain((family, Table::Filter, name.clone()), chain.clone());
+                }
+            }
+        }
+    }
+
+    /// Set member changes for one pod going from `old` to `new`.
+    fn update_members(&mut self, old: Option<&Pod>, new: Option<&Pod>) {
+        let local = |pod: &Pod, eps: &[LocalEndpoint]| {
+            eps.iter()
+                .any(|e| e.pod.namespace == pod.namespace && e.pod.name == pod.name)
+        };
+        for (name, def) in &self.sets {
+            let Some(set) = self.program.sets.get_mut(name) else {
+                continue;
+            };
+            let family = set.family;
+            let contribution = |pod: Option<&Pod>| -> BTreeSet<SetMember> {
+                let Some(pod) = pod else { return BTreeSet::new() };
+                match def {
+                    SetDef::Net => BTreeSet::new(),
+                    SetDef::Pods(ps) => {
+                        if ps.matches(Some(&namespace(&self.state, &pod.namespace)), pod) {
+                            pod_addresses(pod, family).collect()
+                        } else {
+                            BTreeSet::new()
+                        }
+                    }
+                    SetDef::NamedPort {
+                        local: only_local,
+                        protocol,
+                        name,
+                    } => {
+                        if *only_local && !local(pod, &self.endpoints) {
+                            BTreeSet::new()
+                        } else {
+                            named_port_members(pod, family, *protocol, name).collect()
+                        }
+                    }
+                }
+            };
+            let before = contribution(old);
+            let after = contribution(new);
+            for m in before.difference(&after) {
+                if set.members.remove(m) {
+                    self.delta.members_removed.push((name.clone(), m.clone()));
+                }
+            }
+            for m in after.difference(&before) {
+                if set.members.insert(m.clone()) {
+                    self.delta.members_added.push((name.clone(), m.clone()));
+                }
+            }
+        }
+    }
+
+    fn compute_members(&self, family: Family, def: &SetDef) -> BTreeSet<SetMember> {
+        match def {
+            SetDef::Net => BTreeSet::new(),
+            // No pod has an address of this family: skip the scan.
+            SetDef::Pods(_) if self.index.count(family) == 0 => BTreeSet::new(),
+            SetDef::Pods(ps) => members(&self.state, &self.index, ps)
+                .into_iter()
+                .flat_map(|p| pod_addresses(p, family))
+                .collect(),
+            SetDef::NamedPort {
+                local,
+                protocol,
+                name,
+            } => {
+                let pods: Vec<&Pod> = if *local {
+                    self.endpoints
+                        .iter()
+                        .filter_map(|e| self.state.pods.get(&e.pod))
+                        .collect()
+                } else {
+                    self.state.pods.values().collect()
+                };
+                pods.into_iter()
+                    .flat_map(|p| named_port_members(p, family, *protocol, name))
+                    .collect()
+            }
+        }
+    }
+
+    fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) -> Chain {
         let rules = p.rules(dir).unwrap_or(&[]);
         let mut out = Vec::new();
         for (i, r) in rules.iter().enumerate() {
@@ -414,10 +1024,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        let name = policy_chain(&p.id, dir);
-        self.program
-            .chains
-            .insert((family, Table::Filter, name), Chain { rules: out });
+        Chain { rules: out }
     }
 
     /// One policy rule as iptables rules: the cross product of its peers and port blocks.
@@ -466,13 +1073,13 @@ impl Builder<'_> {
 
     /// The match of one peer in `family`, or `None` when the peer cannot match that family.
     fn peer_match(&mut self, family: Family, peer: &Peer, dir: SetDir) -> Option<Vec<Match>> {
-        match peer {
+        let name = match peer {
             Peer::Net { net, except } => {
                 if net_family(net) != family {
                     return None;
                 }
                 if except.is_empty() {
-                    let m = match dir {
+                    return Some(vec![match dir {
                         SetDir::Src => Match::Source {
                             net: *net,
                             negated: false,
@@ -481,39 +1088,33 @@ impl Builder<'_> {
                             net: *net,
                             negated: false,
                         },
-                    };
-                    return Some(vec![m]);
+                    }]);
                 }
                 let key = format!("net:{net} except {except:?}");
-                let name = self.set(family, &key, 'n', SetKind::HashNet, |_| {
+                let members = || {
                     let mut m = BTreeSet::from([SetMember::Net(*net)]);
                     m.extend(except.iter().map(|e| SetMember::NoMatch(*e)));
                     m
-                });
-                Some(vec![Match::Set {
-                    name,
-                    dir,
-                    negated: false,
-                }])
+                };
+                self.ensure_set(family, &key, 'n', SetKind::HashNet, SetDef::Net, Some(members()))
             }
             Peer::Pods(set) => {
                 let key = format!("pods:{}", set.canonical());
-                let name = self.set(family, &key, 's', SetKind::HashNet, |b| {
-                    b.index
-                        .members(set)
-                        .into_iter()
-                        .flat_map(|p| p.ips.iter())
-                        .filter(|ip| family_of(ip) == family)
-                        .map(|ip| SetMember::Net(host_net(*ip)))
-                        .collect()
-                });
-                Some(vec![Match::Set {
-                    name,
-                    dir,
-                    negated: false,
-                }])
+                self.ensure_set(
+                    family,
+                    &key,
+                    's',
+                    SetKind::HashNet,
+                    SetDef::Pods(set.clone()),
+                    None,
+                )
             }
-        }
+        };
+        Some(vec![Match::Set {
+            name,
+            dir,
+            negated: false,
+        }])
     }
 
     /// Port matches as blocks: protocol-only, multiport groups per protocol, named-port sets.
@@ -525,11 +1126,20 @@ impl Builder<'_> {
                 PortMatch::Protocol(proto) => out.push(vec![Match::Protocol(*proto)]),
                 PortMatch::Range(proto, lo, hi) => ranges.entry(*proto).or_default().push((*lo, *hi)),
                 PortMatch::Named(proto, name) => {
-                    let name = self.named_port_set(family, dir, *proto, name);
+                    // Ingress: the destination is a local endpoint; egress: anywhere.
+                    let local = dir == Direction::Ingress;
+                    let scope = if local { "local" } else { "cluster" };
+                    let key = format!("port:{scope}:{}:{name}", proto.name());
+                    let def = SetDef::NamedPort {
+                        local,
+                        protocol: *proto,
+                        name: name.clone(),
+                    };
+                    let set = self.ensure_set(family, &key, 'p', SetKind::HashIpPort, def, None);
                     out.push(vec![
                         Match::Protocol(*proto),
                         Match::Set {
-                            name,
+                            name: set,
                             dir: SetDir::Dst,
                             negated: false,
                         },
@@ -561,57 +1171,24 @@ impl Builder<'_> {
         out
     }
 
-    /// `hash:ip,port` of (pod address, protocol, port) for every pod with a container port
-    /// `name`/`proto`: for ingress the local endpoints (the destination is always one of them),
-    /// for egress every pod of the cluster (the destination can be anywhere).
-    fn named_port_set(&mut self, family: Family, dir: Direction, proto: Protocol, name: &str) -> String {
-        let scope = match dir {
-            Direction::Ingress => "local",
-            Direction::Egress => "cluster",
-        };
-        let key = format!("port:{scope}:{}:{name}", proto.name());
-        self.set(family, &key, 'p', SetKind::HashIpPort, |b| {
-            let mut members = BTreeSet::new();
-            let mut add = |pod: &Pod| {
-                for np in pod.ports.iter().filter(|p| p.name == name && p.protocol == proto) {
-                    for ip in pod.ips.iter().filter(|ip| family_of(ip) == family) {
-                        members.insert(SetMember::IpPort {
-                            ip: *ip,
-                            protocol: proto,
-                            port: np.port,
-                        });
-                    }
-                }
-            };
-            match dir {
-                Direction::Ingress => {
-                    for ep in b.endpoints {
-                        if let Some(pod) = b.state.pods.get(&ep.pod) {
-                            add(pod);
-                        }
-                    }
-                }
-                Direction::Egress => b.state.pods.values().for_each(add),
-            }
-            members
-        })
-    }
-
-    /// The set for `key` in `family`, computed once.
-    fn set(
+    /// The set for `key` in `family`, computed once and kept while referenced.
+    fn ensure_set(
         &mut self,
         family: Family,
         key: &str,
         tag: char,
         kind: SetKind,
-        members: impl FnOnce(&Self) -> BTreeSet<SetMember>,
+        def: SetDef,
+        members: Option<BTreeSet<SetMember>>,
     ) -> String {
-        if let Some(Some(name)) = self.set_cache.get(&(family, key.to_string())) {
+        if let Some(name) = self.set_names.get(&(family, key.to_string()))
+            && self.program.sets.contains_key(name)
+        {
             return name.clone();
         }
         let prefix = format!("{SET_PREFIX}{}{tag}-", family_digit(family));
         let name = hashed_name(&prefix, key, MAX_SET_NAME);
-        let members = members(self);
+        let members = members.unwrap_or_else(|| self.compute_members(family, &def));
         self.program.sets.insert(
             name.clone(),
             IpSet {
@@ -620,12 +1197,174 @@ impl Builder<'_> {
                 members,
             },
         );
-        self.set_cache
-            .insert((family, key.to_string()), Some(name.clone()));
+        self.sets.insert(name.clone(), def);
+        self.set_names.insert((family, key.to_string()), name.clone());
+        match self.orig_sets.get(&name) {
+            // Destroyed and recreated within one delta: written whole again.
+            Some(true) => {
+                self.recreated_sets.insert(name.clone());
+            }
+            Some(false) => {}
+            None => {
+                self.orig_sets.insert(name.clone(), false);
+            }
+        }
         name
     }
 }
 
+/// The sets a chain's rules match on.
+fn chain_sets(chain: &Chain) -> BTreeSet<String> {
+    chain
+        .rules
+        .iter()
+        .flat_map(|r| &r.matches)
+        .filter_map(|m| match m {
+            Match::Set { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pod_addresses(pod: &Pod, family: Family) -> impl Iterator<Item = SetMember> + '_ {
+    pod.ips
+        .iter()
+        .filter(move |ip| family_of(ip) == family)
+        .map(|ip| SetMember::Net(host_net(*ip)))
+}
+
+fn named_port_members<'p>(
+    pod: &'p Pod,
+    family: Family,
+    protocol: Protocol,
+    name: &'p str,
+) -> impl Iterator<Item = SetMember> + 'p {
+    pod.ports
+        .iter()
+        .filter(move |p| p.name == name && p.protocol == protocol)
+        .flat_map(move |np| {
+            pod.ips
+                .iter()
+                .filter(move |ip| family_of(ip) == family)
+                .map(move |ip| SetMember::IpPort {
+                    ip: *ip,
+                    protocol,
+                    port: np.port,
+                })
+        })
+}
+
+/// Compiles the program of one node from scratch.
+pub fn compile(state: &ClusterState, endpoints: &[LocalEndpoint]) -> Compiled {
+    let c = Compiler::new(state.clone(), endpoints);
+    let errors = c.errors();
+    Compiled {
+        program: c.into_program(),
+        errors,
+    }
+}
+
+fn static_chains(
+    chains: &mut BTreeMap<(Family, Table, String), Chain>,
+    hooks: &mut Vec<(Family, Hook)>,
+    family: Family,
+    endpoints: &[LocalEndpoint],
+) {
+    let wildcard = format!("{IFACE_PREFIX}+");
+    let clear = Rule {
+        matches: vec![],
+        action: Action::SetMark {
+            value: 0,
+            mask: MARK_ACCEPT | MARK_PASS,
+        },
+        comment: Some("clear caracal mark bits".into()),
+    };
+    let forward = Chain {
+        rules: vec![
+            clear.clone(),
+            rule(
+                vec![Match::InInterface(wildcard.clone())],
+                Action::Jump(CHAIN_FW_DISPATCH.into()),
+                "from a pod: its egress policy",
+            ),
+            rule(
+                vec![Match::OutInterface(wildcard.clone())],
+                Action::Jump(CHAIN_TW_DISPATCH.into()),
+                "to a pod: its ingress policy",
+            ),
+        ],
+    };
+    let input = Chain {
+        rules: vec![
+            clear,
+            rule(
+                vec![Match::InInterface(wildcard.clone())],
+                Action::Jump(CHAIN_FW_DISPATCH.into()),
+                "pod to host: the pod's egress policy",
+            ),
+        ],
+    };
+    let output = Chain {
+        rules: vec![rule(
+            vec![Match::OutInterface(wildcard)],
+            Action::Return,
+            "host to pod is not policed (kubelet probes)",
+        )],
+    };
+    chains.insert((family, Table::Filter, CHAIN_FORWARD.into()), forward);
+    chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
+    chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
+    let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
+    dispatch(
+        chains,
+        family,
+        CHAIN_FW_DISPATCH,
+        true,
+        &ifaces,
+        IFACE_PREFIX.len(),
+    );
+    dispatch(
+        chains,
+        family,
+        CHAIN_TW_DISPATCH,
+        false,
+        &ifaces,
+        IFACE_PREFIX.len(),
+    );
+
+    for (builtin, target) in [
+        ("INPUT", CHAIN_INPUT),
+        ("FORWARD", CHAIN_FORWARD),
+        ("OUTPUT", CHAIN_OUTPUT),
+    ] {
+        hooks.push((
+            family,
+            Hook {
+                table: Table::Filter,
+                builtin: builtin.into(),
+                rule: rule(vec![], Action::Jump(target.into()), "caracal policy"),
+                append: false,
+            },
+        ));
+    }
+    hooks.push((
+        family,
+        Hook {
+            table: Table::Filter,
+            builtin: "FORWARD".into(),
+            rule: rule(
+                vec![Match::Mark {
+                    value: MARK_ACCEPT,
+                    mask: MARK_ACCEPT,
+                    negated: false,
+                }],
+                Action::Accept,
+                "accepted by caracal policy",
+            ),
+            append: true,
+        },
+    ));
+}
 fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
     Rule {
         matches,
@@ -1134,5 +1873,127 @@ mod tests {
         assert_eq!(c.errors.len(), 1);
         assert!(c.errors[0].to_string().contains("ipBlock.cidr"));
         assert!(fwd(&c.program, "10.0.1.3", "10.0.0.1", "eth0", &iface_name(&a), 80).accepted);
+    }
+}
+
+#[cfg(test)]
+mod incremental_tests {
+    use super::*;
+    use crate::conformance::{Case, case::apply_step, collect_files};
+
+    /// Every step of every shared case, applied incrementally on each node, gives exactly the
+    /// program a compile from scratch gives.
+    #[test]
+    fn incremental_updates_equal_a_compile_from_scratch_across_the_shared_cases() {
+        let dir = std::env::var_os("CARACAL_CONFORMANCE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+            });
+        if !dir.is_dir() {
+            eprintln!("skipped: no shared/conformance folder (set CARACAL_CONFORMANCE_DIR)");
+            return;
+        }
+        let mut steps = 0;
+        for file in collect_files(&[dir]).unwrap() {
+            let case = Case::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let mut state = case.initial.clone();
+            let mut compilers: Vec<Compiler> = case
+                .nodes
+                .iter()
+                .map(|n| Compiler::new(state.clone(), &case.endpoints(&state, n)))
+                .collect();
+            for step in &case.steps {
+                apply_step(&mut state, step).unwrap();
+                for (node, c) in case.nodes.iter().zip(&mut compilers) {
+                    let before = c.program().clone();
+                    let delta = c.sync_to(&state);
+                    let fresh = compile(&state, &case.endpoints(&state, node)).program;
+                    assert_eq!(c.program(), &fresh, "{} on {node}", case.name);
+                    check_delta(&before, &fresh, &delta);
+                }
+                steps += 1;
+            }
+        }
+        assert!(steps > 60);
+    }
+
+    /// The delta describes exactly the difference between two programs.
+    fn check_delta(before: &Program, after: &Program, d: &Delta) {
+        for (k, c) in &after.chains {
+            assert_eq!(
+                before.chains.get(k) != Some(c),
+                d.chains_changed.contains(k),
+                "{k:?}"
+            );
+        }
+        for k in before.chains.keys() {
+            assert_eq!(
+                !after.chains.contains_key(k),
+                d.chains_removed.contains(k),
+                "{k:?}"
+            );
+        }
+        let mut rebuilt = before.sets.clone();
+        rebuilt.retain(|n, _| !d.sets_removed.contains(n));
+        for n in &d.sets_added {
+            rebuilt.insert(n.clone(), after.sets[n].clone());
+        }
+        for (n, m) in &d.members_removed {
+            if let Some(s) = rebuilt.get_mut(n)
+                && !d.sets_added.contains(n)
+            {
+                s.members.remove(m);
+            }
+        }
+        for (n, m) in &d.members_added {
+            if let Some(s) = rebuilt.get_mut(n)
+                && !d.sets_added.contains(n)
+            {
+                s.members.insert(m.clone());
+            }
+        }
+        assert_eq!(rebuilt, after.sets);
+    }
+
+    #[test]
+    fn a_remote_label_change_touches_only_set_members() {
+        let mut state = ClusterState::default();
+        let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: client}}}]}]\n";
+        crate::manifests::load(&mut state, text).unwrap();
+        for (name, node) in [("local", "n1"), ("remote", "n2")] {
+            let pod = Pod {
+                namespace: "x".into(),
+                name: name.into(),
+                ips: vec![
+                    if name == "local" { "10.0.0.1" } else { "10.0.0.2" }
+                        .parse()
+                        .unwrap(),
+                ],
+                node: Some(node.into()),
+                ..Default::default()
+            };
+            state.pods.insert(Key::new("x", name), pod);
+        }
+        let local = Key::new("x", "local");
+        let eps = vec![LocalEndpoint {
+            iface: iface_name(&local),
+            ips: state.pods[&local].ips.clone(),
+            pod: local,
+        }];
+        let mut c = Compiler::new(state.clone(), &eps);
+        let mut remote = state.pods[&Key::new("x", "remote")].clone();
+        remote.labels.insert("role".into(), "client".into());
+        let d = c.set_pod(remote.clone());
+        assert!(d.chains_changed.is_empty() && d.chains_removed.is_empty() && d.sets_added.is_empty());
+        assert_eq!(d.members_added.len(), 1);
+        assert_eq!(
+            d.members_added[0].1,
+            SetMember::Net("10.0.0.2/32".parse().unwrap())
+        );
+        state.pods.insert(Key::new("x", "remote"), remote);
+        assert_eq!(c.program(), &compile(&state, &eps).program);
+        let d = c.remove_pod(&Key::new("x", "remote"));
+        assert_eq!(d.members_removed.len(), 1);
     }
 }

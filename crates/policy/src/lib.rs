@@ -19,4 +19,5 @@ pub mod policy;
 pub mod program;
 pub mod render;
 pub mod selector;
+pub mod synthetic;
 pub mod validate;

@@ -21,6 +21,26 @@ pub enum PolicyCommand {
     /// Say whether a new connection from one pod to another is allowed, and which policy and
     /// rule decided, by compiling the manifests and running the packet through the program.
     Explain(ExplainArgs),
+    /// Benchmark the compiler on a synthetic cluster: from scratch, one changed policy, one
+    /// remote pod's label change (build with --release).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub pods: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub namespaces: usize,
+    #[arg(long, default_value_t = 2_000)]
+    pub network_policies: usize,
+    #[arg(long, default_value_t = 100)]
+    pub global_policies: usize,
+    #[arg(long, default_value_t = 250)]
+    pub local_endpoints: usize,
+    /// Repetitions of each incremental measurement (the median is reported).
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +63,7 @@ pub struct ExplainArgs {
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Explain(a) => explain(a),
+        PolicyCommand::Bench(a) => bench(a),
     }
 }
 
@@ -176,6 +197,44 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     );
     if allowed != (e.allowed && i.allowed) {
         anyhow::bail!("the compiled program and the model disagree: this is a caracal bug");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resident and peak memory of this process, in KiB (from /proc/self/status).
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use caracal_policy::synthetic;
+
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; run with --release for meaningful figures");
+    }
+    let spec = synthetic::Spec {
+        pods: args.pods,
+        namespaces: args.namespaces,
+        network_policies: args.network_policies,
+        global_policies: args.global_policies,
+        local_endpoints: args.local_endpoints,
+    };
+    anyhow::ensure!(
+        spec.pods > 0 && spec.namespaces > 0 && spec.local_endpoints > 0,
+        "sizes must be positive"
+    );
+    let report = synthetic::bench(&spec, args.iterations, &memory_kib);
+    for line in report.lines {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caracal_policy::apply::{canonical_members, plan_sets, plan_table};
+use caracal_policy::apply::{canonical_members, plan_sets, plan_sets_only, plan_table, plan_table_only};
 use caracal_policy::program::{Chain, Family, IpSet, Program, Table};
 use caracal_policy::render::iptables::{
-    Ctx, RenderedRule, RenderedTable, SavedTable, chain_names, parse_save, render_chain, render_hooks,
+    Ctx, RenderedTable, SavedTable, chain_names, parse_save, render_chain, render_hooks,
 };
 
 use super::Result;
@@ -43,6 +43,19 @@ pub struct ApplyStats {
     pub kernel_time: Duration,
 }
 
+/// A chain's identity in a [`Program`].
+pub type ChainKey = (Family, Table, String);
+
+/// The chains and sets that may differ from the last apply; everything else is taken as
+/// unchanged. Built from the incremental compiler's delta.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Chains new, changed or removed.
+    pub chains: BTreeSet<ChainKey>,
+    /// Sets new, changed (members) or removed.
+    pub sets: BTreeSet<String>,
+}
+
 /// What the applier believes the kernel holds.
 #[derive(Clone, Debug, Default)]
 struct Known {
@@ -58,8 +71,10 @@ pub struct Applier {
     tools: BTreeMap<Family, Tools>,
     ipset: PathBuf,
     known: Option<Known>,
-    /// Rendered rules of the chains of the last apply: an unchanged chain is not re-rendered.
-    rendered: BTreeMap<(Family, Table, String), (Chain, Vec<RenderedRule>)>,
+    /// The program's tables as last rendered, and the chains they were rendered from: an
+    /// unchanged chain is neither re-rendered nor copied.
+    tables: BTreeMap<(Family, Table), RenderedTable>,
+    sources: BTreeMap<(Family, Table, String), Chain>,
 }
 
 impl Applier {
@@ -80,7 +95,8 @@ impl Applier {
             tools,
             ipset: tool("ipset")?,
             known: None,
-            rendered: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            sources: BTreeMap::new(),
         })
     }
 
@@ -97,20 +113,37 @@ impl Applier {
     /// the apply retried once, so drift (rules someone else removed) heals itself.
     #[tracing::instrument(skip_all, fields(netns = self.netns.as_deref().unwrap_or("-")))]
     pub fn apply(&mut self, program: &Program) -> Result<ApplyStats> {
-        let tables = self.render(program)?;
+        self.apply_inner(program, None)
+    }
+
+    /// As [`Applier::apply`], when the caller knows which chains and sets may have changed
+    /// since the last apply (the incremental compiler's delta): only those are rendered and
+    /// compared, so the cost follows the change, not the program's size. The first apply, and
+    /// the retry after a failure, compare everything.
+    #[tracing::instrument(skip_all, fields(netns = self.netns.as_deref().unwrap_or("-")))]
+    pub fn apply_changes(&mut self, program: &Program, changes: &Changes) -> Result<ApplyStats> {
+        let warm = self.known.is_some() && !self.sources.is_empty();
+        self.apply_inner(program, warm.then_some(changes))
+    }
+
+    fn apply_inner(&mut self, program: &Program, only: Option<&Changes>) -> Result<ApplyStats> {
+        self.render(program, only)?;
+        let tables = std::mem::take(&mut self.tables);
         let had_known = self.known.is_some();
-        match self.apply_rendered(program, &tables) {
+        let result = match self.apply_rendered(program, &tables, only) {
             Ok(s) => Ok(s),
             Err(e) if had_known => {
                 tracing::warn!(error = %e, "apply failed; reading the kernel back and retrying");
                 self.known = None;
-                self.apply_rendered(program, &tables)
+                self.apply_rendered(program, &tables, None)
             }
             Err(e) => {
                 self.known = None;
                 Err(e)
             }
-        }
+        };
+        self.tables = tables;
+        result
     }
 
     /// Removes every caracal chain, hook and set.
@@ -147,52 +180,94 @@ impl Applier {
         Ok(caracal_policy::render::iptables::render_program(program)?)
     }
 
-    /// Renders the program, reusing the rendered rules of chains equal to the last apply's.
-    fn render(&mut self, program: &Program) -> Result<BTreeMap<(Family, Table), RenderedTable>> {
+    /// Renders the program into `self.tables`, re-rendering only chains that changed since the
+    /// last apply.
+    fn render(&mut self, program: &Program, only: Option<&Changes>) -> Result<()> {
         let names = chain_names(program);
-        let mut tables: BTreeMap<(Family, Table), RenderedTable> = BTreeMap::new();
-        let mut rendered = BTreeMap::new();
-        for (key, chain) in &program.chains {
-            let (family, table, name) = key;
-            let rules = match self.rendered.remove(key) {
-                Some((old, rules)) if old == *chain => (old, rules),
-                _ => {
-                    let ctx = Ctx {
-                        family: *family,
-                        sets: &program.sets,
-                        chains: &names[&(*family, *table)],
-                    };
-                    (chain.clone(), render_chain(name, chain, &ctx)?)
+        for t in self.tables.values_mut() {
+            t.hooks.clear();
+        }
+        // Drop what the program no longer has.
+        match only {
+            None => {
+                self.sources.retain(|key, _| program.chains.contains_key(key));
+                for t in self.tables.values_mut() {
+                    t.chains
+                        .retain(|name, _| program.chains.contains_key(&(t.family, t.table, name.clone())));
                 }
+            }
+            Some(changes) => {
+                for key in changes.chains.iter().filter(|k| !program.chains.contains_key(*k)) {
+                    self.sources.remove(key);
+                    if let Some(t) = self.tables.get_mut(&(key.0, key.1)) {
+                        t.chains.remove(&key.2);
+                    }
+                }
+            }
+        }
+        let chains: Box<dyn Iterator<Item = (&ChainKey, &Chain)>> = match only {
+            None => Box::new(program.chains.iter()),
+            Some(changes) => Box::new(
+                changes
+                    .chains
+                    .iter()
+                    .filter_map(|k| program.chains.get_key_value(k)),
+            ),
+        };
+        for (key, chain) in chains {
+            let (family, table, name) = key;
+            if self.sources.get(key) == Some(chain) {
+                continue;
+            }
+            let ctx = Ctx {
+                family: *family,
+                sets: &program.sets,
+                chains: &names[&(*family, *table)],
             };
-            tables
+            let rules = render_chain(name, chain, &ctx).inspect_err(|_| {
+                // A half-updated cache must not survive a failed render.
+                self.sources.clear();
+                self.tables.clear();
+            })?;
+            self.tables
                 .entry((*family, *table))
                 .or_insert_with(|| RenderedTable::new(*family, *table))
                 .chains
-                .insert(name.clone(), rules.1.clone());
-            rendered.insert(key.clone(), rules);
+                .insert(name.clone(), rules);
+            self.sources.insert(key.clone(), chain.clone());
         }
-        for (key, hooks) in render_hooks(program, &names)? {
-            tables
+        let hooks = render_hooks(program, &names).inspect_err(|_| {
+            self.sources.clear();
+            self.tables.clear();
+        })?;
+        for (key, hooks) in hooks {
+            self.tables
                 .entry(key)
                 .or_insert_with(|| RenderedTable::new(key.0, key.1))
                 .hooks = hooks;
         }
-        self.rendered = rendered;
-        Ok(tables)
+        self.tables
+            .retain(|_, t| !t.chains.is_empty() || !t.hooks.is_empty());
+        Ok(())
     }
 
     fn apply_rendered(
         &mut self,
         program: &Program,
         tables: &BTreeMap<(Family, Table), RenderedTable>,
+        only: Option<&Changes>,
     ) -> Result<ApplyStats> {
         let mut known = match self.known.take() {
             Some(k) => k,
             None => self.read_back()?,
         };
         let mut stats = ApplyStats::default();
-        let set_plan = plan_sets(&program.sets, &known.sets, &known.unknown_sets)?;
+        let set_plan = plan_sets_only(
+            &program.sets,
+            &known.sets,
+            &known.unknown_sets,
+            only.map(|c| &c.sets),
+        )?;
         stats.sets_created = set_plan.created;
         stats.sets_updated = set_plan.updated;
         stats.sets_swapped = set_plan.swapped;
@@ -212,7 +287,14 @@ impl Applier {
                 }
             };
             let have = known.tables.entry(key).or_default();
-            let Some(plan) = plan_table(want, have) else {
+            let names: Option<BTreeSet<String>> = only.map(|c| {
+                c.chains
+                    .iter()
+                    .filter(|(f, t, _)| (*f, *t) == key)
+                    .map(|(_, _, n)| n.clone())
+                    .collect()
+            });
+            let Some(plan) = plan_table_only(want, have, names.as_ref()) else {
                 continue;
             };
             let restore = &self.tools[&key.0].restore;
@@ -233,22 +315,34 @@ impl Applier {
                 .lines()
                 .filter(|l| l.starts_with("-A") || l.starts_with("-I"))
                 .count();
-            have.apply(want);
+            have.apply_only(want, names.as_ref());
         }
         if !set_plan.after.is_empty() {
             self.ipset_restore(&set_plan.after, &mut stats)?;
         }
-        known.sets = program
-            .sets
-            .iter()
-            .map(|(name, set)| {
-                let mut s = set.clone();
-                if let std::borrow::Cow::Owned(m) = canonical_members(set) {
-                    s.members = m;
-                }
-                (name.clone(), s)
-            })
-            .collect();
+        // Only the sets the plan touched are copied: a large cluster has many members.
+        match only {
+            None => known.sets.retain(|name, _| program.sets.contains_key(name)),
+            Some(c) => c
+                .sets
+                .iter()
+                .filter(|n| !program.sets.contains_key(*n))
+                .for_each(|n| {
+                    known.sets.remove(n);
+                }),
+        }
+        for name in &set_plan.changed {
+            let set = &program.sets[name];
+            let members = canonical_members(set).into_owned();
+            known.sets.insert(
+                name.clone(),
+                IpSet {
+                    family: set.family,
+                    kind: set.kind,
+                    members,
+                },
+            );
+        }
         known
             .unknown_sets
             .retain(|n| !n.starts_with(caracal_policy::program::SET_PREFIX));
@@ -297,5 +391,26 @@ impl std::fmt::Debug for Applier {
             .field("netns", &self.netns)
             .field("backend", &self.backend)
             .finish_non_exhaustive()
+    }
+}
+
+impl From<&caracal_policy::compile::Delta> for Changes {
+    fn from(d: &caracal_policy::compile::Delta) -> Self {
+        Changes {
+            chains: d
+                .chains_changed
+                .iter()
+                .chain(&d.chains_removed)
+                .cloned()
+                .collect(),
+            sets: d
+                .sets_added
+                .iter()
+                .chain(&d.sets_removed)
+                .chain(d.members_added.iter().map(|(n, _)| n))
+                .chain(d.members_removed.iter().map(|(n, _)| n))
+                .cloned()
+                .collect(),
+        }
     }
 }

@@ -511,13 +511,29 @@ impl SavedTable {
     /// chains exactly as desired, caracal's hooks in place, other rules of built-in chains kept.
     /// Only chains that differ are rebuilt, so this costs little when little changed.
     pub fn apply(&mut self, desired: &RenderedTable) {
+        self.apply_only(desired, None)
+    }
+
+    /// As [`SavedTable::apply`], for a plan made with only the chains in `only` compared.
+    pub fn apply_only(&mut self, desired: &RenderedTable, only: Option<&BTreeSet<String>>) {
         let saved = |r: &RenderedRule| SavedRule {
             hash: Some(r.hash.clone()),
             spec: r.spec(),
         };
-        self.chains
-            .retain(|name, _| !name.starts_with(CHAIN_PREFIX) || desired.chains.contains_key(name));
-        for (name, rules) in &desired.chains {
+        let keep = |name: &String| !name.starts_with(CHAIN_PREFIX) || desired.chains.contains_key(name);
+        match only {
+            None => self.chains.retain(|name, _| keep(name)),
+            Some(only) => {
+                for name in only.iter().filter(|n| !keep(n)) {
+                    self.chains.remove(name);
+                }
+            }
+        }
+        let chains: Box<dyn Iterator<Item = (&String, &Vec<RenderedRule>)>> = match only {
+            None => Box::new(desired.chains.iter()),
+            Some(only) => Box::new(only.iter().filter_map(|n| desired.chains.get_key_value(n))),
+        };
+        for (name, rules) in chains {
             let current = self.chains.entry(name.clone()).or_default();
             let same = current.len() == rules.len()
                 && current

@@ -11,6 +11,7 @@ fn check_message_input(data: &[u8]) {
         four_octet_as: ctx & 1 != 0,
         extended_message: ctx & 2 != 0,
         ebgp: ctx & 4 != 0,
+        enforce_first_as: (ctx & 8 != 0).then_some(65001),
         ..SessionOptions::modern(true)
     };
     let mut rest = bytes;

@@ -1,0 +1,31 @@
+//! The compile benchmark without building the agent binary:
+//! `nice -n 10 cargo run --release -p caracal-policy --example compile_bench [iterations]`.
+//! The same figures as `caracal policy bench` (see BENCHMARKS.md).
+
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() {
+    let iterations = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; use --release");
+    }
+    let report = caracal_policy::synthetic::bench(
+        &caracal_policy::synthetic::Spec::default(),
+        iterations,
+        &memory_kib,
+    );
+    for line in report.lines {
+        println!("{line}");
+    }
+}
