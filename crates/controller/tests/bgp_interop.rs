@@ -15,7 +15,7 @@ use bgp_interop_support::{
 };
 use caracal::lab::{Kind, Lab, UpOptions};
 
-fn against(daemon: Kind, folder: &str, gr_without_families: bool) {
+fn against(daemon: Kind, folder: &str) {
     if !lab_available(folder) {
         return;
     }
@@ -25,7 +25,7 @@ fn against(daemon: Kind, folder: &str, gr_without_families: bool) {
         dut_restart: true,
         peer_sees_cease: true,
         dut_reports_errors: true,
-        gr_without_families,
+        gr_without_families: true,
     };
     if let Err(e) = scenario::run(&lab, daemon, Kind::Caracal, checks) {
         panic!("{folder}: {e:#}\n{}", logs(&lab));
@@ -34,41 +34,22 @@ fn against(daemon: Kind, folder: &str, gr_without_families: bool) {
 
 #[test]
 fn caracal_interoperates_with_bird() {
-    against(Kind::Bird, "bgp-peer-bird", false);
+    against(Kind::Bird, "bgp-peer-bird");
 }
 
 #[test]
 fn caracal_interoperates_with_frr() {
-    against(Kind::Frr, "bgp-peer-frr", false);
+    against(Kind::Frr, "bgp-peer-frr");
 }
 
 #[test]
 fn caracal_interoperates_with_gobgp() {
-    against(Kind::Gobgp, "bgp-peer-gobgp", true);
+    against(Kind::Gobgp, "bgp-peer-gobgp");
 }
 
 #[test]
 fn caracal_interoperates_with_exabgp() {
-    against(Kind::Exabgp, "bgp-peer-exabgp", true);
-}
-
-// BIRD and FRR advertise the graceful-restart capability without any family by default. The
-// speaker keeps such a peer's routes (as stale) when the peer's hold timer expires and when the
-// peer dies, where RFC 4724 §4.2 keeps only the families listed in the capability (none here),
-// and never after a NOTIFICATION such as 4/0 (RFC 8538 §1). The two tests above skip those two
-// checks; these run them and stay ignored until the speaker is fixed
-// (crates/bgp/src/speaker.rs, SessionEvent::Down, and Rib::peer_down).
-
-#[test]
-#[ignore = "speaker bug: keeps routes of a peer whose graceful-restart capability lists no family"]
-fn caracal_drops_routes_of_graceful_restart_aware_bird() {
-    against(Kind::Bird, "bgp-peer-bird", true);
-}
-
-#[test]
-#[ignore = "speaker bug: keeps routes of a peer whose graceful-restart capability lists no family"]
-fn caracal_drops_routes_of_graceful_restart_aware_frr() {
-    against(Kind::Frr, "bgp-peer-frr", true);
+    against(Kind::Exabgp, "bgp-peer-exabgp");
 }
 
 /// RFC 4456 in `tests/topologies/bgp-rr`: the speaker reflects between BIRD, FRR and GoBGP

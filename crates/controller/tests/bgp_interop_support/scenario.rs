@@ -31,8 +31,7 @@ fn ok(daemon: Kind, check: &str) {
 fn skipped(daemon: Kind, check: &str) {
     eprintln!(
         "skipped: {daemon:?}: {check}: the peer advertises graceful restart without families, \
-         which the speaker still treats as graceful (known bug, see the *_graceful_restart_aware_* \
-         tests)"
+         which this run does not check"
     );
 }
 
