@@ -883,6 +883,8 @@ impl Rib {
             peers: &self.peers,
             multipath: self.config.multipath,
         };
+        // Export attributes per source attribute set: prefixes that share a set share the
+        // exported one too, which is what packing groups by.
         let mut cache: HashMap<(usize, PeerIdx), Option<Arc<RouteAttrs>>, Hasher> = HashMap::default();
         let mut withdraw: Vec<IpNet> = Vec::new();
         let mut announce: Map<usize, (Arc<RouteAttrs>, Vec<IpNet>)> = Map::default();
@@ -902,7 +904,7 @@ impl Rib {
                 let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
                 cache
                     .entry(key)
-                    .or_insert_with(|| self.export(peer, &session, b).map(|a| self.interner_lookup(a)))
+                    .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
                     .clone()
             });
             let desired = desired.filter(|_| {
@@ -954,12 +956,6 @@ impl Rib {
             }
         }
         updates
-    }
-
-    fn interner_lookup(&self, a: RouteAttrs) -> Arc<RouteAttrs> {
-        // Export sets are not interned globally (that needs &mut); identical sets within one
-        // flush share through the cache above, which is what packing needs.
-        Arc::new(a)
     }
 
     /// The attributes `peer` gets for `path`, or `None` when it must not get it.

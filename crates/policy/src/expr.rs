@@ -233,11 +233,27 @@ fn or_expr(i: &str) -> Res<'_, Expr> {
     ))
 }
 
+/// The most `(` and `!` one expression may hold.
+pub const MAX_NESTING: usize = 256;
+
 /// Parses an expression; empty (or only whitespace) means `all()`.
 pub fn parse(text: &str) -> Result<Expr, ExprError> {
     let position = |rest: &str| text[..text.len() - rest.len()].chars().count();
     if text.trim().is_empty() {
         return Ok(Expr::All);
+    }
+    // The parser recurses on '(' and '!': bound the nesting so that no input can exhaust the stack.
+    let mut nesting = 0;
+    for (i, c) in text.chars().enumerate() {
+        if c == '(' || c == '!' {
+            nesting += 1;
+            if nesting > MAX_NESTING {
+                return Err(ExprError {
+                    position: i,
+                    expected: format!("at most {MAX_NESTING} '(' and '!' in one expression"),
+                });
+            }
+        }
     }
     match or_expr(text) {
         Ok((rest, e)) => {
@@ -385,6 +401,16 @@ mod tests {
         assert!(e.expected.contains("closing"), "{e}");
         let e = parse("-bad == 'x'").unwrap_err();
         assert_eq!(e.position, 0, "{e}");
+    }
+
+    #[test]
+    fn absurd_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}has(a){}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = parse(&deep).unwrap_err();
+        assert_eq!(e.position, MAX_NESTING);
+        let bangs = format!("{}has(a)", "!".repeat(100_000));
+        assert!(parse(&bangs).is_err());
+        assert!(parse(&format!("{}has(a){}", "(".repeat(50), ")".repeat(50))).is_ok());
     }
 
     #[test]

@@ -34,7 +34,14 @@ pub struct ConformanceArgs {
 pub fn prober(mode: Mode, cross_check: bool) -> anyhow::Result<Box<dyn Prober>> {
     match mode {
         Mode::Offline => Ok(Box::new(OfflineProber::new(cross_check))),
-        Mode::Node => anyhow::bail!("--mode node is not available in this build"),
+        Mode::Node => {
+            if !crate::dataplane::netns::is_root() {
+                anyhow::bail!(
+                    "--mode node needs root (it creates namespaces, veths, iptables rules and ipsets)"
+                );
+            }
+            Ok(Box::new(crate::dataplane::prober::NodeProber::new(None)))
+        }
     }
 }
 
