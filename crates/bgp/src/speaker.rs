@@ -607,7 +607,11 @@ impl Core {
                     let soft = |n: &crate::wire::Notification| !(n.code == 6 && n.subcode == 9);
                     let keep = p.peer_restart_time.is_some()
                         && match &reason {
-                            DownReason::ConnectionLost | DownReason::HoldTimerExpired => true,
+                            DownReason::ConnectionLost => true,
+                            // Expiry makes us send NOTIFICATION 4/0: RFC 4724's procedures do not
+                            // cover a session ended by a NOTIFICATION unless the N bit was
+                            // exchanged (RFC 8538 §1, §4).
+                            DownReason::HoldTimerExpired => p.notification_gr,
                             DownReason::NotificationReceived(n) => p.notification_gr && soft(n),
                             _ => false,
                         };
