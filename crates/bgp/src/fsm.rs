@@ -150,40 +150,10 @@ impl std::fmt::Display for DownReason {
     }
 }
 
-/// "NOTIFICATION 6/2 (Cease / Administrative Shutdown)" and the RFC 9003 text if any.
+/// "NOTIFICATION Cease/Administrative Shutdown (6/2): bye": the wire's names and the RFC 9003
+/// shutdown text, for logs and `last_error`.
 pub fn describe(n: &Notification) -> String {
-    let name = match (n.code, n.subcode) {
-        (1, _) => "Message Header Error",
-        (2, 1) => "OPEN: Unsupported Version Number",
-        (2, 2) => "OPEN: Bad Peer AS",
-        (2, 3) => "OPEN: Bad BGP Identifier",
-        (2, 6) => "OPEN: Unacceptable Hold Time",
-        (2, 7) => "OPEN: Unsupported Capability",
-        (2, _) => "OPEN Message Error",
-        (3, _) => "UPDATE Message Error",
-        (4, _) => "Hold Timer Expired",
-        (5, _) => "Finite State Machine Error",
-        (6, 1) => "Cease: Maximum Number of Prefixes Reached",
-        (6, 2) => "Cease: Administrative Shutdown",
-        (6, 3) => "Cease: Peer De-configured",
-        (6, 4) => "Cease: Administrative Reset",
-        (6, 5) => "Cease: Connection Rejected",
-        (6, 6) => "Cease: Other Configuration Change",
-        (6, 7) => "Cease: Connection Collision Resolution",
-        (6, _) => "Cease",
-        _ => "unknown error",
-    };
-    let mut s = format!("NOTIFICATION {}/{} ({name})", n.code, n.subcode);
-    // RFC 9003: shutdown communication is a length byte and UTF-8 text.
-    if n.code == code::CEASE && matches!(n.subcode, 2 | 4) && !n.data.is_empty() {
-        let len = n.data[0] as usize;
-        if let Some(text) = n.data.get(1..1 + len)
-            && let Ok(text) = std::str::from_utf8(text)
-        {
-            s.push_str(&format!(": \"{text}\""));
-        }
-    }
-    s
+    format!("NOTIFICATION {n}")
 }
 
 /// FSM outputs, carried out in order by the driver.
@@ -1227,7 +1197,7 @@ mod tests {
         assert_eq!((n.code, n.subcode, &n.data[..]), (6, 2, &b"\x03bye"[..]));
         assert_eq!(
             describe(&n),
-            "NOTIFICATION 6/2 (Cease: Administrative Shutdown): \"bye\""
+            "NOTIFICATION Cease/Administrative Shutdown (6/2): bye"
         );
         assert_eq!(fsm.state(), State::Idle);
         // Stopped by hand: no automatic restart.
@@ -1406,11 +1376,11 @@ mod tests {
     fn describe_names_the_error() {
         assert_eq!(
             describe(&notification(4, 0)),
-            "NOTIFICATION 4/0 (Hold Timer Expired)"
+            "NOTIFICATION Hold Timer Expired (4/0)"
         );
         assert_eq!(
             describe(&notification(6, 1)),
-            "NOTIFICATION 6/1 (Cease: Maximum Number of Prefixes Reached)"
+            "NOTIFICATION Cease/Maximum Number of Prefixes Reached (6/1)"
         );
     }
 

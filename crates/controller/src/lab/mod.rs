@@ -235,52 +235,8 @@ impl Lab {
             Some(c) => self.render_config(name, ns, c)?,
         };
         let d = &ns.dir;
-        let cfg = config.display().to_string();
-        let argv: Vec<String> = match ns.kind {
-            Kind::Linux => return Ok(None),
-            Kind::Bird => vec![
-                "bird".into(),
-                "-f".into(),
-                "-c".into(),
-                cfg,
-                "-s".into(),
-                d.join("bird.ctl").display().to_string(),
-                "-P".into(),
-                d.join("bird.pid").display().to_string(),
-            ],
-            Kind::Frr => vec![
-                "/usr/lib/frr/bgpd".into(),
-                "--no_zebra".into(),
-                "--skip_runas".into(),
-                "-f".into(),
-                cfg,
-                "-i".into(),
-                d.join("bgpd.pid").display().to_string(),
-                "--vty_socket".into(),
-                d.display().to_string(),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                "stdout".into(),
-            ],
-            Kind::Gobgp => vec![
-                "gobgpd".into(),
-                "-f".into(),
-                cfg,
-                "-t".into(),
-                "toml".into(),
-                "--api-hosts".into(),
-                "127.0.0.1:50051".into(),
-                "--pprof-disable".into(),
-            ],
-            Kind::Exabgp => vec!["exabgp".into(), cfg],
-            Kind::Caracal => {
-                let exe = caracal_exe()?;
-                let args = node.cmd.as_deref().unwrap_or("bgp run --config ${CONFIG}");
-                std::iter::once(exe.display().to_string())
-                    .chain(args.split_whitespace().map(|a| a.replace("${CONFIG}", &cfg)))
-                    .collect()
-            }
+        let Some(argv) = daemon_argv(ns.kind, &config, d, node.cmd.as_deref())? else {
+            return Ok(None);
         };
         let log = std::fs::File::create(d.join("daemon.log"))?;
         let mut cmd = Command::new("ip");
@@ -464,6 +420,66 @@ impl Drop for Lab {
             eprintln!("lab {}: teardown: {e:#}", self.state.name);
         }
     }
+}
+
+/// The command line that runs a node's daemon inside its namespace, with its control socket and
+/// pid file in `node_dir`; `None` for kinds without a daemon. `cmd` is containerlab's `cmd` for a
+/// `caracal` node (`${CONFIG}` is the config's path).
+pub fn daemon_argv(
+    kind: Kind,
+    config: &Path,
+    node_dir: &Path,
+    cmd: Option<&str>,
+) -> Result<Option<Vec<String>>> {
+    let d = node_dir;
+    let cfg = config.display().to_string();
+    let argv: Vec<String> = match kind {
+        Kind::Linux => return Ok(None),
+        Kind::Bird => vec![
+            "bird".into(),
+            "-f".into(),
+            "-c".into(),
+            cfg,
+            "-s".into(),
+            d.join("bird.ctl").display().to_string(),
+            "-P".into(),
+            d.join("bird.pid").display().to_string(),
+        ],
+        Kind::Frr => vec![
+            "/usr/lib/frr/bgpd".into(),
+            "--no_zebra".into(),
+            "--skip_runas".into(),
+            "-f".into(),
+            cfg,
+            "-i".into(),
+            d.join("bgpd.pid").display().to_string(),
+            "--vty_socket".into(),
+            d.display().to_string(),
+            "-P".into(),
+            "0".into(),
+            "--log".into(),
+            "stdout".into(),
+        ],
+        Kind::Gobgp => vec![
+            "gobgpd".into(),
+            "-f".into(),
+            cfg,
+            "-t".into(),
+            "toml".into(),
+            "--api-hosts".into(),
+            "127.0.0.1:50051".into(),
+            "--pprof-disable".into(),
+        ],
+        Kind::Exabgp => vec!["exabgp".into(), cfg],
+        Kind::Caracal => {
+            let exe = caracal_exe()?;
+            let args = cmd.unwrap_or("bgp run --config ${CONFIG}");
+            std::iter::once(exe.display().to_string())
+                .chain(args.split_whitespace().map(|a| a.replace("${CONFIG}", &cfg)))
+                .collect()
+        }
+    };
+    Ok(Some(argv))
 }
 
 fn cli_argv(ns: &NodeState, args: &[&str]) -> Result<Vec<String>> {

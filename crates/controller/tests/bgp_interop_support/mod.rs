@@ -221,55 +221,9 @@ impl Node<'_> {
     /// with `-R` (graceful restart recovery). The returned guard reaps the process.
     pub fn start(&self, lab: &Lab, config: &str) -> Result<Respawned> {
         let d = lab.node_dir(self.name)?.to_path_buf();
-        let cfg = d.join(config).display().to_string();
-        let dp = |f: &str| d.join(f).display().to_string();
-        let argv: Vec<String> = match self.kind {
-            Kind::Bird => vec![
-                "bird".into(),
-                "-R".into(),
-                "-f".into(),
-                "-c".into(),
-                cfg,
-                "-s".into(),
-                dp("bird.ctl"),
-                "-P".into(),
-                dp("bird.pid"),
-            ],
-            Kind::Frr => vec![
-                "/usr/lib/frr/bgpd".into(),
-                "--no_zebra".into(),
-                "--skip_runas".into(),
-                "-f".into(),
-                cfg,
-                "-i".into(),
-                dp("bgpd.pid"),
-                "--vty_socket".into(),
-                d.display().to_string(),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                "stdout".into(),
-            ],
-            Kind::Gobgp => vec![
-                "gobgpd".into(),
-                "-f".into(),
-                cfg,
-                "-t".into(),
-                "toml".into(),
-                "--api-hosts".into(),
-                "127.0.0.1:50051".into(),
-                "--pprof-disable".into(),
-            ],
-            Kind::Exabgp => vec!["exabgp".into(), cfg],
-            Kind::Caracal => vec![
-                caracal::lab::caracal_exe()?.display().to_string(),
-                "bgp".into(),
-                "run".into(),
-                "--config".into(),
-                cfg,
-            ],
-            Kind::Linux => bail!("a linux node has no daemon"),
-        };
+        // The same command line the lab starts the node with.
+        let argv = caracal::lab::daemon_argv(self.kind, &d.join(config), &d, None)?
+            .ok_or_else(|| anyhow::anyhow!("a linux node has no daemon"))?;
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
