@@ -579,8 +579,25 @@ fn exec_in(state: &State, node: &str, argv: &[&str]) -> Result<Output> {
 fn teardown_state(state: &State, dir: &Path) -> Result<()> {
     let mut errors = Vec::new();
     // Pods first: their namespaces hold the pod ends of veths whose host ends are in the nodes.
-    let pod_ns = state.pods.values().map(|p| &p.netns);
-    for netns in pod_ns.chain(state.nodes.values().map(|n| &n.netns)) {
+    let pod_ns = state.pods.values().map(|p| p.netns.clone());
+    let mut all: Vec<String> = pod_ns
+        .chain(state.nodes.values().map(|n| n.netns.clone()))
+        .collect();
+    // A pod namespace made by a process that died before recording it in the state: nothing of
+    // a lab may outlive it. Only `clab-<lab>-pod-<10 hex>` matches, never another lab's names.
+    let prefix = format!("clab-{}-pod-", state.name);
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let is_pod = n
+                .strip_prefix(&prefix)
+                .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if is_pod && !all.contains(&n) {
+                all.push(n);
+            }
+        }
+    }
+    for netns in &all {
         if !Path::new("/run/netns").join(netns).exists() {
             continue;
         }
