@@ -197,40 +197,34 @@ fn unary(i: &str) -> Res<'_, Expr> {
     .parse(i)
 }
 
-fn and_expr(i: &str) -> Res<'_, Expr> {
-    let (mut i, first) = unary(i)?;
+/// `term (op term)*`, folded into `wrap(terms)` when there is more than one term.
+fn chain<'a>(
+    i: &'a str,
+    op: &'static str,
+    term: fn(&'a str) -> Res<'a, Expr>,
+    wrap: fn(Vec<Expr>) -> Expr,
+) -> Res<'a, Expr> {
+    let (mut i, first) = term(i)?;
     let mut terms = vec![first];
-    while let (rest, Some(_)) = opt(ws(tag("&&"))).parse(i)? {
-        let (rest, t) = cut(expect("a term", unary)).parse(rest)?;
+    while let (rest, Some(_)) = opt(ws(tag(op))).parse(i)? {
+        let (rest, t) = cut(expect("a term", term)).parse(rest)?;
         terms.push(t);
         i = rest;
     }
-    Ok((
-        i,
-        if terms.len() == 1 {
-            terms.pop().unwrap()
-        } else {
-            Expr::And(terms)
-        },
-    ))
+    let e = if terms.len() == 1 {
+        terms.pop().expect("one term")
+    } else {
+        wrap(terms)
+    };
+    Ok((i, e))
+}
+
+fn and_expr(i: &str) -> Res<'_, Expr> {
+    chain(i, "&&", unary, Expr::And)
 }
 
 fn or_expr(i: &str) -> Res<'_, Expr> {
-    let (mut i, first) = and_expr(i)?;
-    let mut terms = vec![first];
-    while let (rest, Some(_)) = opt(ws(tag("||"))).parse(i)? {
-        let (rest, t) = cut(expect("a term", and_expr)).parse(rest)?;
-        terms.push(t);
-        i = rest;
-    }
-    Ok((
-        i,
-        if terms.len() == 1 {
-            terms.pop().unwrap()
-        } else {
-            Expr::Or(terms)
-        },
-    ))
+    chain(i, "||", and_expr, Expr::Or)
 }
 
 /// The most `(` and `!` one expression may hold.

@@ -71,6 +71,15 @@ fn mp_next_hops(attrs: &PathAttributes, family: Family) -> Result<&[IpAddr], Enc
     }
 }
 
+/// The attributes other than MP_REACH/MP_UNREACH, which the packer writes itself.
+fn without_mp(attrs: &PathAttributes) -> PathAttributes {
+    PathAttributes {
+        mp_reach: None,
+        mp_unreach: None,
+        ..attrs.clone()
+    }
+}
+
 fn pack_classic(
     attrs: &PathAttributes,
     prefixes: impl Iterator<Item = Ipv4Net>,
@@ -78,11 +87,7 @@ fn pack_classic(
     max: usize,
     out: &mut Vec<Bytes>,
 ) -> Result<(), EncodeError> {
-    let plain = PathAttributes {
-        mp_reach: None,
-        mp_unreach: None,
-        ..attrs.clone()
-    };
+    let plain = without_mp(attrs);
     let mut encoded = BytesMut::new();
     attribute::encode_plain(&plain, opts, &mut encoded, true);
     let fixed = HEADER_LEN + 2 + 2 + encoded.len();
@@ -121,11 +126,7 @@ fn pack_mp_reach(
     out: &mut Vec<Bytes>,
 ) -> Result<(), EncodeError> {
     // NEXT_HOP is pointless when all reachability is in MP_REACH_NLRI (RFC 4760 §3).
-    let plain = PathAttributes {
-        mp_reach: None,
-        mp_unreach: None,
-        ..attrs.clone()
-    };
+    let plain = without_mp(attrs);
     let mut encoded = BytesMut::new();
     attribute::encode_plain(&plain, opts, &mut encoded, false);
     let mut head = BytesMut::new();
