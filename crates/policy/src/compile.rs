@@ -93,10 +93,17 @@ pub fn policy_chain(id: &crate::policy::PolicyId, dir: Direction) -> String {
 
 /// `prefix` + hex of sha256(`key`), cut to `max` bytes (at most 20 hex characters: 80 bits).
 pub fn hashed_name(prefix: &str, key: &str, max: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let n = max.saturating_sub(prefix.len()).min(20);
-    format!("{prefix}{}", &hex[..n])
+    let mut out = String::with_capacity(prefix.len() + n);
+    out.push_str(prefix);
+    for b in digest.iter().take(n.div_ceil(2)) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out.truncate(prefix.len() + n);
+    out
 }
 
 /// The host-side interface name of a pod (`cara` + 11 hex characters, 15 bytes, the kernel limit).
@@ -165,14 +172,19 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
     (out, errors)
 }
 
+/// Hash maps keyed by label and pod names: foldhash (randomly seeded per process) instead of
+/// SipHash, which dominated indexing 100,000 pods.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// Pods by label and namespace, so that a selector does not scan the whole cluster.
 #[derive(Default)]
 struct LabelIndex {
     /// label key -> label value -> pods carrying it (one shared key per pod).
-    by_label: HashMap<String, HashMap<String, Vec<Arc<Key>>>>,
+    by_label: FastMap<String, FastMap<String, Vec<Arc<Key>>>>,
     /// The shared key of each pod.
-    keys: HashMap<Key, Arc<Key>>,
-    per_namespace: HashMap<String, usize>,
+    keys: FastSet<Arc<Key>>,
+    per_namespace: FastMap<String, usize>,
     /// Pods with at least one address of each family (v4, v6).
     with_family: [usize; 2],
 }
@@ -189,13 +201,18 @@ fn has_family(pod: &Pod, f: Family) -> bool {
 }
 
 impl LabelIndex {
+    fn with_capacity(pods: usize) -> Self {
+        LabelIndex {
+            keys: FastSet::with_capacity_and_hasher(pods, Default::default()),
+            ..Default::default()
+        }
+    }
+
     fn insert(&mut self, pod: &Pod) {
-        let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        if self.keys.contains_key(&key) {
+        let shared = Arc::new(Key::new(pod.namespace.clone(), pod.name.clone()));
+        if !self.keys.insert(shared.clone()) {
             return;
         }
-        let shared = Arc::new(key.clone());
-        self.keys.insert(key, shared.clone());
         match self.per_namespace.get_mut(&pod.namespace) {
             Some(n) => *n += 1,
             None => {
@@ -247,7 +264,7 @@ impl LabelIndex {
 
     fn remove(&mut self, pod: &Pod) {
         let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        let Some(shared) = self.keys.remove(&key) else {
+        let Some(shared) = self.keys.take(&key) else {
             return;
         };
         self.remove_labels(&shared, pod);
@@ -294,7 +311,7 @@ impl LabelIndex {
 /// Every pod of `set`, looking candidates up by namespace or by a required label, whichever
 /// is smaller.
 fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
-    let mut ns_cache: HashMap<&str, bool> = HashMap::new();
+    let mut ns_cache: FastMap<&str, bool> = FastMap::default();
     let by_label = set
         .pods
         .selector
@@ -337,13 +354,58 @@ fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec
             })
             .collect(),
     };
+    // Candidates come in namespace order, so the previous pod's namespace answers most lookups.
+    let mut last: Option<(&str, bool)> = None;
     out.retain(|p| {
-        set.pods.matches(&p.labels)
-            && *ns_cache
-                .entry(p.namespace.as_str())
-                .or_insert_with(|| set.namespaces.matches(&namespace(state, &p.namespace)))
+        if !set.pods.matches(&p.labels) {
+            return false;
+        }
+        let ns = p.namespace.as_str();
+        match last {
+            Some((n, ok)) if n == ns => ok,
+            _ => {
+                let ok = *ns_cache
+                    .entry(ns)
+                    .or_insert_with(|| set.namespaces.matches(&namespace(state, ns)));
+                last = Some((ns, ok));
+                ok
+            }
+        }
     });
     out
+}
+
+/// The indices of the local endpoints that policy `p` selects.
+fn selection(
+    state: &ClusterState,
+    endpoints: &[LocalEndpoint],
+    eps_by_ns: &HashMap<String, Vec<usize>>,
+    p: &Policy,
+) -> BTreeSet<usize> {
+    let candidates: Vec<usize> = match &p.subject.namespaces {
+        NsMatch::Named(ns) => eps_by_ns.get(ns).cloned().unwrap_or_default(),
+        NsMatch::Selector(_) => (0..endpoints.len()).collect(),
+    };
+    let mut sel = BTreeSet::new();
+    for i in candidates {
+        let ep = &endpoints[i];
+        let empty;
+        let pod = match state.pods.get(&ep.pod) {
+            Some(p) => p,
+            None => {
+                empty = Pod {
+                    namespace: ep.pod.namespace.clone(),
+                    name: ep.pod.name.clone(),
+                    ..Default::default()
+                };
+                &empty
+            }
+        };
+        if p.subject.matches(Some(&namespace(state, &ep.pod.namespace)), pod) {
+            sel.insert(i);
+        }
+    }
+    sel
 }
 
 /// What a live ipset holds, so that a pod change can update members without recomputing sets.
@@ -420,29 +482,61 @@ pub struct Compiler {
     orig_chains: HashMap<(Family, Table, String), Option<Chain>>,
     orig_sets: HashMap<String, bool>,
     recreated_sets: BTreeSet<String>,
+    /// Members computed ahead of time (in parallel) for the sets a compile from scratch needs.
+    precomputed: FastMap<(Family, String), BTreeSet<SetMember>>,
 }
 
 impl Compiler {
-    /// Compiles from scratch.
+    /// Compiles from scratch. Indexing the pods runs beside validating the policies and finding
+    /// the local endpoints they select; the sets are computed on all cores.
     pub fn new(state: ClusterState, endpoints: &[LocalEndpoint]) -> Self {
         let mut endpoints: Vec<LocalEndpoint> = endpoints.to_vec();
         endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
         endpoints.dedup_by(|a, b| a.iface == b.iface);
-        let mut index = LabelIndex::default();
-        for pod in state.pods.values() {
-            index.insert(pod);
-        }
         let mut eps_by_ns: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, ep) in endpoints.iter().enumerate() {
             eps_by_ns.entry(ep.pod.namespace.clone()).or_default().push(i);
         }
+        let (index, policies, errors, selections) = std::thread::scope(|scope| {
+            let pods = &state.pods;
+            let indexer = scope.spawn(move || {
+                let mut index = LabelIndex::with_capacity(pods.len());
+                for pod in pods.values() {
+                    index.insert(pod);
+                }
+                index
+            });
+            let mut policies = BTreeMap::new();
+            let mut errors = BTreeMap::new();
+            let nps = state.network_policies.values().map(validate::network_policy);
+            let gps = state.global_policies.values().map(validate::global_policy);
+            for r in nps.chain(gps) {
+                match r {
+                    Ok(p) => {
+                        policies.insert(p.id.clone(), p);
+                    }
+                    Err(e) => {
+                        errors.insert(e.object.clone(), e);
+                    }
+                }
+            }
+            let selections: Vec<(PolicyId, BTreeSet<usize>)> = policies
+                .values()
+                .map(|p| (p.id.clone(), selection(&state, &endpoints, &eps_by_ns, p)))
+                .collect();
+            let index = match indexer.join() {
+                Ok(index) => index,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (index, policies, errors, selections)
+        });
         let mut c = Compiler {
             by_endpoint: vec![BTreeSet::new(); endpoints.len()],
             state,
             endpoints,
             eps_by_ns,
-            policies: BTreeMap::new(),
-            errors: BTreeMap::new(),
+            policies,
+            errors,
             selected: HashMap::new(),
             index,
             sets: HashMap::new(),
@@ -453,39 +547,29 @@ impl Compiler {
             orig_chains: HashMap::new(),
             orig_sets: HashMap::new(),
             recreated_sets: BTreeSet::new(),
+            precomputed: FastMap::default(),
         };
         let mut chains = BTreeMap::new();
         for family in [Family::V4, Family::V6] {
             static_chains(&mut chains, &mut c.program.hooks, family, &c.endpoints);
         }
         c.program.chains = chains;
-        let nps: Vec<_> = c
-            .state
-            .network_policies
-            .values()
-            .map(validate::network_policy)
-            .collect();
-        let gps: Vec<_> = c
-            .state
-            .global_policies
-            .values()
-            .map(validate::global_policy)
-            .collect();
-        for r in nps.into_iter().chain(gps) {
-            match r {
-                Ok(p) => {
-                    c.policies.insert(p.id.clone(), p);
-                }
-                Err(e) => {
-                    c.errors.insert(e.object.clone(), e);
-                }
-            }
+        for (id, sel) in selections {
+            c.record_selection(&id, sel);
         }
+        let requests = c.set_requests();
+        let defs: Vec<(Family, &SetDef)> = requests.iter().map(|(f, _, d)| (*f, d)).collect();
+        let computed = c.compute_all(&defs);
+        c.precomputed = requests
+            .into_iter()
+            .zip(computed)
+            .map(|((f, key, _), members)| ((f, key), members))
+            .collect();
         let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
         for id in &ids {
-            c.reselect(id);
             c.put_policy_chains(id);
         }
+        c.precomputed = FastMap::default();
         c.refresh_endpoints(0..c.endpoints.len());
         c.take_delta();
         c
@@ -661,9 +745,12 @@ impl Compiler {
             .filter(|(_, d)| matches!(d, SetDef::Pods(_)))
             .map(|(n, d)| (n.clone(), d.clone()))
             .collect();
-        for (name, def) in names {
-            let family = self.program.sets[&name].family;
-            let fresh = self.compute_members(family, &def);
+        let defs: Vec<(Family, &SetDef)> = names
+            .iter()
+            .map(|(name, def)| (self.program.sets[name].family, def))
+            .collect();
+        let computed = self.compute_all(&defs);
+        for ((name, _), fresh) in names.into_iter().zip(computed) {
             let old = &self.program.sets[&name].members;
             for m in fresh.difference(old) {
                 self.delta.members_added.push((name.clone(), m.clone()));
@@ -789,31 +876,13 @@ impl Compiler {
     /// Recomputes which local endpoints a policy selects, keeping `by_endpoint` in step.
     fn reselect(&mut self, id: &PolicyId) {
         let Some(p) = self.policies.get(id) else { return };
-        let candidates: Vec<usize> = match &p.subject.namespaces {
-            NsMatch::Named(ns) => self.eps_by_ns.get(ns).cloned().unwrap_or_default(),
-            NsMatch::Selector(_) => (0..self.endpoints.len()).collect(),
-        };
-        let mut sel = BTreeSet::new();
-        for i in candidates {
-            let ep = &self.endpoints[i];
-            let empty;
-            let pod = match self.state.pods.get(&ep.pod) {
-                Some(p) => p,
-                None => {
-                    empty = Pod {
-                        namespace: ep.pod.namespace.clone(),
-                        name: ep.pod.name.clone(),
-                        ..Default::default()
-                    };
-                    &empty
-                }
-            };
-            if p.subject
-                .matches(Some(&namespace(&self.state, &ep.pod.namespace)), pod)
-            {
-                sel.insert(i);
-            }
-        }
+        let sel = selection(&self.state, &self.endpoints, &self.eps_by_ns, p);
+        self.record_selection(id, sel);
+    }
+
+    /// Records that policy `id` selects the local endpoints `sel`.
+    fn record_selection(&mut self, id: &PolicyId, sel: BTreeSet<usize>) {
+        let Some(p) = self.policies.get(id) else { return };
         let key: OrderKey = (p.layer, p.priority, p.id.clone());
         let before = self.selected.get(id).cloned().unwrap_or_default();
         for i in before.difference(&sel) {
@@ -977,6 +1046,73 @@ impl Compiler {
         }
     }
 
+    /// The sets the active policies' chains will ask for: (family, key, definition), each once.
+    fn set_requests(&self) -> Vec<(Family, String, SetDef)> {
+        let mut seen: FastSet<(Family, String)> = FastSet::default();
+        let mut out = Vec::new();
+        for p in self.policies.values() {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if !self.active(p, dir) {
+                    continue;
+                }
+                for r in p.rules(dir).unwrap_or(&[]) {
+                    let peers = r.peers.iter().flatten().filter_map(|peer| match peer {
+                        Peer::Pods(set) => Some((pods_set_key(set), SetDef::Pods(set.clone()))),
+                        Peer::Net { .. } => None,
+                    });
+                    let ports = r.ports.iter().flatten().filter_map(|pm| match pm {
+                        PortMatch::Named(proto, name) => Some(named_port_set(dir, *proto, name)),
+                        _ => None,
+                    });
+                    for (key, def) in peers.chain(ports) {
+                        for family in [Family::V4, Family::V6] {
+                            if seen.insert((family, key.clone())) {
+                                out.push((family, key.clone(), def.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Self::compute_members`] of many sets, spread over the machine's cores.
+    fn compute_all(&self, defs: &[(Family, &SetDef)]) -> Vec<BTreeSet<SetMember>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(defs.len())
+            .min(8);
+        if threads <= 1 {
+            return defs.iter().map(|(f, d)| self.compute_members(*f, d)).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((family, def)) = defs.get(i) else { break };
+                done.push((i, self.compute_members(*family, def)));
+            }
+            done
+        };
+        let mut out = vec![BTreeSet::new(); defs.len()];
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for w in workers {
+                match w.join() {
+                    Ok(done) => all.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            for (i, members) in all {
+                out[i] = members;
+            }
+        });
+        out
+    }
+
     fn compute_members(&self, family: Family, def: &SetDef) -> BTreeSet<SetMember> {
         match def {
             SetDef::Net => BTreeSet::new(),
@@ -1099,7 +1235,7 @@ impl Compiler {
                 self.ensure_set(family, &key, 'n', SetKind::HashNet, SetDef::Net, Some(members()))
             }
             Peer::Pods(set) => {
-                let key = format!("pods:{}", set.canonical());
+                let key = pods_set_key(set);
                 self.ensure_set(
                     family,
                     &key,
@@ -1126,15 +1262,7 @@ impl Compiler {
                 PortMatch::Protocol(proto) => out.push(vec![Match::Protocol(*proto)]),
                 PortMatch::Range(proto, lo, hi) => ranges.entry(*proto).or_default().push((*lo, *hi)),
                 PortMatch::Named(proto, name) => {
-                    // Ingress: the destination is a local endpoint; egress: anywhere.
-                    let local = dir == Direction::Ingress;
-                    let scope = if local { "local" } else { "cluster" };
-                    let key = format!("port:{scope}:{}:{name}", proto.name());
-                    let def = SetDef::NamedPort {
-                        local,
-                        protocol: *proto,
-                        name: name.clone(),
-                    };
+                    let (key, def) = named_port_set(dir, *proto, name);
                     let set = self.ensure_set(family, &key, 'p', SetKind::HashIpPort, def, None);
                     out.push(vec![
                         Match::Protocol(*proto),
@@ -1188,7 +1316,9 @@ impl Compiler {
         }
         let prefix = format!("{SET_PREFIX}{}{tag}-", family_digit(family));
         let name = hashed_name(&prefix, key, MAX_SET_NAME);
-        let members = members.unwrap_or_else(|| self.compute_members(family, &def));
+        let members = members
+            .or_else(|| self.precomputed.remove(&(family, key.to_string())))
+            .unwrap_or_else(|| self.compute_members(family, &def));
         self.program.sets.insert(
             name.clone(),
             IpSet {
@@ -1211,6 +1341,25 @@ impl Compiler {
         }
         name
     }
+}
+
+/// The key of the set of a pod peer.
+fn pods_set_key(set: &PodSet) -> String {
+    format!("pods:{}", set.canonical())
+}
+
+/// The key and definition of a named-port set. Ingress: the destination is a local endpoint;
+/// egress: anywhere in the cluster.
+fn named_port_set(dir: Direction, protocol: Protocol, name: &str) -> (String, SetDef) {
+    let local = dir == Direction::Ingress;
+    let scope = if local { "local" } else { "cluster" };
+    let key = format!("port:{scope}:{}:{name}", protocol.name());
+    let def = SetDef::NamedPort {
+        local,
+        protocol,
+        name: name.to_string(),
+    };
+    (key, def)
 }
 
 /// The sets a chain's rules match on.
