@@ -227,6 +227,23 @@ impl LabelIndex {
         self.add_labels(&shared, pod);
     }
 
+    /// Adds the pods of `other` (an index of other pods).
+    fn merge(&mut self, other: LabelIndex) {
+        for (k, values) in other.by_label {
+            let mine = self.by_label.entry(k).or_default();
+            for (v, list) in values {
+                mine.entry(v).or_default().extend(list);
+            }
+        }
+        self.keys.extend(other.keys);
+        for (ns, n) in other.per_namespace {
+            *self.per_namespace.entry(ns).or_default() += n;
+        }
+        for (mine, theirs) in self.with_family.iter_mut().zip(other.with_family) {
+            *mine += theirs;
+        }
+    }
+
     fn add_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
         for (k, v) in &pod.labels {
             // Look up by &str first, so that only a new key or value allocates.
@@ -375,37 +392,46 @@ fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec
     out
 }
 
-/// The indices of the local endpoints that policy `p` selects.
-fn selection(
-    state: &ClusterState,
-    endpoints: &[LocalEndpoint],
-    eps_by_ns: &HashMap<String, Vec<usize>>,
-    p: &Policy,
-) -> BTreeSet<usize> {
-    let candidates: Vec<usize> = match &p.subject.namespaces {
-        NsMatch::Named(ns) => eps_by_ns.get(ns).cloned().unwrap_or_default(),
-        NsMatch::Selector(_) => (0..endpoints.len()).collect(),
-    };
-    let mut sel = BTreeSet::new();
-    for i in candidates {
-        let ep = &endpoints[i];
-        let empty;
-        let pod = match state.pods.get(&ep.pod) {
-            Some(p) => p,
-            None => {
-                empty = Pod {
+/// A local endpoint's pod (empty when the datastore does not know it yet) and namespace.
+struct LocalView<'s> {
+    pod: Cow<'s, Pod>,
+    ns: Cow<'s, Namespace>,
+}
+
+fn local_views<'s>(state: &'s ClusterState, endpoints: &[LocalEndpoint]) -> Vec<LocalView<'s>> {
+    endpoints
+        .iter()
+        .map(|ep| LocalView {
+            pod: match state.pods.get(&ep.pod) {
+                Some(p) => Cow::Borrowed(p),
+                None => Cow::Owned(Pod {
                     namespace: ep.pod.namespace.clone(),
                     name: ep.pod.name.clone(),
                     ..Default::default()
-                };
-                &empty
-            }
-        };
-        if p.subject.matches(Some(&namespace(state, &ep.pod.namespace)), pod) {
-            sel.insert(i);
-        }
+                }),
+            },
+            ns: namespace(state, &ep.pod.namespace),
+        })
+        .collect()
+}
+
+/// The indices of the local endpoints (`views`, in endpoint order) that policy `p` selects.
+fn selection(
+    views: &[LocalView<'_>],
+    eps_by_ns: &HashMap<String, Vec<usize>>,
+    p: &Policy,
+) -> BTreeSet<usize> {
+    let check = |i: usize| p.subject.matches(Some(&views[i].ns), &views[i].pod);
+    match &p.subject.namespaces {
+        NsMatch::Named(ns) => eps_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| check(i))
+            .collect(),
+        NsMatch::Selector(_) => (0..views.len()).filter(|&i| check(i)).collect(),
     }
-    sel
 }
 
 /// What a live ipset holds, so that a pod change can update members without recomputing sets.
@@ -497,11 +523,22 @@ impl Compiler {
         for (i, ep) in endpoints.iter().enumerate() {
             eps_by_ns.entry(ep.pod.namespace.clone()).or_default().push(i);
         }
+        // The spawned thread indexes the pods of the first 55 % of namespaces while this one
+        // validates and selects, then indexes the rest (the two take about as long).
+        let split = state
+            .namespaces
+            .keys()
+            .nth(state.namespaces.len() * 11 / 20)
+            .map(|ns| Key::new(ns.clone(), ""));
+        let pods = &state.pods;
         let (index, policies, errors, selections) = std::thread::scope(|scope| {
-            let pods = &state.pods;
+            let (first, rest) = match &split {
+                Some(k) => (pods.range(..k), Some(pods.range(k..))),
+                None => (pods.range(..), None),
+            };
             let indexer = scope.spawn(move || {
                 let mut index = LabelIndex::with_capacity(pods.len());
-                for pod in pods.values() {
+                for pod in first.map(|(_, p)| p) {
                     index.insert(pod);
                 }
                 index
@@ -520,14 +557,20 @@ impl Compiler {
                     }
                 }
             }
+            let views = local_views(&state, &endpoints);
             let selections: Vec<(PolicyId, BTreeSet<usize>)> = policies
                 .values()
-                .map(|p| (p.id.clone(), selection(&state, &endpoints, &eps_by_ns, p)))
+                .map(|p| (p.id.clone(), selection(&views, &eps_by_ns, p)))
                 .collect();
-            let index = match indexer.join() {
+            let mut more = LabelIndex::default();
+            for pod in rest.into_iter().flatten().map(|(_, p)| p) {
+                more.insert(pod);
+            }
+            let mut index = match indexer.join() {
                 Ok(index) => index,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
+            index.merge(more);
             (index, policies, errors, selections)
         });
         let mut c = Compiler {
@@ -765,11 +808,19 @@ impl Compiler {
 
     /// Re-evaluates every policy's selection; refreshes what changed.
     fn reselect_all(&mut self) {
-        let ids: Vec<PolicyId> = self.policies.keys().cloned().collect();
+        // Every policy's selection first (against one view of the local endpoints), then the
+        // changes.
+        let views = local_views(&self.state, &self.endpoints);
+        let selections: Vec<(PolicyId, BTreeSet<usize>)> = self
+            .policies
+            .values()
+            .map(|p| (p.id.clone(), selection(&views, &self.eps_by_ns, p)))
+            .collect();
+        drop(views);
         let mut touched = BTreeSet::new();
-        for id in ids {
+        for (id, sel) in selections {
             let before = self.selected.get(&id).cloned().unwrap_or_default();
-            self.reselect(&id);
+            self.record_selection(&id, sel);
             let after = self.selected.get(&id).cloned().unwrap_or_default();
             if before != after {
                 touched.extend(before.symmetric_difference(&after).copied());
@@ -876,7 +927,8 @@ impl Compiler {
     /// Recomputes which local endpoints a policy selects, keeping `by_endpoint` in step.
     fn reselect(&mut self, id: &PolicyId) {
         let Some(p) = self.policies.get(id) else { return };
-        let sel = selection(&self.state, &self.endpoints, &self.eps_by_ns, p);
+        let views = local_views(&self.state, &self.endpoints);
+        let sel = selection(&views, &self.eps_by_ns, p);
         self.record_selection(id, sel);
     }
 
