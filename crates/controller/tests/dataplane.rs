@@ -500,3 +500,90 @@ fn apply_changes_touches_only_the_listed_chains_and_sets() {
     assert_eq!((stats.chains_written, stats.chains_deleted), (2, 2));
     assert_eq!(applier.drift(&program).unwrap(), Vec::<String>::new());
 }
+
+/// The agent's policy reconciler in a namespace of its own: the first step compiles and
+/// applies whole, later steps apply only the compiler's delta, a changed set of local endpoints
+/// compiles whole again, and a resync puts right what was changed behind its back.
+#[test]
+fn agent_policy_steps_apply_deltas_and_a_resync_heals_drift() {
+    use caracal::agent::PolicyReconciler;
+    use caracal_policy::compile::compile;
+    use caracal_policy::synthetic::{self, Spec};
+    require_root!();
+    let ns = Netns::create(&format!("pn-agent-{}", unique_suffix())).unwrap();
+    let syn = synthetic::generate(&Spec {
+        pods: 600,
+        namespaces: 20,
+        network_policies: 40,
+        global_policies: 10,
+        local_endpoints: 12,
+    });
+    let mut state = syn.state.clone();
+    let eps = syn.endpoints.clone();
+    let applier = Applier::new(Some(ns.name()), None).unwrap();
+    let mut r = PolicyReconciler::new(applier);
+    let in_sync = |r: &PolicyReconciler, state: &caracal_policy::model::ClusterState, eps: &[_]| {
+        r.applier().drift(&compile(state, eps).program).unwrap()
+    };
+
+    let first = r.step(&state, &eps, false).unwrap();
+    assert!(first.full && !first.resynced, "{first:?}");
+    assert!(first.stats.rules_written > 0, "{first:?}");
+    assert_eq!(in_sync(&r, &state, &eps), Vec::<String>::new());
+
+    // A NetworkPolicy added in a local endpoint's namespace, selecting it: a delta.
+    let ns_name = &eps[0].pod.namespace;
+    let np: k8s_openapi::api::networking::v1::NetworkPolicy = serde_yaml::from_str(&format!(
+        "{{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy,
+          metadata: {{name: extra, namespace: {ns_name}}},
+          spec: {{podSelector: {{}}, ingress: [{{ports: [{{port: 1234}}]}}]}}}}"
+    ))
+    .unwrap();
+    state
+        .network_policies
+        .insert(caracal_policy::model::Key::new(ns_name.clone(), "extra"), np);
+    let step = r.step(&state, &eps, false).unwrap();
+    assert!(!step.full, "{step:?}");
+    assert!(step.stats.chains_written > 0, "{step:?}");
+    assert_eq!(in_sync(&r, &state, &eps), Vec::<String>::new());
+
+    // Nothing changed: nothing written.
+    let idle = r.step(&state, &eps, false).unwrap();
+    assert!(!idle.full, "{idle:?}");
+    assert_eq!(idle.stats, Default::default());
+
+    // A pod removed behind the agent's back from every set: a plain step does not see it, a
+    // resync does and puts it back.
+    let set = r
+        .compiled_program()
+        .unwrap()
+        .sets
+        .iter()
+        .find(|(_, s)| s.family == Family::V4 && !s.members.is_empty())
+        .map(|(n, s)| (n.clone(), s.members.iter().next().unwrap().clone()))
+        .unwrap();
+    let member = match &set.1 {
+        SetMember::Net(net) => net.to_string(),
+        SetMember::NoMatch(net) => format!("{net} nomatch"),
+        SetMember::IpPort { ip, protocol, port } => format!("{ip},{}:{port}", protocol.name()),
+    };
+    let ipset = tool("ipset").unwrap();
+    let entry = member.split(' ').next().unwrap();
+    run(Some(ns.name()), &ipset, &["del", &set.0, entry], None).unwrap();
+    assert!(
+        !in_sync(&r, &state, &eps).is_empty(),
+        "the member is gone from the kernel"
+    );
+    let plain = r.step(&state, &eps, false).unwrap();
+    assert_eq!(plain.stats, Default::default());
+    let resync = r.step(&state, &eps, true).unwrap();
+    assert!(resync.full && resync.resynced, "{resync:?}");
+    assert_eq!(in_sync(&r, &state, &eps), Vec::<String>::new());
+
+    // A local endpoint gone: compiled whole again, its chains removed.
+    let fewer = &eps[1..];
+    let step = r.step(&state, fewer, false).unwrap();
+    assert!(step.full, "{step:?}");
+    assert_eq!(in_sync(&r, &state, fewer), Vec::<String>::new());
+    r.applier_mut().clear().unwrap();
+}

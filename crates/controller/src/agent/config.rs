@@ -31,6 +31,11 @@ pub struct AgentConfig {
     pub endpoints_dir: PathBuf,
     #[serde(default = "default_endpoint_poll_ms")]
     pub endpoint_poll_ms: u64,
+    /// Every this many seconds the whole policy program is compared with what the kernel
+    /// holds, and anything changed behind the agent's back is put right (0: never). Between
+    /// resyncs only the compiler's deltas are applied.
+    #[serde(default = "default_policy_resync_secs")]
+    pub policy_resync_secs: u64,
     /// Created after the first successful apply; the CNI plugin's STATUS reports ready then.
     #[serde(default = "default_readiness_file")]
     pub readiness_file: Option<PathBuf>,
@@ -56,6 +61,10 @@ fn default_endpoints_dir() -> PathBuf {
 
 fn default_endpoint_poll_ms() -> u64 {
     200
+}
+
+fn default_policy_resync_secs() -> u64 {
+    90
 }
 
 fn default_readiness_file() -> Option<PathBuf> {

@@ -14,6 +14,7 @@
 pub mod config;
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     net::IpAddr,
     path::{Path, PathBuf},
@@ -87,7 +88,11 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, Option<SystemTime>)> {
 /// The cluster as the compiler should see it: local pods the API does not yet report addresses
 /// for (the kubelet has not written `status.podIPs` yet) get the addresses the CNI plugin gave
 /// them, so their policy is in place before the API catches up.
-pub fn with_local_addresses(cluster: &ClusterState, eps: &[LocalEndpoint]) -> ClusterState {
+pub fn with_local_addresses<'c>(cluster: &'c ClusterState, eps: &[LocalEndpoint]) -> Cow<'c, ClusterState> {
+    let missing = |ep: &&LocalEndpoint| cluster.pods.get(&ep.pod).is_some_and(|p| p.ips.is_empty());
+    if !eps.iter().any(|ep| missing(&ep)) {
+        return Cow::Borrowed(cluster);
+    }
     let mut c = cluster.clone();
     for ep in eps {
         if let Some(pod) = c.pods.get_mut(&ep.pod)
@@ -96,7 +101,7 @@ pub fn with_local_addresses(cluster: &ClusterState, eps: &[LocalEndpoint]) -> Cl
             pod.ips = ep.ips.clone();
         }
     }
-    c
+    Cow::Owned(c)
 }
 
 /// Writes the CNI config list, rendered from its template (the shape of
@@ -122,21 +127,126 @@ pub fn write_cni_config(template: &Path, out: &Path, node: &Node) -> Result<bool
     Ok(true)
 }
 
-/// The policy reconciler: recompiles and applies whenever the model or the local endpoints
-/// change. Runs until `snapshots` closes.
+/// How one policy reconciliation went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStep {
+    /// Compiled from scratch and compared whole with the kernel (the first step, a changed set
+    /// of local endpoints, a resync, or the step after a failure); otherwise only the compiler's
+    /// delta was rendered and applied.
+    pub full: bool,
+    /// The kernel was read back first (a resync).
+    pub resynced: bool,
+    pub compile: Duration,
+    pub stats: crate::dataplane::applier::ApplyStats,
+}
+
+/// The policy side of the agent without the async loop: keeps the incremental compiler between
+/// steps, so that a change costs what the change touches, not what the cluster holds.
+pub struct PolicyReconciler {
+    applier: Applier,
+    compiler: Option<caracal_policy::compile::Compiler>,
+    endpoints: Vec<LocalEndpoint>,
+    errors: std::collections::BTreeSet<String>,
+}
+
+impl PolicyReconciler {
+    pub fn new(applier: Applier) -> Self {
+        PolicyReconciler {
+            applier,
+            compiler: None,
+            endpoints: Vec::new(),
+            errors: Default::default(),
+        }
+    }
+
+    pub fn applier(&self) -> &Applier {
+        &self.applier
+    }
+
+    pub fn applier_mut(&mut self) -> &mut Applier {
+        &mut self.applier
+    }
+
+    /// The program of the last successful step, if any.
+    pub fn compiled_program(&self) -> Option<&caracal_policy::program::Program> {
+        self.compiler.as_ref().map(|c| c.program())
+    }
+
+    /// Brings the kernel to the program of `cluster` with the local endpoints `eps`. With
+    /// `resync`, the applier forgets what it programmed and reads the kernel back, so rules or
+    /// sets changed behind its back are put right.
+    pub fn step(
+        &mut self,
+        cluster: &ClusterState,
+        eps: &[LocalEndpoint],
+        resync: bool,
+    ) -> Result<PolicyStep> {
+        use caracal_policy::compile::Compiler;
+        let start = Instant::now();
+        let cluster_now = with_local_addresses(cluster, eps);
+        let incremental = match self.compiler.as_mut() {
+            Some(c) if !resync && self.endpoints == eps => Some(c.sync_to(&cluster_now)),
+            _ => None,
+        };
+        let full = incremental.is_none();
+        if full {
+            self.compiler = Some(Compiler::new(cluster_now.into_owned(), eps));
+            self.endpoints = eps.to_vec();
+        }
+        let compiler = self.compiler.as_ref().expect("compiled above");
+        let compile = start.elapsed();
+        let errors: std::collections::BTreeSet<String> =
+            compiler.errors().iter().map(ToString::to_string).collect();
+        for e in errors.difference(&self.errors) {
+            tracing::warn!("policy rejected: {e}");
+        }
+        self.errors = errors;
+        if resync {
+            self.applier.resync();
+        }
+        let result = match &incremental {
+            None => self.applier.apply(compiler.program()),
+            Some(delta) if delta.is_empty() => Ok(Default::default()),
+            Some(delta) => self.applier.apply_changes(
+                compiler.program(),
+                &crate::dataplane::applier::Changes::from(delta),
+            ),
+        };
+        match result {
+            Ok(stats) => Ok(PolicyStep {
+                full,
+                resynced: resync,
+                compile,
+                stats,
+            }),
+            Err(e) => {
+                // The compiler moved on but the kernel may not have: start over next time.
+                self.compiler = None;
+                self.applier.resync();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The policy reconciler: applies whenever the model or the local endpoints change, through
+/// the incremental compiler's deltas, and every `policy_resync_secs` compares the whole program
+/// with what the kernel holds. Runs until `snapshots` closes.
 pub async fn reconcile_policy(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
 ) -> Result<()> {
-    let mut applier = Some(
-        tokio::task::spawn_blocking(|| Applier::new(None, None))
-            .await?
-            .context("detecting iptables")?,
-    );
+    let applier = tokio::task::spawn_blocking(|| Applier::new(None, None))
+        .await?
+        .context("detecting iptables")?;
+    let mut reconciler = Some(PolicyReconciler::new(applier));
     let endpoints_dir = config.endpoints_dir.clone();
     let mut last_fp = None;
     let mut dirty = true;
+    let mut resync_due = false;
     let mut tick = tokio::time::interval(Duration::from_millis(config.endpoint_poll_ms));
+    let every = Duration::from_secs(config.policy_resync_secs.max(1));
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             changed = snapshots.changed() => {
@@ -150,6 +260,10 @@ pub async fn reconcile_policy(
                     dirty = true;
                 }
             }
+            _ = resync.tick(), if config.policy_resync_secs > 0 => {
+                resync_due = true;
+                dirty = true;
+            }
         }
         if !dirty {
             continue;
@@ -157,25 +271,26 @@ pub async fn reconcile_policy(
         dirty = false;
         let snap = snapshots.borrow_and_update().clone();
         let eps = read_endpoints(&endpoints_dir);
-        let mut a = applier.take().expect("applier is returned after every apply");
-        let (a, result) = tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
-            let cluster = with_local_addresses(&snap.cluster, &eps);
-            let compiled = caracal_policy::compile::compile(&cluster, &eps);
-            for e in &compiled.errors {
-                tracing::warn!("policy rejected: {e}");
-            }
-            let compile_time = start.elapsed();
-            let r = a
-                .apply(&compiled.program)
-                .map(|stats| (stats, compile_time, eps.len()));
-            (a, r)
+        let mut r = reconciler
+            .take()
+            .expect("the reconciler is returned after every step");
+        let full_resync = std::mem::take(&mut resync_due);
+        let (r, result) = tokio::task::spawn_blocking(move || {
+            let result = r.step(&snap.cluster, &eps, full_resync).map(|s| (s, eps.len()));
+            (r, result)
         })
         .await?;
-        applier = Some(a);
+        reconciler = Some(r);
         match result {
-            Ok((stats, compile_time, n)) => {
-                tracing::info!(endpoints = n, ?compile_time, ?stats, "policy applied");
+            Ok((step, n)) => {
+                tracing::info!(
+                    endpoints = n,
+                    full = step.full,
+                    resync = step.resynced,
+                    compile_time = ?step.compile,
+                    stats = ?step.stats,
+                    "policy applied"
+                );
                 if let Some(ready) = &config.readiness_file
                     && !ready.exists()
                 {
