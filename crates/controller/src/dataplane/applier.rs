@@ -277,15 +277,11 @@ impl Applier {
             self.ipset_restore(&set_plan.before, &mut stats)?;
         }
         let keys: BTreeSet<(Family, Table)> = tables.keys().chain(known.tables.keys()).copied().collect();
+        let empty_tables: BTreeMap<(Family, Table), RenderedTable> =
+            keys.iter().map(|k| (*k, RenderedTable::new(k.0, k.1))).collect();
+        let mut jobs = Vec::new();
         for key in keys {
-            let empty;
-            let want = match tables.get(&key) {
-                Some(t) => t,
-                None => {
-                    empty = RenderedTable::new(key.0, key.1);
-                    &empty
-                }
-            };
+            let want = tables.get(&key).unwrap_or(&empty_tables[&key]);
             let have = known.tables.entry(key).or_default();
             let names: Option<BTreeSet<String>> = only.map(|c| {
                 c.chains
@@ -294,18 +290,47 @@ impl Applier {
                     .map(|(_, _, n)| n.clone())
                     .collect()
             });
-            let Some(plan) = plan_table_only(want, have, names.as_ref()) else {
-                continue;
-            };
-            let restore = &self.tools[&key.0].restore;
-            let started = Instant::now();
-            run(
-                self.netns.as_deref(),
-                restore,
-                &["--noflush", "--wait", "10"],
-                Some(&plan.restore),
-            )?;
+            if let Some(plan) = plan_table_only(want, have, names.as_ref()) {
+                jobs.push((key, want, names, plan));
+            }
+        }
+        // One restore per table and family, all at once: nft tables are independent
+        // transactions (a changed policy's IPv4 and IPv6 chains load side by side); the legacy
+        // tools serialise on the xtables lock (`--wait`).
+        let netns = self.netns.as_deref();
+        let tools = &self.tools;
+        let started = Instant::now();
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let running: Vec<_> = jobs
+                .iter()
+                .map(|(key, _, _, plan)| {
+                    let restore = &tools[&key.0].restore;
+                    scope.spawn(move || {
+                        run(
+                            netns,
+                            restore,
+                            &["--noflush", "--wait", "10"],
+                            Some(&plan.restore),
+                        )
+                        .map(drop)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        if !jobs.is_empty() {
             stats.kernel_time += started.elapsed();
+        }
+        for r in results {
+            r?;
+        }
+        for (key, want, names, plan) in jobs {
             stats.restores += 1;
             stats.chains_written += plan.chains_written;
             stats.chains_deleted += plan.chains_deleted;
@@ -315,7 +340,11 @@ impl Applier {
                 .lines()
                 .filter(|l| l.starts_with("-A") || l.starts_with("-I"))
                 .count();
-            have.apply_only(want, names.as_ref());
+            known
+                .tables
+                .entry(key)
+                .or_default()
+                .apply_only(want, names.as_ref());
         }
         if !set_plan.after.is_empty() {
             self.ipset_restore(&set_plan.after, &mut stats)?;
