@@ -274,6 +274,49 @@ fn one_changed_policy_chain_is_the_only_chain_written() {
     assert_eq!(applier.drift(&program).unwrap(), Vec::<String>::new());
 }
 
+/// Only a chain's first rule carries its hash; a rule replaced in place (same length, same
+/// hash) is caught by comparing the printed chain with how it was printed at the last read back.
+#[test]
+fn a_rule_replaced_in_place_behind_the_appliers_back_is_restored_after_resync() {
+    require_root!();
+    for backend in [Backend::Legacy, Backend::Nft] {
+        let ns = Netns::create(&format!("pn-inplace-{}", unique_suffix())).unwrap();
+        let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
+        let program = build(&small_spec());
+        applier.apply(&program).unwrap();
+        // A resync reads the kernel back and learns how it prints caracal's chains.
+        applier.resync();
+        assert_eq!(applier.apply(&program).unwrap().restores, 0, "{backend:?}");
+        let listed = save(ns.name(), backend);
+        let n = listed
+            .lines()
+            .filter(|l| l.starts_with("-A cara-to-wl-dispatch "))
+            .count();
+        assert!(n >= 2, "{listed}");
+        let last = n.to_string();
+        iptables(
+            ns.name(),
+            backend,
+            &["-R", "cara-to-wl-dispatch", &last, "-j", "ACCEPT"],
+        );
+        assert_eq!(applier.drift(&program).unwrap().len(), 1, "{backend:?}");
+        applier.resync();
+        let stats = applier.apply(&program).unwrap();
+        assert_eq!(stats.chains_written, 1, "{backend:?}: {stats:?}");
+        assert_eq!(
+            applier.drift(&program).unwrap(),
+            Vec::<String>::new(),
+            "{backend:?}"
+        );
+        let restored = save(ns.name(), backend);
+        assert!(
+            !restored.contains("-A cara-to-wl-dispatch -j ACCEPT"),
+            "{backend:?}: {restored}"
+        );
+        applier.clear().unwrap();
+    }
+}
+
 #[test]
 fn rules_removed_behind_the_appliers_back_are_restored_after_resync() {
     require_root!();

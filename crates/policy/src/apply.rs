@@ -36,11 +36,7 @@ pub fn plan_table_only(
     only: Option<&BTreeSet<String>>,
 ) -> Option<TablePlan> {
     let same = |rules: &[RenderedRule], saved: &[SavedRule]| {
-        rules.len() == saved.len()
-            && rules
-                .iter()
-                .zip(saved)
-                .all(|(r, s)| s.hash.as_deref() == Some(r.hash.as_str()))
+        rules.len() == saved.len() && rules.iter().zip(saved).all(|(r, s)| s.hash == r.hash)
     };
     let is_dirty = |name: &String, rules: &Vec<RenderedRule>| {
         actual.chains.get(name).is_none_or(|saved| !same(rules, saved))
@@ -89,7 +85,7 @@ pub fn plan_table_only(
             .inserts
             .iter()
             .chain(&want.appends)
-            .map(|r| r.hash.as_str())
+            .filter_map(|r| r.hash.as_deref())
             .collect();
         let on_top = have.len() >= want.inserts.len() && same(&want.inserts, &have[..want.inserts.len()]);
         if ours == wanted && on_top {

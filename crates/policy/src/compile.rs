@@ -327,8 +327,8 @@ impl LabelIndex {
 
 /// Every pod of `set`, looking candidates up by namespace or by a required label, whichever
 /// is smaller.
-fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
-    let mut ns_cache: FastMap<&str, bool> = FastMap::default();
+fn members<'s>(state: &'s ClusterState, index: &'s LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
+    let mut ns_cache: FastMap<&'s str, bool> = FastMap::default();
     let by_label = set
         .pods
         .selector
@@ -356,40 +356,42 @@ fn members<'s>(state: &'s ClusterState, index: &LabelIndex, set: &PodSet) -> Vec
             .map(|n| index.per_namespace.get(*n).copied().unwrap_or(0))
             .sum()
     };
-    let mut out: Vec<&Pod> = match by_label {
+    let labels_match = |p: &&Pod| set.pods.matches(&p.labels);
+    match by_label {
         // A lookup per candidate costs about as much as scanning eight pods in order.
-        Some(keys) if keys.len() * 8 < ns_cost => keys.iter().filter_map(|k| state.pods.get(&**k)).collect(),
-        _ if everything_ns => state.pods.values().collect(),
+        Some(keys) if keys.len() * 8 < ns_cost => {
+            // Candidates come in namespace order, so the previous one's namespace answers most
+            // checks; a candidate of another namespace is never looked up.
+            let mut last: Option<(&str, bool)> = None;
+            let mut ns_ok = |ns: &'s str| match last {
+                Some((n, ok)) if n == ns => ok,
+                _ => {
+                    let ok = *ns_cache
+                        .entry(ns)
+                        .or_insert_with(|| set.namespaces.matches(&namespace(state, ns)));
+                    last = Some((ns, ok));
+                    ok
+                }
+            };
+            keys.iter()
+                .filter(|k| ns_ok(k.namespace.as_str()))
+                .filter_map(|k| state.pods.get(&**k))
+                .filter(labels_match)
+                .collect()
+        }
+        // Every candidate below is in an allowed namespace already.
+        _ if everything_ns => state.pods.values().filter(labels_match).collect(),
         _ => namespaces
             .iter()
             .flat_map(|ns| {
-                state
-                    .pods
-                    .range(Key::new(*ns, "")..)
-                    .take_while(move |(k, _)| k.namespace == *ns)
-                    .map(|(_, p)| p)
+                // Exactly the keys of namespace `ns`: no string comparison per pod.
+                let from = Key::new(*ns, "");
+                let to = Key::new(format!("{ns}\0"), "");
+                state.pods.range(from..to).map(|(_, p)| p)
             })
+            .filter(labels_match)
             .collect(),
-    };
-    // Candidates come in namespace order, so the previous pod's namespace answers most lookups.
-    let mut last: Option<(&str, bool)> = None;
-    out.retain(|p| {
-        if !set.pods.matches(&p.labels) {
-            return false;
-        }
-        let ns = p.namespace.as_str();
-        match last {
-            Some((n, ok)) if n == ns => ok,
-            _ => {
-                let ok = *ns_cache
-                    .entry(ns)
-                    .or_insert_with(|| set.namespaces.matches(&namespace(state, ns)));
-                last = Some((ns, ok));
-                ok
-            }
-        }
-    });
-    out
+    }
 }
 
 /// A local endpoint's pod (empty when the datastore does not know it yet) and namespace.
@@ -508,8 +510,10 @@ pub struct Compiler {
     orig_chains: HashMap<(Family, Table, String), Option<Chain>>,
     orig_sets: HashMap<String, bool>,
     recreated_sets: BTreeSet<String>,
-    /// Members computed ahead of time (in parallel) for the sets a compile from scratch needs.
-    precomputed: FastMap<(Family, String), BTreeSet<SetMember>>,
+    /// While compiling from scratch, sets are created empty and listed here (name, family, key,
+    /// definition); their members are computed in parallel and filled in afterwards.
+    deferring: bool,
+    deferred: Vec<(String, Family, String, SetDef)>,
 }
 
 impl Compiler {
@@ -590,7 +594,8 @@ impl Compiler {
             orig_chains: HashMap::new(),
             orig_sets: HashMap::new(),
             recreated_sets: BTreeSet::new(),
-            precomputed: FastMap::default(),
+            deferring: false,
+            deferred: Vec::new(),
         };
         let mut chains = BTreeMap::new();
         for family in [Family::V4, Family::V6] {
@@ -600,20 +605,37 @@ impl Compiler {
         for (id, sel) in selections {
             c.record_selection(&id, sel);
         }
+        // The sets' members are computed on the other cores while this thread builds the chains
+        // (which only need the sets' names), then it helps with what is left.
         let requests = c.set_requests();
+        let state = std::mem::take(&mut c.state);
+        let index = std::mem::take(&mut c.index);
+        let endpoints = c.endpoints.clone();
         let defs: Vec<(Family, &SetDef)> = requests.iter().map(|(f, _, d)| (*f, d)).collect();
-        let computed = c.compute_all(&defs);
-        c.precomputed = requests
+        let computed = compute_all(&state, &index, &endpoints, &defs, || {
+            c.deferring = true;
+            let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
+            for id in &ids {
+                c.put_policy_chains(id);
+            }
+            c.refresh_endpoints(0..c.endpoints.len());
+            c.deferring = false;
+        });
+        c.state = state;
+        c.index = index;
+        let mut by_key: FastMap<(Family, String), BTreeSet<SetMember>> = requests
             .into_iter()
             .zip(computed)
             .map(|((f, key, _), members)| ((f, key), members))
             .collect();
-        let ids: Vec<PolicyId> = c.policies.keys().cloned().collect();
-        for id in &ids {
-            c.put_policy_chains(id);
+        for (name, family, key, def) in std::mem::take(&mut c.deferred) {
+            let members = by_key
+                .remove(&(family, key))
+                .unwrap_or_else(|| c.compute_members(family, &def));
+            if let Some(set) = c.program.sets.get_mut(&name) {
+                set.members = members;
+            }
         }
-        c.precomputed = FastMap::default();
-        c.refresh_endpoints(0..c.endpoints.len());
         c.take_delta();
         c
     }
@@ -792,7 +814,7 @@ impl Compiler {
             .iter()
             .map(|(name, def)| (self.program.sets[name].family, def))
             .collect();
-        let computed = self.compute_all(&defs);
+        let computed = compute_all(&self.state, &self.index, &self.endpoints, &defs, || {});
         for ((name, _), fresh) in names.into_iter().zip(computed) {
             let old = &self.program.sets[&name].members;
             for m in fresh.difference(old) {
@@ -1129,69 +1151,8 @@ impl Compiler {
         out
     }
 
-    /// [`Self::compute_members`] of many sets, spread over the machine's cores.
-    fn compute_all(&self, defs: &[(Family, &SetDef)]) -> Vec<BTreeSet<SetMember>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(defs.len())
-            .min(8);
-        if threads <= 1 {
-            return defs.iter().map(|(f, d)| self.compute_members(*f, d)).collect();
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((family, def)) = defs.get(i) else { break };
-                done.push((i, self.compute_members(*family, def)));
-            }
-            done
-        };
-        let mut out = vec![BTreeSet::new(); defs.len()];
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            let mut all = work();
-            for w in workers {
-                match w.join() {
-                    Ok(done) => all.extend(done),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            for (i, members) in all {
-                out[i] = members;
-            }
-        });
-        out
-    }
-
     fn compute_members(&self, family: Family, def: &SetDef) -> BTreeSet<SetMember> {
-        match def {
-            SetDef::Net => BTreeSet::new(),
-            // No pod has an address of this family: skip the scan.
-            SetDef::Pods(_) if self.index.count(family) == 0 => BTreeSet::new(),
-            SetDef::Pods(ps) => members(&self.state, &self.index, ps)
-                .into_iter()
-                .flat_map(|p| pod_addresses(p, family))
-                .collect(),
-            SetDef::NamedPort {
-                local,
-                protocol,
-                name,
-            } => {
-                let pods: Vec<&Pod> = if *local {
-                    self.endpoints
-                        .iter()
-                        .filter_map(|e| self.state.pods.get(&e.pod))
-                        .collect()
-                } else {
-                    self.state.pods.values().collect()
-                };
-                pods.into_iter()
-                    .flat_map(|p| named_port_members(p, family, *protocol, name))
-                    .collect()
-            }
-        }
+        compute_members(&self.state, &self.index, &self.endpoints, family, def)
     }
 
     fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction) -> Chain {
@@ -1368,9 +1329,15 @@ impl Compiler {
         }
         let prefix = format!("{SET_PREFIX}{}{tag}-", family_digit(family));
         let name = hashed_name(&prefix, key, MAX_SET_NAME);
-        let members = members
-            .or_else(|| self.precomputed.remove(&(family, key.to_string())))
-            .unwrap_or_else(|| self.compute_members(family, &def));
+        let members = match members {
+            Some(m) => m,
+            None if self.deferring => {
+                self.deferred
+                    .push((name.clone(), family, key.to_string(), def.clone()));
+                BTreeSet::new()
+            }
+            None => self.compute_members(family, &def),
+        };
         self.program.sets.insert(
             name.clone(),
             IpSet {
@@ -1393,6 +1360,77 @@ impl Compiler {
         }
         name
     }
+}
+
+/// The members of one set.
+fn compute_members(
+    state: &ClusterState,
+    index: &LabelIndex,
+    endpoints: &[LocalEndpoint],
+    family: Family,
+    def: &SetDef,
+) -> BTreeSet<SetMember> {
+    match def {
+        SetDef::Net => BTreeSet::new(),
+        // No pod has an address of this family: skip the scan.
+        SetDef::Pods(_) if index.count(family) == 0 => BTreeSet::new(),
+        SetDef::Pods(ps) => members(state, index, ps)
+            .into_iter()
+            .flat_map(|p| pod_addresses(p, family))
+            .collect(),
+        SetDef::NamedPort {
+            local,
+            protocol,
+            name,
+        } => {
+            let pods: Vec<&Pod> = if *local {
+                endpoints.iter().filter_map(|e| state.pods.get(&e.pod)).collect()
+            } else {
+                state.pods.values().collect()
+            };
+            pods.into_iter()
+                .flat_map(|p| named_port_members(p, family, *protocol, name))
+                .collect()
+        }
+    }
+}
+
+/// [`compute_members`] of many sets on all cores: the other cores start at once, this thread
+/// first runs `meanwhile`, then joins them.
+fn compute_all(
+    state: &ClusterState,
+    index: &LabelIndex,
+    endpoints: &[LocalEndpoint],
+    defs: &[(Family, &SetDef)],
+    meanwhile: impl FnOnce(),
+) -> Vec<BTreeSet<SetMember>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((family, def)) = defs.get(i) else { break };
+            done.push((i, compute_members(state, index, endpoints, *family, def)));
+        }
+        done
+    };
+    let mut out = vec![BTreeSet::new(); defs.len()];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        meanwhile();
+        let mut all = work();
+        for w in workers {
+            match w.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        for (i, members) in all {
+            out[i] = members;
+        }
+    });
+    out
 }
 
 /// The key of the set of a pod peer.

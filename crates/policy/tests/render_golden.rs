@@ -302,13 +302,26 @@ fn one_endpoint_sets_render_as_golden_ipset_input() {
 fn rendering_is_deterministic_and_hashes_are_unique_per_chain() {
     let p = one_endpoint();
     assert_eq!(render_all(&p), render_all(&p.clone()));
-    for t in iptables::render_program(&p).unwrap().values() {
+    let mut chain_hashes = BTreeSet::new();
+    let tables = iptables::render_program(&p).unwrap();
+    for t in tables.values() {
         for rules in t.chains.values() {
-            let hashes: BTreeSet<&str> = rules.iter().map(|r| r.hash.as_str()).collect();
-            assert_eq!(hashes.len(), rules.len());
+            // One hash per chain, on its first rule.
+            let hashed: Vec<&str> = rules.iter().filter_map(|r| r.hash.as_deref()).collect();
+            assert_eq!(hashed.len(), usize::from(!rules.is_empty()));
+            assert!(rules.first().is_none_or(|r| r.hash.is_some()));
+            chain_hashes.extend(hashed);
+        }
+        for hooks in t.hooks.values() {
+            let all: Vec<&RenderedRuleAlias> = hooks.inserts.iter().chain(&hooks.appends).collect();
+            let hashes: BTreeSet<&str> = all.iter().filter_map(|r| r.hash.as_deref()).collect();
+            assert_eq!(hashes.len(), all.len(), "every hook rule has its own hash");
         }
     }
+    assert!(chain_hashes.len() > 1);
 }
+
+type RenderedRuleAlias = iptables::RenderedRule;
 
 /// Namespace `x` with pods `a` (10.0.0.1, local) and `b` (10.0.0.2, local), `c` (10.0.1.3, on
 /// another node); one NetworkPolicy admits TCP 80 to `b` from `a`.

@@ -75,7 +75,13 @@ pub struct Applier {
     /// unchanged chain is neither re-rendered nor copied.
     tables: BTreeMap<(Family, Table), RenderedTable>,
     sources: BTreeMap<(Family, Table, String), Chain>,
+    /// How `iptables-save` printed each caracal chain when last read back, by (family, table,
+    /// chain, the chain's hash). Only a chain's first rule carries the hash, so a rule changed in
+    /// place behind caracal's back keeps hash and length; the printed text gives it away.
+    printed: BTreeMap<PrintedKey, Vec<String>>,
 }
+
+type PrintedKey = (Family, Table, String, String);
 
 impl Applier {
     /// An applier for namespace `netns` (the current one when `None`), with the given backend or
@@ -97,6 +103,7 @@ impl Applier {
             known: None,
             tables: BTreeMap::new(),
             sources: BTreeMap::new(),
+            printed: BTreeMap::new(),
         })
     }
 
@@ -153,7 +160,8 @@ impl Applier {
 
     /// Reads the kernel back and describes what differs from `program` (empty when in sync).
     pub fn drift(&self, program: &Program) -> Result<Vec<String>> {
-        let known = self.read_back()?;
+        let mut known = self.read_back()?;
+        check_printed(&self.printed, &mut known);
         let tables = self.render_uncached(program)?;
         let mut out = Vec::new();
         for key in tables.keys().chain(known.tables.keys()).collect::<BTreeSet<_>>() {
@@ -259,7 +267,11 @@ impl Applier {
     ) -> Result<ApplyStats> {
         let mut known = match self.known.take() {
             Some(k) => k,
-            None => self.read_back()?,
+            None => {
+                let mut k = self.read_back()?;
+                self.printed = check_printed(&self.printed, &mut k);
+                k
+            }
         };
         let mut stats = ApplyStats::default();
         let set_plan = plan_sets_only(
@@ -412,6 +424,38 @@ impl Applier {
         known.unknown_sets = other;
         Ok(known)
     }
+}
+
+/// Compares each caracal chain read back with how it was printed before under the same hash;
+/// a chain printed differently loses its hash in `known`, so the plan rewrites it. Returns the
+/// printed forms to remember: this read's, except for chains that differed.
+fn check_printed(
+    before: &BTreeMap<PrintedKey, Vec<String>>,
+    known: &mut Known,
+) -> BTreeMap<PrintedKey, Vec<String>> {
+    let mut now = BTreeMap::new();
+    for ((family, table), saved) in known.tables.iter_mut() {
+        for (name, rules) in saved.chains.iter_mut() {
+            if !name.starts_with(caracal_policy::program::CHAIN_PREFIX) {
+                continue;
+            }
+            let Some(hash) = rules.first().and_then(|r| r.hash.clone()) else {
+                continue;
+            };
+            let key = (*family, *table, name.clone(), hash);
+            let specs: Vec<String> = rules.iter().map(|r| r.spec.clone()).collect();
+            match before.get(&key) {
+                Some(was) if *was != specs => {
+                    tracing::warn!(chain = %name, "a rule was changed behind caracal's back; rewriting the chain");
+                    rules[0].hash = None;
+                }
+                _ => {
+                    now.insert(key, specs);
+                }
+            }
+        }
+    }
+    now
 }
 
 impl std::fmt::Debug for Applier {
