@@ -32,7 +32,6 @@ use std::{
     borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
-    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -172,227 +171,11 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
     (out, errors)
 }
 
-/// Hash maps keyed by label and pod names: foldhash (randomly seeded per process) instead of
-/// SipHash, which dominated indexing 100,000 pods.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+mod index;
+
+use index::{FastMap, PodIndex};
+
 type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
-/// Pods by label and namespace, so that a selector does not scan the whole cluster.
-#[derive(Default)]
-struct LabelIndex {
-    /// label key -> label value -> pods carrying it (one shared key per pod).
-    by_label: FastMap<String, FastMap<String, Vec<Arc<Key>>>>,
-    /// The shared key of each pod.
-    keys: FastSet<Arc<Key>>,
-    per_namespace: FastMap<String, usize>,
-    /// Pods with at least one address of each family (v4, v6).
-    with_family: [usize; 2],
-}
-
-fn family_slot(f: Family) -> usize {
-    match f {
-        Family::V4 => 0,
-        Family::V6 => 1,
-    }
-}
-
-fn has_family(pod: &Pod, f: Family) -> bool {
-    pod.ips.iter().any(|ip| family_of(ip) == f)
-}
-
-impl LabelIndex {
-    fn with_capacity(pods: usize) -> Self {
-        LabelIndex {
-            keys: FastSet::with_capacity_and_hasher(pods, Default::default()),
-            ..Default::default()
-        }
-    }
-
-    fn insert(&mut self, pod: &Pod) {
-        let shared = Arc::new(Key::new(pod.namespace.clone(), pod.name.clone()));
-        if !self.keys.insert(shared.clone()) {
-            return;
-        }
-        match self.per_namespace.get_mut(&pod.namespace) {
-            Some(n) => *n += 1,
-            None => {
-                self.per_namespace.insert(pod.namespace.clone(), 1);
-            }
-        }
-        for f in [Family::V4, Family::V6] {
-            if has_family(pod, f) {
-                self.with_family[family_slot(f)] += 1;
-            }
-        }
-        self.add_labels(&shared, pod);
-    }
-
-    /// Adds the pods of `other` (an index of other pods).
-    fn merge(&mut self, other: LabelIndex) {
-        for (k, values) in other.by_label {
-            let mine = self.by_label.entry(k).or_default();
-            for (v, list) in values {
-                mine.entry(v).or_default().extend(list);
-            }
-        }
-        self.keys.extend(other.keys);
-        for (ns, n) in other.per_namespace {
-            *self.per_namespace.entry(ns).or_default() += n;
-        }
-        for (mine, theirs) in self.with_family.iter_mut().zip(other.with_family) {
-            *mine += theirs;
-        }
-    }
-
-    fn add_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
-        for (k, v) in &pod.labels {
-            // Look up by &str first, so that only a new key or value allocates.
-            let values = match self.by_label.get_mut(k.as_str()) {
-                Some(values) => values,
-                None => self.by_label.entry(k.clone()).or_default(),
-            };
-            match values.get_mut(v.as_str()) {
-                Some(list) => list.push(key.clone()),
-                None => {
-                    values.insert(v.clone(), vec![key.clone()]);
-                }
-            }
-        }
-    }
-
-    fn remove_labels(&mut self, key: &Arc<Key>, pod: &Pod) {
-        for (k, v) in &pod.labels {
-            let Some(values) = self.by_label.get_mut(k.as_str()) else {
-                continue;
-            };
-            if let Some(list) = values.get_mut(v.as_str()) {
-                if let Some(pos) = list.iter().position(|x| Arc::ptr_eq(x, key)) {
-                    list.swap_remove(pos);
-                }
-                if list.is_empty() {
-                    values.remove(v.as_str());
-                }
-            }
-            if values.is_empty() {
-                self.by_label.remove(k.as_str());
-            }
-        }
-    }
-
-    fn remove(&mut self, pod: &Pod) {
-        let key = Key::new(pod.namespace.clone(), pod.name.clone());
-        let Some(shared) = self.keys.take(&key) else {
-            return;
-        };
-        self.remove_labels(&shared, pod);
-        for f in [Family::V4, Family::V6] {
-            if has_family(pod, f) {
-                self.with_family[family_slot(f)] -= 1;
-            }
-        }
-        if let Some(n) = self.per_namespace.get_mut(&pod.namespace) {
-            *n -= 1;
-        }
-    }
-
-    fn count(&self, f: Family) -> usize {
-        self.with_family[family_slot(f)]
-    }
-
-    /// Relabels a pod already in the index.
-    fn relabel(&mut self, old: &Pod, new: &Pod) {
-        let key = Key::new(new.namespace.clone(), new.name.clone());
-        let Some(shared) = self.keys.get(&key).cloned() else {
-            return self.insert(new);
-        };
-        for f in [Family::V4, Family::V6] {
-            let slot = &mut self.with_family[family_slot(f)];
-            *slot = *slot + usize::from(has_family(new, f)) - usize::from(has_family(old, f));
-        }
-        if old.labels == new.labels {
-            return;
-        }
-        self.remove_labels(&shared, old);
-        self.add_labels(&shared, new);
-    }
-
-    fn with_label(&self, k: &str, v: &str) -> &[Arc<Key>] {
-        self.by_label
-            .get(k)
-            .and_then(|values| values.get(v))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-    }
-}
-
-/// Every pod of `set`, looking candidates up by namespace or by a required label, whichever
-/// is smaller.
-fn members<'s>(state: &'s ClusterState, index: &'s LabelIndex, set: &PodSet) -> Vec<&'s Pod> {
-    let mut ns_cache: FastMap<&'s str, bool> = FastMap::default();
-    let by_label = set
-        .pods
-        .selector
-        .required_label()
-        .or_else(|| set.pods.expr.as_ref().and_then(|e| e.required_label()))
-        .map(|(k, v)| index.with_label(k, v));
-    let namespaces: Vec<&str> = match &set.namespaces {
-        NsMatch::Named(n) => vec![n.as_str()],
-        NsMatch::Selector(s) if s.is_everything() => Vec::new(),
-        NsMatch::Selector(_) => {
-            let mut names: Vec<&str> = index.per_namespace.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            names
-                .into_iter()
-                .filter(|n| set.namespaces.matches(&namespace(state, n)))
-                .collect()
-        }
-    };
-    let everything_ns = matches!(&set.namespaces, NsMatch::Selector(s) if s.is_everything());
-    let ns_cost: usize = if everything_ns {
-        state.pods.len()
-    } else {
-        namespaces
-            .iter()
-            .map(|n| index.per_namespace.get(*n).copied().unwrap_or(0))
-            .sum()
-    };
-    let labels_match = |p: &&Pod| set.pods.matches(&p.labels);
-    match by_label {
-        // A lookup per candidate costs about as much as scanning eight pods in order.
-        Some(keys) if keys.len() * 8 < ns_cost => {
-            // Candidates come in namespace order, so the previous one's namespace answers most
-            // checks; a candidate of another namespace is never looked up.
-            let mut last: Option<(&str, bool)> = None;
-            let mut ns_ok = |ns: &'s str| match last {
-                Some((n, ok)) if n == ns => ok,
-                _ => {
-                    let ok = *ns_cache
-                        .entry(ns)
-                        .or_insert_with(|| set.namespaces.matches(&namespace(state, ns)));
-                    last = Some((ns, ok));
-                    ok
-                }
-            };
-            keys.iter()
-                .filter(|k| ns_ok(k.namespace.as_str()))
-                .filter_map(|k| state.pods.get(&**k))
-                .filter(labels_match)
-                .collect()
-        }
-        // Every candidate below is in an allowed namespace already.
-        _ if everything_ns => state.pods.values().filter(labels_match).collect(),
-        _ => namespaces
-            .iter()
-            .flat_map(|ns| {
-                // Exactly the keys of namespace `ns`: no string comparison per pod.
-                let from = Key::new(*ns, "");
-                let to = Key::new(format!("{ns}\0"), "");
-                state.pods.range(from..to).map(|(_, p)| p)
-            })
-            .filter(labels_match)
-            .collect(),
-    }
-}
 
 /// A local endpoint's pod (empty when the datastore does not know it yet) and namespace.
 struct LocalView<'s> {
@@ -497,7 +280,7 @@ pub struct Compiler {
     selected: HashMap<PolicyId, BTreeSet<usize>>,
     /// Endpoint index -> the policies selecting it, in evaluation order.
     by_endpoint: Vec<BTreeSet<OrderKey>>,
-    index: LabelIndex,
+    index: PodIndex,
     /// Live sets: name -> definition, and how many policy chains use them.
     sets: HashMap<String, SetDef>,
     set_refs: HashMap<String, usize>,
@@ -541,7 +324,7 @@ impl Compiler {
                 None => (pods.range(..), None),
             };
             let indexer = scope.spawn(move || {
-                let mut index = LabelIndex::with_capacity(pods.len());
+                let mut index = PodIndex::with_capacity(pods.len());
                 for pod in first.map(|(_, p)| p) {
                     index.insert(pod);
                 }
@@ -566,7 +349,7 @@ impl Compiler {
                 .values()
                 .map(|p| (p.id.clone(), selection(&views, &eps_by_ns, p)))
                 .collect();
-            let mut more = LabelIndex::default();
+            let mut more = PodIndex::default();
             for pod in rest.into_iter().flatten().map(|(_, p)| p) {
                 more.insert(pod);
             }
@@ -1365,7 +1148,7 @@ impl Compiler {
 /// The members of one set.
 fn compute_members(
     state: &ClusterState,
-    index: &LabelIndex,
+    index: &PodIndex,
     endpoints: &[LocalEndpoint],
     family: Family,
     def: &SetDef,
@@ -1374,9 +1157,11 @@ fn compute_members(
         SetDef::Net => BTreeSet::new(),
         // No pod has an address of this family: skip the scan.
         SetDef::Pods(_) if index.count(family) == 0 => BTreeSet::new(),
-        SetDef::Pods(ps) => members(state, index, ps)
-            .into_iter()
-            .flat_map(|p| pod_addresses(p, family))
+        SetDef::Pods(ps) => index
+            .members(state, ps)
+            .ones()
+            .flat_map(|id| index.ips(id).iter().filter(|ip| family_of(ip) == family))
+            .map(|ip| SetMember::Net(host_net(*ip)))
             .collect(),
         SetDef::NamedPort {
             local,
@@ -1399,7 +1184,7 @@ fn compute_members(
 /// first runs `meanwhile`, then joins them.
 fn compute_all(
     state: &ClusterState,
-    index: &LabelIndex,
+    index: &PodIndex,
     endpoints: &[LocalEndpoint],
     defs: &[(Family, &SetDef)],
     meanwhile: impl FnOnce(),
