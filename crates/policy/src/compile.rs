@@ -117,6 +117,13 @@ fn family_of(ip: &IpAddr) -> Family {
     }
 }
 
+/// Does endpoint `ep` get chains in `family`? Only when it has an address of that family (an
+/// IPv4-only pod carries no IPv6 traffic, so it gets no IPv6 chains and its interface stays
+/// unknown, dropped, in the IPv6 dispatch); an endpoint whose addresses are unknown gets both.
+fn has_family_or_unknown(ep: &LocalEndpoint, family: Family) -> bool {
+    ep.ips.is_empty() || ep.ips.iter().any(|ip| family_of(ip) == family)
+}
+
 fn net_family(net: &IpNet) -> Family {
     match net {
         IpNet::V4(_) => Family::V4,
@@ -173,7 +180,7 @@ pub fn policies(state: &ClusterState) -> (Vec<Policy>, Vec<validate::Error>) {
 
 mod index;
 
-use index::{FastMap, PodIndex};
+use index::{FastMap, PodIndex, family_slot};
 
 type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
@@ -625,11 +632,13 @@ impl Compiler {
         let mut touched = BTreeSet::new();
         for (id, sel) in selections {
             let before = self.selected.get(&id).cloned().unwrap_or_default();
+            let families_before = self.families(&id);
             self.record_selection(&id, sel);
             let after = self.selected.get(&id).cloned().unwrap_or_default();
             if before != after {
                 touched.extend(before.symmetric_difference(&after).copied());
-                if before.is_empty() != after.is_empty() {
+                // The policy's chains exist per family while it selects an endpoint there.
+                if families_before != self.families(&id) {
                     let released = self.drop_policy_chains(&id);
                     self.put_policy_chains(&id);
                     self.release_sets(released);
@@ -755,6 +764,26 @@ impl Compiler {
         }
     }
 
+    /// Does policy `p` get a chain for `dir` in `family` (it selects a local endpoint with
+    /// chains in that family, and can decide)?
+    fn active_in(&self, p: &Policy, dir: Direction, family: Family) -> bool {
+        self.active(p, dir) && self.families(&p.id)[family_slot(family)]
+    }
+
+    /// The families in which some local endpoint that policy `id` selects has chains.
+    fn families(&self, id: &PolicyId) -> [bool; 2] {
+        let mut out = [false; 2];
+        for &i in self.selected.get(id).into_iter().flatten() {
+            for family in [Family::V4, Family::V6] {
+                out[family_slot(family)] |= has_family_or_unknown(&self.endpoints[i], family);
+            }
+            if out == [true; 2] {
+                break;
+            }
+        }
+        out
+    }
+
     /// Does policy `p` get a chain for `dir` (it selects a local endpoint and can decide)?
     fn active(&self, p: &Policy, dir: Direction) -> bool {
         self.selected.contains_key(&p.id)
@@ -768,10 +797,10 @@ impl Compiler {
             return;
         };
         for dir in [Direction::Ingress, Direction::Egress] {
-            if !self.active(&p, dir) {
-                continue;
-            }
             for family in [Family::V4, Family::V6] {
+                if !self.active_in(&p, dir, family) {
+                    continue;
+                }
                 let chain = self.policy_chain(family, &p, dir);
                 for name in chain_sets(&chain) {
                     *self.set_refs.entry(name).or_default() += 1;
@@ -847,7 +876,9 @@ impl Compiler {
                     Direction::Egress => from_workload_chain(&iface),
                 };
                 for family in [Family::V4, Family::V6] {
-                    self.put_chain((family, Table::Filter, name.clone()), chain.clone());
+                    if has_family_or_unknown(&self.endpoints[i], family) {
+                        self.put_chain((family, Table::Filter, name.clone()), chain.clone());
+                    }
                 }
             }
         }
@@ -923,6 +954,9 @@ impl Compiler {
                     });
                     for (key, def) in peers.chain(ports) {
                         for family in [Family::V4, Family::V6] {
+                            if !self.active_in(p, dir, family) {
+                                continue;
+                            }
                             if seen.insert((family, key.clone())) {
                                 out.push((family, key.clone(), def.clone()));
                             }
@@ -1338,7 +1372,11 @@ fn static_chains(
     chains.insert((family, Table::Filter, CHAIN_FORWARD.into()), forward);
     chains.insert((family, Table::Filter, CHAIN_INPUT.into()), input);
     chains.insert((family, Table::Filter, CHAIN_OUTPUT.into()), output);
-    let ifaces: Vec<&str> = endpoints.iter().map(|e| e.iface.as_str()).collect();
+    let ifaces: Vec<&str> = endpoints
+        .iter()
+        .filter(|e| has_family_or_unknown(e, family))
+        .map(|e| e.iface.as_str())
+        .collect();
     dispatch(
         chains,
         family,

@@ -93,7 +93,7 @@ impl Bits {
     }
 }
 
-fn family_slot(f: Family) -> usize {
+pub(super) fn family_slot(f: Family) -> usize {
     match f {
         Family::V4 => 0,
         Family::V6 => 1,
