@@ -125,12 +125,39 @@ fn remove_sorted(list: &mut Vec<u32>, id: u32) {
     }
 }
 
+/// A pod's addresses, without an allocation for the usual one or two.
+#[derive(Clone, Debug)]
+enum Ips {
+    Inline(u8, [IpAddr; 2]),
+    Heap(Vec<IpAddr>),
+}
+
+impl Ips {
+    fn new(ips: &[IpAddr]) -> Ips {
+        if ips.len() <= 2 {
+            let mut a = [IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED); 2];
+            a[..ips.len()].copy_from_slice(ips);
+            Ips::Inline(ips.len() as u8, a)
+        } else {
+            Ips::Heap(ips.to_vec())
+        }
+    }
+
+    fn as_slice(&self) -> &[IpAddr] {
+        match self {
+            Ips::Inline(n, a) => &a[..usize::from(*n)],
+            Ips::Heap(v) => v,
+        }
+    }
+}
+
 /// Every pod of the cluster by slot, label and namespace.
 #[derive(Debug, Default)]
 pub(super) struct PodIndex {
     /// The addresses of the pod in each slot; `None` for a free slot.
-    slots: Vec<Option<Vec<IpAddr>>>,
+    slots: Vec<Option<Ips>>,
     free: Vec<u32>,
+    /// The slot of each pod.
     ids: FastMap<Key, u32>,
     /// The slots in use.
     live: Bits,
@@ -158,15 +185,20 @@ impl PodIndex {
         }
         let id = match self.free.pop() {
             Some(id) => {
-                self.slots[id as usize] = Some(pod.ips.clone());
+                self.slots[id as usize] = Some(Ips::new(&pod.ips));
                 id
             }
             None => {
-                self.slots.push(Some(pod.ips.clone()));
+                self.slots.push(Some(Ips::new(&pod.ips)));
                 (self.slots.len() - 1) as u32
             }
         };
         self.ids.insert(key, id);
+        self.place(id, pod);
+    }
+
+    /// Files the pod in slot `id` under its namespace and labels.
+    fn place(&mut self, id: u32, pod: &Pod) {
         self.live.set(id);
         match self.by_namespace.get_mut(pod.namespace.as_str()) {
             Some(list) => insert_sorted(list, id),
@@ -283,7 +315,7 @@ impl PodIndex {
             let slot = &mut self.with_family[family_slot(f)];
             *slot = *slot + usize::from(has_family(new, f)) - usize::from(has_family(old, f));
         }
-        self.slots[id as usize] = Some(new.ips.clone());
+        self.slots[id as usize] = Some(Ips::new(&new.ips));
         if old.labels != new.labels {
             self.remove_labels(id, old);
             self.add_labels(id, new);
@@ -294,8 +326,8 @@ impl PodIndex {
     pub(super) fn ips(&self, id: u32) -> &[IpAddr] {
         self.slots
             .get(id as usize)
-            .and_then(Option::as_deref)
-            .unwrap_or(&[])
+            .and_then(Option::as_ref)
+            .map_or(&[], Ips::as_slice)
     }
 
     fn list(&self, k: &str, v: &str) -> &[u32] {
