@@ -1,9 +1,10 @@
 //! Rendering a [`crate::program::Program`] to the text the kernel tools read, and parsing what
 //! they print back.
 //!
-//! - [`iptables`]: `iptables-restore` input per family and table, with a chained hash comment on
-//!   every rule (`cara:<hash>`, as Felix does) so that read-back never has to parse rule text;
-//!   and a parser for `iptables-save` output that extracts chains and those hashes.
+//! - [`iptables`]: `iptables-restore` input per family and table, with a hash comment
+//!   (`cara:<hash>`) on the first rule of every caracal chain and on each of caracal's rules in
+//!   built-in chains, so that read-back never has to parse rule text; and a parser for
+//!   `iptables-save` output that extracts chains and those hashes.
 //! - [`ipset`]: `ipset restore` input, and a parser for `ipset save` output.
 //!
 //! Everything here is pure: the applier in the controller runs the tools.
