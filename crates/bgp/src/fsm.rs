@@ -327,6 +327,33 @@ impl Fsm {
         self.negotiated.as_ref().map(|n| n.peer_id)
     }
 
+    /// Both sides set the graceful-restart N bit (RFC 8538): a NOTIFICATION no longer ends
+    /// graceful restart by itself, so one meant to drop the routes must be a Hard Reset.
+    fn notification_gr(&self) -> bool {
+        self.config
+            .graceful_restart
+            .as_ref()
+            .is_some_and(|g| g.notification)
+            && self
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.peer_graceful_restart.as_ref())
+                .is_some_and(|g| g.notification)
+    }
+
+    /// The Cease this speaker sends to stop a session: wrapped in a Hard Reset (6/9, the
+    /// original code, subcode and data in its data) when the N bit was exchanged and the
+    /// subcode is one RFC 8538 §5 says should clear the peer's routes (maximum prefixes,
+    /// administrative shutdown, peer de-configured); as it is otherwise.
+    fn outgoing_cease(&self, subcode: u8, reason: Option<&str>) -> Notification {
+        let n = cease(subcode, reason);
+        if self.notification_gr() && matches!(subcode, 1..=3) {
+            hard_reset(&n)
+        } else {
+            n
+        }
+    }
+
     /// Feeds one event; returns what the driver must do, in order.
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
@@ -336,7 +363,7 @@ impl Fsm {
             // Stop from any state other than Idle.
             (S::Idle, E::ManualStop { .. }) => self.stopped = true,
             (_, E::ManualStop { subcode, reason }) => {
-                let n = cease(subcode, reason.as_deref());
+                let n = self.outgoing_cease(subcode, reason.as_deref());
                 self.stopped = true;
                 let connected = matches!(self.state, S::OpenSent | S::OpenConfirm | S::Established);
                 if connected {
@@ -463,7 +490,7 @@ impl Fsm {
                 E::BgpHeaderErr(n) | E::BgpOpenMsgErr(n) | E::UpdateMsgErr(n),
             ) => self.fail(&mut out, n),
             (S::OpenSent | S::OpenConfirm | S::Established, E::AutomaticStop { subcode }) => {
-                let n = cease(subcode, None);
+                let n = self.outgoing_cease(subcode, None);
                 out.push(Action::SendNotification(n.clone()));
                 out.push(Action::CloseConnection);
                 self.connect_retry_counter += 1;
@@ -728,6 +755,19 @@ pub fn cease(subcode: u8, reason: Option<&str>) -> Notification {
     }
 }
 
+/// A Hard Reset (Cease 6/9, RFC 8538 §3) carrying `inner`: its code, subcode and data.
+pub fn hard_reset(inner: &Notification) -> Notification {
+    let mut data = Vec::with_capacity(inner.data.len() + 2);
+    data.push(inner.code);
+    data.push(inner.subcode);
+    data.extend_from_slice(&inner.data);
+    Notification {
+        code: code::CEASE,
+        subcode: 9,
+        data: Bytes::from(data),
+    }
+}
+
 /// What to do when two connections to the same peer both reach the point of comparing BGP
 /// identifiers (RFC 4271 §6.8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -813,6 +853,80 @@ mod tests {
             Action::SendNotification(n) => Some((n.code, n.subcode)),
             _ => None,
         })
+    }
+
+    fn with_n_bit(config: FsmConfig, ours: bool, theirs: bool) -> Fsm {
+        let gr = |notification| GracefulRestart {
+            restarting: false,
+            notification,
+            restart_time: 120,
+            families: vec![(Family::IPV4_UNICAST, true)],
+        };
+        let mut fsm = Fsm::new(FsmConfig {
+            graceful_restart: Some(gr(ours)),
+            ..config
+        });
+        let mut open = peer_open();
+        open.capabilities.push(Capability::GracefulRestart(gr(theirs)));
+        fsm.handle(Event::ManualStart, now());
+        fsm.handle(Event::TcpConnectionAcknowledged, now());
+        fsm.handle(Event::BgpOpen(open), now());
+        fsm.handle(Event::KeepAliveMsg, now());
+        assert_eq!(fsm.state(), State::Established);
+        fsm
+    }
+
+    fn sent(actions: &[Action]) -> Notification {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::SendNotification(n) => Some(n.clone()),
+                _ => None,
+            })
+            .expect("a NOTIFICATION")
+    }
+
+    #[test]
+    fn with_the_n_bit_exchanged_a_shutdown_is_sent_as_a_hard_reset() {
+        let mut fsm = with_n_bit(config(), true, true);
+        let a = fsm.handle(
+            Event::ManualStop {
+                subcode: 2,
+                reason: Some("bye".into()),
+            },
+            now(),
+        );
+        let n = sent(&a);
+        assert_eq!((n.code, n.subcode), (6, 9));
+        assert_eq!(
+            &n.data[..],
+            &[6, 2, 3, b'b', b'y', b'e'],
+            "inner 6/2 with its communication"
+        );
+        let mut fsm = with_n_bit(config(), true, true);
+        let n = sent(&fsm.handle(Event::AutomaticStop { subcode: 1 }, now()));
+        assert_eq!((n.code, n.subcode, &n.data[..]), (6, 9, &[6u8, 1][..]));
+        // Connection collision and out-of-resources keep graceful restart (RFC 8538 §5).
+        let mut fsm = with_n_bit(config(), true, true);
+        let n = sent(&fsm.handle(Event::AutomaticStop { subcode: 8 }, now()));
+        assert_eq!((n.code, n.subcode), (6, 8));
+    }
+
+    #[test]
+    fn without_both_n_bits_a_shutdown_is_a_plain_cease() {
+        for (ours, theirs) in [(true, false), (false, true)] {
+            let mut fsm = with_n_bit(config(), ours, theirs);
+            let a = fsm.handle(
+                Event::ManualStop {
+                    subcode: 3,
+                    reason: None,
+                },
+                now(),
+            );
+            let n = sent(&a);
+            assert_eq!((n.code, n.subcode), (6, 3), "ours {ours}, theirs {theirs}");
+            assert!(n.data.is_empty());
+        }
     }
 
     #[test]

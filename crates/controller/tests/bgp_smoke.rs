@@ -404,3 +404,60 @@ fn caracal_graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
     assert!(bird_has_ours(&lab)?);
     lab.down()
 }
+
+/// Sends SIGHUP to the caracal speaker of `node`, found among the processes of that node's
+/// namespace only (never another lab's).
+fn reload_caracal(lab: &Lab, node: &str) -> Result<()> {
+    let netns = lab.netns(node)?;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()?;
+    let mut sent = 0;
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "caracal" {
+            std::process::Command::new("kill").args(["-HUP", pid]).status()?;
+            sent += 1;
+        }
+    }
+    anyhow::ensure!(sent > 0, "no caracal process in {netns}");
+    Ok(())
+}
+
+/// RFC 8538: with the graceful-restart N bit exchanged, a NOTIFICATION no longer clears the
+/// peer's routes by itself; dropping GoBGP from caracal's configuration therefore sends a Hard
+/// Reset (Cease 6/9 carrying 6/3), and GoBGP removes caracal's route at once instead of keeping
+/// it as stale for the 120 s restart time.
+#[test]
+fn a_deconfigured_peer_gets_a_hard_reset_and_drops_caracals_routes_at_once() -> Result<()> {
+    if !lab::available() {
+        eprintln!("skipped: the lab needs root and iproute2");
+        return Ok(());
+    }
+    let lab = Lab::up(&topology("bgp-hard-reset"), UpOptions::default())?;
+    lab.wait_for("the session", Duration::from_secs(30), |lab| {
+        Ok(caracal_json(lab, &[])?["peers"][0]["state"] == "Established")
+    })
+    .with_context(|| format!("caracal log:\n{}", lab.log("caracal")))?;
+    let at_gobgp =
+        |lab: &Lab| -> Result<bool> { Ok(lab.cli("gobgp", &["global", "rib"])?.contains("10.2.0.0/24")) };
+    lab.wait_for("caracal's prefix at GoBGP", Duration::from_secs(20), at_gobgp)?;
+
+    let cfg = lab.node_dir("caracal")?.join("caracal.yaml");
+    let text = std::fs::read_to_string(&cfg)?;
+    let cut = text.find("peers:").context("the rendered config has peers")?;
+    std::fs::write(&cfg, format!("{}peers: []\n", &text[..cut]))?;
+    reload_caracal(&lab, "caracal")?;
+    lab.wait_for("caracal to drop the peer", Duration::from_secs(10), |lab| {
+        Ok(caracal_json(lab, &[])?["peers"]
+            .as_array()
+            .is_some_and(|p| p.is_empty()))
+    })?;
+    lab.wait_for(
+        "GoBGP to remove caracal's route at once, not keep it stale",
+        Duration::from_secs(5),
+        |lab| Ok(!at_gobgp(lab)?),
+    )
+    .with_context(|| format!("GoBGP's log:\n{}", lab.log("gobgp")))?;
+    lab.down()
+}

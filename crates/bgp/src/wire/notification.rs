@@ -142,6 +142,15 @@ impl Notification {
             (7, _) => "ROUTE-REFRESH Message Error",
             _ => "Unknown error",
         };
+        // A Hard Reset carries the NOTIFICATION it stands for (RFC 8538 §3).
+        if let (6, 9, [code, subcode, data @ ..]) = (self.code, self.subcode, &self.data[..]) {
+            let inner = Notification {
+                code: *code,
+                subcode: *subcode,
+                data: Bytes::copy_from_slice(data),
+            };
+            return format!("{name} (6/9) of {}", inner.describe());
+        }
         match self.shutdown_communication() {
             Some(msg) => format!("{name} ({}/{}): {msg}", self.code, self.subcode),
             None => format!("{name} ({}/{})", self.code, self.subcode),
