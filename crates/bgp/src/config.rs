@@ -113,6 +113,10 @@ pub struct PeerConfig {
     /// Seconds between connection attempts.
     #[serde(default = "default_connect_retry")]
     pub connect_retry_time: u16,
+    /// This peer's minimum route advertisement interval in milliseconds, instead of the
+    /// speaker's `mrai_ms` (for example a longer one towards a ToR that should not see churn).
+    #[serde(default)]
+    pub mrai_ms: Option<u64>,
     #[serde(default = "default_families")]
     pub families: Vec<FamilyName>,
 }

@@ -631,9 +631,9 @@ impl Core {
     /// Sends pending Adj-RIB-Out changes to peers and route changes to the kernel.
     fn after_batch(&mut self) {
         let now = Instant::now();
-        let mrai = Duration::from_millis(self.config.mrai_ms);
         for p in self.peers.values_mut() {
             let Some(options) = &p.options else { continue };
+            let mrai = Duration::from_millis(p.config.mrai_ms.unwrap_or(self.config.mrai_ms));
             if !self.rib.has_pending(p.idx) {
                 continue;
             }
