@@ -563,10 +563,13 @@ fn agent_policy_steps_apply_deltas_and_a_resync_heals_drift() {
     });
     let mut state = syn.state.clone();
     let eps = syn.endpoints.clone();
+    // One local pod the API reports without addresses yet: the agent uses the CNI record's.
+    state.pods.get_mut(&eps[1].pod).unwrap().ips.clear();
     let applier = Applier::new(Some(ns.name()), None).unwrap();
     let mut r = PolicyReconciler::new(applier);
     let in_sync = |r: &PolicyReconciler, state: &caracal_policy::model::ClusterState, eps: &[_]| {
-        r.applier().drift(&compile(state, eps).program).unwrap()
+        let cluster = caracal::agent::with_local_addresses(state, eps);
+        r.applier().drift(&compile(&cluster, eps).program).unwrap()
     };
 
     let first = r.step(&state, &eps, false).unwrap();
@@ -590,10 +593,19 @@ fn agent_policy_steps_apply_deltas_and_a_resync_heals_drift() {
     assert!(step.stats.chains_written > 0, "{step:?}");
     assert_eq!(in_sync(&r, &state, &eps), Vec::<String>::new());
 
-    // Nothing changed: nothing written.
+    // Nothing changed: nothing written (the addressless pod's CNI addresses cause no churn).
     let idle = r.step(&state, &eps, false).unwrap();
     assert!(!idle.full, "{idle:?}");
     assert_eq!(idle.stats, Default::default());
+    let program = r.compiled_program().unwrap();
+    let ip = ipnet::IpNet::from(eps[1].ips[0]);
+    assert!(
+        program
+            .sets
+            .values()
+            .any(|s| s.members.contains(&SetMember::Net(ip))),
+        "the CNI address of the pod without addresses in the API is in its sets"
+    );
 
     // A pod removed behind the agent's back from every set: a plain step does not see it, a
     // resync does and puts it back.

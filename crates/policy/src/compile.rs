@@ -651,6 +651,13 @@ impl Compiler {
     /// Brings the compiler to `new` by applying only what differs (namespaces, pods, policies),
     /// and returns the combined delta.
     pub fn sync_to(&mut self, new: &ClusterState) -> Delta {
+        self.sync_to_with(new, &BTreeMap::new())
+    }
+
+    /// As [`Compiler::sync_to`], with the pods in `overrides` taking the place of `new`'s pods
+    /// of the same key (the agent's local pods whose addresses the API does not report yet), so
+    /// the caller need not copy the whole cluster to change a few pods.
+    pub fn sync_to_with(&mut self, new: &ClusterState, overrides: &BTreeMap<Key, Pod>) -> Delta {
         let mut ns_changed = false;
         let old_ns: Vec<String> = self.state.namespaces.keys().cloned().collect();
         for n in old_ns.iter().filter(|n| !new.namespaces.contains_key(*n)) {
@@ -677,6 +684,7 @@ impl Compiler {
             self.remove_pod_inner(&k);
         }
         for (k, p) in &new.pods {
+            let p = overrides.get(k).unwrap_or(p);
             if self.state.pods.get(k) != Some(p) {
                 self.set_pod_inner(p.clone());
             }

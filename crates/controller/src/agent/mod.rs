@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use caracal_policy::model::{ClusterState, Key, LocalEndpoint};
+use caracal_policy::model::{ClusterState, Key, LocalEndpoint, Pod};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -85,22 +85,30 @@ fn dir_fingerprint(dir: &Path) -> Vec<(String, Option<SystemTime>)> {
     v
 }
 
-/// The cluster as the compiler should see it: local pods the API does not yet report addresses
-/// for (the kubelet has not written `status.podIPs` yet) get the addresses the CNI plugin gave
-/// them, so their policy is in place before the API catches up.
+/// The local pods the API does not yet report addresses for (the kubelet has not written
+/// `status.podIPs` yet), with the addresses the CNI plugin gave them, so their policy is in
+/// place before the API catches up.
+pub fn local_address_overrides(cluster: &ClusterState, eps: &[LocalEndpoint]) -> BTreeMap<Key, Pod> {
+    eps.iter()
+        .filter_map(|ep| {
+            let pod = cluster.pods.get(&ep.pod)?;
+            pod.ips.is_empty().then(|| {
+                let mut pod = pod.clone();
+                pod.ips = ep.ips.clone();
+                (ep.pod.clone(), pod)
+            })
+        })
+        .collect()
+}
+
+/// The cluster as the compiler should see it: `cluster` with [`local_address_overrides`].
 pub fn with_local_addresses<'c>(cluster: &'c ClusterState, eps: &[LocalEndpoint]) -> Cow<'c, ClusterState> {
-    let missing = |ep: &&LocalEndpoint| cluster.pods.get(&ep.pod).is_some_and(|p| p.ips.is_empty());
-    if !eps.iter().any(|ep| missing(&ep)) {
+    let overrides = local_address_overrides(cluster, eps);
+    if overrides.is_empty() {
         return Cow::Borrowed(cluster);
     }
     let mut c = cluster.clone();
-    for ep in eps {
-        if let Some(pod) = c.pods.get_mut(&ep.pod)
-            && pod.ips.is_empty()
-        {
-            pod.ips = ep.ips.clone();
-        }
-    }
+    c.pods.extend(overrides);
     Cow::Owned(c)
 }
 
@@ -183,14 +191,17 @@ impl PolicyReconciler {
     ) -> Result<PolicyStep> {
         use caracal_policy::compile::Compiler;
         let start = Instant::now();
-        let cluster_now = with_local_addresses(cluster, eps);
         let incremental = match self.compiler.as_mut() {
-            Some(c) if !resync && self.endpoints == eps => Some(c.sync_to(&cluster_now)),
+            // Only the few local pods without addresses in the API are copied, not the cluster.
+            Some(c) if !resync && self.endpoints == eps => {
+                Some(c.sync_to_with(cluster, &local_address_overrides(cluster, eps)))
+            }
             _ => None,
         };
         let full = incremental.is_none();
         if full {
-            self.compiler = Some(Compiler::new(cluster_now.into_owned(), eps));
+            let cluster_now = with_local_addresses(cluster, eps).into_owned();
+            self.compiler = Some(Compiler::new(cluster_now, eps));
             self.endpoints = eps.to_vec();
         }
         let compiler = self.compiler.as_ref().expect("compiled above");
