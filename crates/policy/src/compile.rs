@@ -26,7 +26,11 @@
 //! Peers become ipsets (`hash:net` of pod addresses per selector, `hash:net` with `nomatch`
 //! entries for CIDRs with exceptions, `hash:ip,port` for named ports), so the number of rules per
 //! endpoint does not grow with the cluster. Only policies that select a local endpoint are
-//! compiled (Felix's "active" policies).
+//! compiled (Felix's "active" policies), and each family holds only the chains of endpoints
+//! with an address in it (and of the policies that select them there).
+//!
+//! Set members come from [`index`]: every pod of the cluster by dense slot, with per-label and
+//! per-namespace slot lists, so a selector or label expression is bitmap algebra, not a scan.
 
 use std::{
     borrow::Cow,
