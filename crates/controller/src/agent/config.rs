@@ -51,6 +51,11 @@ pub struct AgentConfig {
     /// `caracal.dev/bgp-asn` annotation, else iBGP), as well as with `bgp.peers`.
     #[serde(default)]
     pub bgp_node_mesh: bool,
+    /// Graceful-restart time (seconds) of the node-mesh sessions when `bgp.peers` gives no
+    /// first peer to copy it from. With it, restarting the agent (a DaemonSet rollout) keeps
+    /// every node's routes in place while the sessions come back; 0 turns it off.
+    #[serde(default = "default_mesh_graceful_restart")]
+    pub bgp_mesh_graceful_restart_time: u16,
     /// The BGP speaker's configuration, as `caracal bgp run` takes it; absent: no BGP.
     pub bgp: Option<serde_yaml::Value>,
 }
@@ -61,6 +66,10 @@ fn default_endpoints_dir() -> PathBuf {
 
 fn default_endpoint_poll_ms() -> u64 {
     200
+}
+
+fn default_mesh_graceful_restart() -> u16 {
+    120
 }
 
 fn default_policy_resync_secs() -> u64 {
@@ -109,5 +118,21 @@ mod tests {
     #[test]
     fn bad_pod_cidr_is_rejected() {
         assert!(serde_yaml::from_str::<AgentConfig>("pod_cidrs: [10.0.0.0/33]\n").is_err());
+    }
+
+    /// The ConfigMap in deploy/ parses (unknown fields are errors), and so does its BGP part.
+    #[test]
+    fn the_shipped_config_map_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent-config.yaml");
+        let cm: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = cm["data"]["agent.yaml"].as_str().expect("data.agent.yaml");
+        let c: AgentConfig = serde_yaml::from_str(text).unwrap();
+        assert!(c.bgp_node_mesh);
+        assert_eq!(c.bgp_mesh_graceful_restart_time, 120);
+        assert_eq!(c.policy_resync_secs, 90);
+        let mut bgp = c.bgp.expect("a bgp section");
+        // The agent fills in the router ID from the node's InternalIP.
+        bgp["router_id"] = "192.0.2.1".into();
+        caracal_bgp::config::SpeakerConfig::parse(&serde_yaml::to_string(&bgp).unwrap()).unwrap();
     }
 }

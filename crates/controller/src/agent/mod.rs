@@ -387,10 +387,13 @@ pub fn speaker_config(
             let peer_yaml = format!("{{address: \"{address}\", remote_as: {remote_as}}}");
             let mut peer: caracal_bgp::config::PeerConfig =
                 serde_yaml::from_str(&peer_yaml).expect("a minimal peer parses");
-            if let Some(t) = &template {
-                peer.hold_time = t.hold_time;
-                peer.password = t.password.clone();
-                peer.graceful_restart_time = t.graceful_restart_time;
+            match &template {
+                Some(t) => {
+                    peer.hold_time = t.hold_time;
+                    peer.password = t.password.clone();
+                    peer.graceful_restart_time = t.graceful_restart_time;
+                }
+                None => peer.graceful_restart_time = config.bgp_mesh_graceful_restart_time,
             }
             c.peers.push(peer);
         }
@@ -572,6 +575,84 @@ mod tests {
             out.pods[&k2].ips,
             vec![ip_b],
             "the API's addresses win when present"
+        );
+    }
+
+    #[test]
+    fn node_mesh_peers_every_other_node_with_its_asn_and_graceful_restart() {
+        use crate::datastore::model::NodeAddress;
+        let node = |name: &str, ip: &str, cidr: &str, asn: Option<u32>| {
+            (
+                name.to_string(),
+                Node {
+                    name: name.into(),
+                    pod_cidrs: vec![cidr.parse().unwrap()],
+                    addresses: vec![
+                        NodeAddress {
+                            kind: "ExternalIP".into(),
+                            ip: "203.0.113.9".parse().unwrap(),
+                        },
+                        NodeAddress {
+                            kind: "InternalIP".into(),
+                            ip: ip.parse().unwrap(),
+                        },
+                    ],
+                    asn,
+                    ..Default::default()
+                },
+            )
+        };
+        let nodes: BTreeMap<String, Node> = [
+            node("n1", "192.0.2.1", "10.244.1.0/24", None),
+            node("n2", "192.0.2.2", "10.244.2.0/24", None),
+            node("n3", "192.0.2.3", "10.244.3.0/24", Some(65003)),
+        ]
+        .into();
+        let config: AgentConfig = serde_yaml::from_str("{node_name: n1, bgp_node_mesh: true}").unwrap();
+        let base =
+            caracal_bgp::config::SpeakerConfig::parse("{local_as: 64512, router_id: 192.0.2.1}").unwrap();
+        let c = speaker_config(&config, &base, &nodes);
+        assert_eq!(
+            c.originate,
+            vec!["10.244.1.0/24".parse().unwrap()],
+            "only this node's CIDR"
+        );
+        let peers: Vec<(String, u32, u16)> = c
+            .peers
+            .iter()
+            .map(|p| (p.address.to_string(), p.remote_as, p.graceful_restart_time))
+            .collect();
+        assert_eq!(
+            peers,
+            vec![
+                ("192.0.2.2".to_string(), 64512, 120),
+                ("192.0.2.3".to_string(), 65003, 120),
+            ],
+            "every other node's InternalIP, iBGP unless annotated, graceful restart by default"
+        );
+        // A configured first peer is the template; mesh peers copy its graceful-restart time.
+        let base = caracal_bgp::config::SpeakerConfig::parse(
+            "{local_as: 64512, router_id: 192.0.2.1, peers: [{address: 192.0.2.254, remote_as: 65000, graceful_restart_time: 30}]}",
+        )
+        .unwrap();
+        let c = speaker_config(&config, &base, &nodes);
+        assert_eq!(c.peers.len(), 3);
+        assert!(
+            c.peers.iter().all(|p| p.graceful_restart_time == 30),
+            "{:?}",
+            c.peers
+        );
+        // Turned off.
+        let off: AgentConfig =
+            serde_yaml::from_str("{node_name: n1, bgp_node_mesh: true, bgp_mesh_graceful_restart_time: 0}")
+                .unwrap();
+        let base =
+            caracal_bgp::config::SpeakerConfig::parse("{local_as: 64512, router_id: 192.0.2.1}").unwrap();
+        assert!(
+            speaker_config(&off, &base, &nodes)
+                .peers
+                .iter()
+                .all(|p| p.graceful_restart_time == 0)
         );
     }
 
