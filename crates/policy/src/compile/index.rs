@@ -101,16 +101,7 @@ pub(super) fn family_slot(f: Family) -> usize {
 }
 
 fn has_family(pod: &Pod, f: Family) -> bool {
-    pod.ips
-        .iter()
-        .any(|ip| family_slot(family_of(ip)) == family_slot(f))
-}
-
-fn family_of(ip: &IpAddr) -> Family {
-    match ip {
-        IpAddr::V4(_) => Family::V4,
-        IpAddr::V6(_) => Family::V6,
-    }
+    pod.ips.iter().any(|ip| super::family_of(ip) == f)
 }
 
 fn insert_sorted(list: &mut Vec<u32>, id: u32) {
