@@ -184,19 +184,6 @@ fn program() -> Program {
     p
 }
 
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -266,11 +253,11 @@ fn synthetic(backend: Backend) {
     let prog = compiler.program().clone();
     let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
     let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
-    let (rss0, _) = rss_kib();
+    let (rss0, _) = caracal::cmd::policy::memory_kib();
     let t = Instant::now();
     let stats = applier.apply(&prog).unwrap();
     let scratch = t.elapsed();
-    let (rss1, hwm) = rss_kib();
+    let (rss1, hwm) = caracal::cmd::policy::memory_kib();
     assert!(
         applier.drift(&prog).unwrap().is_empty(),
         "kernel differs after apply"
@@ -432,38 +419,16 @@ fn handbuilt(backend: Backend) {
     );
 
     // The kernel tools alone, fed the fully rendered text.
-    let base_ns = Netns::create(&format!("pn-bench-base-{}", unique_suffix())).unwrap();
-    let set_text = ipset::render_sets(&prog.sets).unwrap();
-    let t = Instant::now();
-    run(
-        Some(base_ns.name()),
-        &tool("ipset").unwrap(),
-        &["restore"],
-        Some(&set_text),
-    )
-    .unwrap();
-    let base_ipset = t.elapsed();
-    let ipt_text: String = rendered.values().map(|t| t.to_restore()).collect();
-    let restore = backend::tools(backend, Family::V4).unwrap().restore;
-    let t = Instant::now();
-    run(
-        Some(base_ns.name()),
-        &restore,
-        &["--noflush", "--wait", "10"],
-        Some(&ipt_text),
-    )
-    .unwrap();
-    let base_ipt = t.elapsed();
-    drop(base_ns);
+    let (base_ipset, base_ipt) = tools_alone(&prog, backend);
 
     // The applier.
     let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
     let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
-    let (rss0, _) = rss_kib();
+    let (rss0, _) = caracal::cmd::policy::memory_kib();
     let t = Instant::now();
     let stats = applier.apply(&prog).unwrap();
     let scratch = t.elapsed();
-    let (rss1, hwm) = rss_kib();
+    let (rss1, hwm) = caracal::cmd::policy::memory_kib();
     assert!(
         applier.drift(&prog).unwrap().is_empty(),
         "kernel differs after apply"

@@ -202,7 +202,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resident and peak memory of this process, in KiB (from /proc/self/status).
-fn memory_kib() -> (u64, u64) {
+pub fn memory_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
