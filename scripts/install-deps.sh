@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   iproute2 iptables ipset conntrack kmod iputils-ping procps psmisc
   bird2 frr gobgpd exabgp
-  containernetworking-plugins
+  containernetworking-plugins containerd runc
   openssl jq ca-certificates curl git build-essential pkg-config
 )
 

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Builds the real Kubernetes control plane the tests run against (kube-apiserver and etcd, at the
-# versions pinned in go.mod) into a cache outside the repository, keyed by go.sum's checksum, and
+# Builds the real Kubernetes parts the tests run against (kube-apiserver, etcd, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy and agnhost, at the versions pinned in go.mod) into a cache outside the repository, keyed by go.sum's checksum, and
 # prints the directory holding the two binaries. A cached build is reused without invoking Go.
 #
 #   dir=$(tests/kube/build.sh)            # then: CARACAL_KUBE_BIN=$dir cargo test -p caracal
@@ -13,7 +13,19 @@ cache=${CARACAL_CACHE:-$HOME/.cache/caracal}
 hash=$(sha256sum "$here/go.sum" | cut -c1-16)
 out="$cache/kube-$hash"
 
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
+# The binaries, by the package each is built from (agnhost: the e2e suite's test image).
+BINARIES="kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy agnhost"
+pkg() {
+    case "$1" in
+        etcd) echo go.etcd.io/etcd/server/v3 ;;
+        agnhost) echo k8s.io/kubernetes/test/images/agnhost ;;
+        *) echo "k8s.io/kubernetes/cmd/$1" ;;
+    esac
+}
+complete() {
+    for b in $BINARIES; do [ -x "$1/$b" ] || return 1; done
+}
+if complete "$out"; then
     echo "$out"
     exit 0
 fi
@@ -59,9 +71,12 @@ done
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.kube-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-echo "build.sh: building kube-apiserver $kver and etcd into $out (cold: ~15 min on 2 cores)" >&2
-"$GO" build -trimpath -ldflags "-s -w $x" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-"$GO" build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+echo "build.sh: building $BINARIES ($kver) into $out" >&2
+for b in $BINARIES; do
+    start=$(date +%s)
+    "$GO" build -trimpath -ldflags "-s -w $x" -o "$tmp/$b" "$(pkg "$b")"
+    echo "build.sh: $b in $(( $(date +%s) - start )) s" >&2
+done
 "$tmp/kube-apiserver" --version >&2
 if [ -d "$out" ]; then
     rm -rf "$out"
