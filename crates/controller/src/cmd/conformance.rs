@@ -1,7 +1,10 @@
-//! `caracal conformance [--mode offline|node] [--json] <case files or folders>...`: runs policy
+//! `caracal conformance [--mode offline|node|kube] [--json] <case files or folders>...`: runs policy
 //! conformance cases (`shared/conformance/FORMAT.md`) and exits non-zero when any probe fails.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use caracal_policy::conformance::{self, Prober, offline::OfflineProber};
@@ -12,6 +15,8 @@ pub enum Mode {
     Offline,
     /// For real on this machine: namespaces, veths, iptables, ipsets, real probes (needs root).
     Node,
+    /// On a real cluster with caracal installed, through kubectl: agnhost pods, real probes.
+    Kube,
 }
 
 #[derive(clap::Args)]
@@ -25,13 +30,16 @@ pub struct ConformanceArgs {
     /// Offline only: also decide every probe with the reference evaluator and fail on disagreement.
     #[arg(long)]
     pub cross_check: bool,
+    /// Kube only: the cluster's kubeconfig (default: $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Case files, or folders searched recursively for `*.yaml`.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
 
 /// The prober of a mode.
-pub fn prober(mode: Mode, cross_check: bool) -> anyhow::Result<Box<dyn Prober>> {
+pub fn prober(mode: Mode, cross_check: bool, kubeconfig: Option<&Path>) -> anyhow::Result<Box<dyn Prober>> {
     match mode {
         Mode::Offline => Ok(Box::new(OfflineProber::new(cross_check))),
         Mode::Node => {
@@ -42,6 +50,13 @@ pub fn prober(mode: Mode, cross_check: bool) -> anyhow::Result<Box<dyn Prober>> 
             }
             Ok(Box::new(crate::dataplane::prober::NodeProber::new(None)))
         }
+        Mode::Kube => {
+            let kubeconfig = kubeconfig
+                .map(Path::to_path_buf)
+                .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+                .context("--mode kube needs --kubeconfig or $KUBECONFIG")?;
+            Ok(Box::new(crate::lab::k8s::prober::KubeProber::new(&kubeconfig)?))
+        }
     }
 }
 
@@ -50,7 +65,7 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no case files (*.yaml) under {:?}", args.paths);
     }
-    let mut prober = prober(args.mode, args.cross_check)?;
+    let mut prober = prober(args.mode, args.cross_check, args.kubeconfig.as_deref())?;
     let report = conformance::run_files(&files, prober.as_mut());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -32,6 +32,19 @@ pub enum LabCommand {
     /// Add or remove pods: a namespace plumbed by caracal-cni on a node, plus its Pod manifest.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// The lab cluster's door: listen on a loopback port here, connect into a namespace.
+    #[command(hide = true)]
+    Forward {
+        /// The network namespace to connect in (`/run/netns/<name>`).
+        #[arg(long)]
+        netns: PathBuf,
+        /// The address to connect to, inside that namespace.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Where to write the loopback port chosen.
+        #[arg(long)]
+        port_file: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -102,6 +115,9 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
                     st.netns
                 );
             }
+            if let Some(k) = lab.kubeconfig() {
+                println!("kubeconfig: {}", k.display());
+            }
             if foreground {
                 println!("lab {n} is up; Ctrl-C tears it down");
                 loop {
@@ -162,6 +178,15 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
         LabCommand::Pod(PodCommand::Del { lab, pod }) => {
             let (namespace, name) = split_pod(&pod)?;
             lab::pod::del(&lab, &namespace, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Forward { netns, to, port_file } => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let port = listener.local_addr()?.port();
+            let tmp = port_file.with_extension("tmp");
+            std::fs::write(&tmp, format!("{port}\n"))?;
+            std::fs::rename(&tmp, &port_file)?;
+            lab::k8s::forward::serve(listener, &netns, to)?;
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::List => {

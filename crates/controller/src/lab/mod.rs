@@ -11,6 +11,7 @@
 //! `caracal lab down <lab>` removes a detached one. Teardown kills every process inside the
 //! lab's namespaces, so nothing a test started there can outlive it.
 
+pub mod k8s;
 pub mod pod;
 pub mod topology;
 
@@ -226,7 +227,7 @@ impl Lab {
                 }
             }
         }
-        Ok(())
+        self.k8s_up(topo)
     }
 
     fn start_daemon(&self, name: &str, node: &topology::Node, ns: &NodeState) -> Result<Option<Child>> {
@@ -471,6 +472,8 @@ pub fn daemon_argv(
             "--pprof-disable".into(),
         ],
         Kind::Exabgp => vec!["exabgp".into(), cfg],
+        // The cluster's processes are started by `Lab::k8s_up` once the addresses are set.
+        Kind::K8sControlPlane | Kind::K8sNode => return Ok(None),
         Kind::Caracal => {
             let exe = caracal_exe()?;
             let args = cmd.unwrap_or("bgp run --config ${CONFIG}");
@@ -522,7 +525,7 @@ fn cli_argv(ns: &NodeState, args: &[&str]) -> Result<Vec<String>> {
 
 fn wait_ready(name: &str, ns: &NodeState) -> Result<()> {
     let probe: &[&str] = match ns.kind {
-        Kind::Linux => return Ok(()),
+        Kind::Linux | Kind::K8sControlPlane | Kind::K8sNode => return Ok(()),
         Kind::Bird => &["show", "status"],
         Kind::Frr => &["show", "version"],
         Kind::Gobgp => &["global"],
@@ -561,6 +564,12 @@ fn wait_ready(name: &str, ns: &NodeState) -> Result<()> {
 
 /// Runs `argv` in a node's namespace, or in a pod's when `node` is `namespace/name`.
 fn exec_in(state: &State, node: &str, argv: &[&str]) -> Result<Output> {
+    if state.nodes.get(node).is_some_and(|n| n.kind == Kind::K8sNode)
+        && k8s::namespaces(&state.name, node).mnt.exists()
+    {
+        // A worker's own view: its mount namespace holds its CNI folders and pods' namespaces.
+        return k8s::node_exec(&state.name, node, argv);
+    }
     let netns = match (state.nodes.get(node), state.pods.get(node)) {
         (Some(n), _) => &n.netns,
         (None, Some(p)) => &p.netns,
@@ -577,7 +586,7 @@ fn exec_in(state: &State, node: &str, argv: &[&str]) -> Result<Output> {
 /// Tears down a lab from its state: kills every process in its namespaces, deletes them and
 /// removes its run folder. Idempotent.
 fn teardown_state(state: &State, dir: &Path) -> Result<()> {
-    let mut errors = Vec::new();
+    let mut errors = k8s::stop(state, dir);
     // Pods first: their namespaces hold the pod ends of veths whose host ends are in the nodes.
     let pod_ns = state.pods.values().map(|p| p.netns.clone());
     let mut all: Vec<String> = pod_ns
@@ -601,31 +610,36 @@ fn teardown_state(state: &State, dir: &Path) -> Result<()> {
         if !Path::new("/run/netns").join(netns).exists() {
             continue;
         }
-        // Kill, then kill harder: daemons that ignore SIGTERM must not keep a namespace alive.
-        for sig in ["TERM", "KILL"] {
-            let pids = netns_pids(netns).unwrap_or_default();
-            if pids.is_empty() {
-                break;
-            }
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .args(&pids)
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline && !netns_pids(netns).unwrap_or_default().is_empty() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        kill_netns_processes(netns);
         if let Err(e) = run(Command::new("ip").args(["netns", "del", netns])) {
             errors.push(format!("{netns}: {e:#}"));
         }
     }
+    k8s::release(state);
     let _ = std::fs::remove_dir_all(dir);
     if errors.is_empty() {
         Ok(())
     } else {
         bail!("teardown left: {}", errors.join("; "))
+    }
+}
+
+/// Kills every process in a network namespace; then, for those that ignore SIGTERM, harder.
+fn kill_netns_processes(netns: &str) {
+    for sig in ["TERM", "KILL"] {
+        let pids = netns_pids(netns).unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && !netns_pids(netns).unwrap_or_default().is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -33,6 +33,22 @@ pub enum Kind {
     Exabgp,
     /// A node running caracal's standalone BGP speaker (`caracal bgp run --config ...`).
     Caracal,
+    /// A Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+    /// kube-scheduler) inside the node's namespace; its optional startup-config sets the
+    /// cluster's ranges (see `lab::k8s::ClusterSpec`).
+    #[serde(rename = "k8s-control-plane")]
+    K8sControlPlane,
+    /// A Kubernetes worker: containerd, kubelet and kube-proxy sharing the node's network,
+    /// UTS and mount namespaces; it joins the topology's one `k8s-control-plane`.
+    #[serde(rename = "k8s-node")]
+    K8sNode,
+}
+
+impl Kind {
+    /// The kinds that make a Kubernetes cluster out of the lab.
+    pub fn is_k8s(self) -> bool {
+        matches!(self, Kind::K8sControlPlane | Kind::K8sNode)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,13 +137,24 @@ impl Topology {
             if !valid_name(name) {
                 return Err(format!("node {name:?}: use letters, digits and '-', at most 24"));
             }
-            let needs_config = !matches!(node.kind, Kind::Linux);
+            let needs_config = !matches!(node.kind, Kind::Linux) && !node.kind.is_k8s();
             if needs_config && node.startup_config.is_none() {
                 return Err(format!(
                     "node {name}: kind {:?} needs a startup-config",
                     node.kind
                 ));
             }
+        }
+        let planes = self
+            .topology
+            .nodes
+            .values()
+            .filter(|n| n.kind == Kind::K8sControlPlane);
+        let has_workers = self.topology.nodes.values().any(|n| n.kind == Kind::K8sNode);
+        match planes.count() {
+            0 if has_workers => return Err("k8s-node nodes need one k8s-control-plane node".into()),
+            0 | 1 => {}
+            n => return Err(format!("{n} k8s-control-plane nodes: a lab runs one cluster")),
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, link) in self.topology.links.iter().enumerate() {
@@ -217,6 +244,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn k8s_nodes_need_exactly_one_control_plane() {
+        let worker_only = "name: t\ntopology:\n  nodes:\n    n1: {kind: k8s-node}\n";
+        assert!(
+            parse(worker_only)
+                .unwrap_err()
+                .contains("need one k8s-control-plane")
+        );
+        let two = "name: t\ntopology:\n  nodes:\n    a: {kind: k8s-control-plane}\n    b: {kind: k8s-control-plane}\n";
+        assert!(parse(two).unwrap_err().contains("2 k8s-control-plane"));
+        let ok =
+            "name: t\ntopology:\n  nodes:\n    cp: {kind: k8s-control-plane}\n    n1: {kind: k8s-node}\n";
+        let t = parse(ok).unwrap();
+        assert_eq!(t.topology.nodes["n1"].kind, Kind::K8sNode);
     }
 
     #[test]

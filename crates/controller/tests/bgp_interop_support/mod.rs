@@ -79,7 +79,9 @@ impl Node<'_> {
             }
             Kind::Exabgp => Ok(parse::exabgp_log(&self.exabgp_received(lab)).1),
             Kind::Caracal => parse::caracal_routes(&lab.cli(self.name, &["--json", "--routes"])?),
-            Kind::Linux => bail!("a linux node has no BGP daemon"),
+            Kind::Linux | Kind::K8sControlPlane | Kind::K8sNode => {
+                bail!("a {:?} node has no BGP daemon", self.kind)
+            }
         }
     }
 
@@ -92,7 +94,9 @@ impl Node<'_> {
             Kind::Gobgp => parse::gobgp_sessions(&lab.cli(self.name, &["neighbor", "-j"])?),
             Kind::Exabgp => Ok(parse::exabgp_log(&self.exabgp_received(lab)).0),
             Kind::Caracal => parse::caracal_sessions(&lab.cli(self.name, &["--json"])?),
-            Kind::Linux => bail!("a linux node has no BGP daemon"),
+            Kind::Linux | Kind::K8sControlPlane | Kind::K8sNode => {
+                bail!("a {:?} node has no BGP daemon", self.kind)
+            }
         }
     }
 

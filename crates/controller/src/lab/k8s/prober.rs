@@ -1,0 +1,454 @@
+//! `caracal conformance --mode kube`: the shared policy cases on a real cluster, through
+//! kubectl. Each case gets its namespaces and agnhost pods (one container per port, each serving
+//! that port on every protocol of the case, with the named ports the format requires), its
+//! steps applied with `kubectl apply`/`delete`/label changes, and every cell of a truth table
+//! probed for real with `kubectl exec ... /agnhost connect`, retried until it matches or the
+//! format's 10 s pass. Pods are spread over the cluster's nodes as the case places them.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use caracal_policy::{
+    conformance::{Case, Error, Observation, Prober, Result, Table, case::port_name},
+    model::{ClusterState, Key},
+    program::Protocol,
+};
+
+/// The format's bound on how long an expectation may take to hold.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// Probes in flight at once (each is a `kubectl exec`).
+const PARALLEL: usize = 6;
+const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.56";
+
+pub struct KubeProber {
+    kubeconfig: PathBuf,
+    nodes: Vec<String>,
+    running: Option<Running>,
+}
+
+struct Running {
+    step: usize,
+    /// Each pod's address in the cluster, and the one the case file gave it.
+    ips: BTreeMap<Key, (String, String)>,
+    global_policies: Vec<String>,
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Prober(e.to_string())
+}
+
+impl KubeProber {
+    /// A prober for the cluster of `kubeconfig`; its schedulable nodes take the case's nodes.
+    pub fn new(kubeconfig: &Path) -> Result<KubeProber> {
+        let out = kubectl(
+            kubeconfig,
+            &["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"],
+            None,
+        )?;
+        let mut nodes: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        nodes.sort();
+        if nodes.is_empty() {
+            return Err(err("the cluster has no nodes"));
+        }
+        Ok(KubeProber {
+            kubeconfig: kubeconfig.to_path_buf(),
+            nodes,
+            running: None,
+        })
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        kubectl(&self.kubeconfig, args, stdin)
+    }
+
+    fn pod_manifest(&self, case: &Case, state: &ClusterState, key: &Key) -> String {
+        let pod = &state.pods[key];
+        let node_index = case
+            .nodes
+            .iter()
+            .position(|n| pod.node.as_deref() == Some(n.as_str()))
+            .unwrap_or(0);
+        let node = &self.nodes[node_index % self.nodes.len()];
+        let labels: serde_json::Map<String, serde_json::Value> = pod
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        let containers: Vec<serde_json::Value> = case
+            .ports
+            .iter()
+            .map(|&port| {
+                let mut args = vec!["netexec".to_string(), format!("--http-port={port}")];
+                let mut ports = vec![];
+                for &proto in &case.protocols {
+                    match proto {
+                        Protocol::Udp => args.push(format!("--udp-port={port}")),
+                        Protocol::Sctp => args.push(format!("--sctp-port={port}")),
+                        _ => {}
+                    }
+                    ports.push(serde_json::json!({
+                        "containerPort": port,
+                        "protocol": proto.name().to_uppercase(),
+                        "name": port_name(port, proto),
+                    }));
+                }
+                if !case.protocols.contains(&Protocol::Udp) {
+                    // netexec always binds UDP; keep it off the case's ports.
+                    args.push("--udp-port=-1".into());
+                }
+                serde_json::json!({
+                    "name": format!("c{port}"),
+                    "image": AGNHOST,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": args,
+                    "ports": ports,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": key.name, "namespace": key.namespace, "labels": labels},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": containers},
+        })
+        .to_string()
+    }
+
+    fn namespace_manifest(name: &str, labels: &BTreeMap<String, String>) -> String {
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+            .to_string()
+    }
+
+    fn start(&self, case: &Case) -> Result<Running> {
+        let state = &case.initial;
+        for (name, ns) in &state.namespaces {
+            self.kubectl(
+                &["apply", "-f", "-"],
+                Some(&Self::namespace_manifest(name, &ns.labels)),
+            )?;
+        }
+        for key in &case.pods {
+            self.kubectl(&["apply", "-f", "-"], Some(&self.pod_manifest(case, state, key)))?;
+        }
+        for ns in state.namespaces.keys() {
+            self.kubectl(
+                &[
+                    "-n",
+                    ns,
+                    "wait",
+                    "--for=condition=Ready",
+                    "pod",
+                    "--all",
+                    "--timeout=180s",
+                ],
+                None,
+            )?;
+        }
+        let mut ips = BTreeMap::new();
+        for key in &case.pods {
+            let ip = self.kubectl(
+                &[
+                    "-n",
+                    &key.namespace,
+                    "get",
+                    "pod",
+                    &key.name,
+                    "-o",
+                    "jsonpath={.status.podIP}",
+                ],
+                None,
+            )?;
+            let model = state.pods[key]
+                .ips
+                .iter()
+                .find(|ip| ip.is_ipv4())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            ips.insert(key.clone(), (ip.trim().to_string(), model));
+        }
+        Ok(Running {
+            step: 0,
+            ips,
+            global_policies: Vec::new(),
+        })
+    }
+
+    fn apply_step(&mut self, case: &Case, state: &ClusterState) -> Result<()> {
+        let running = self.running.as_mut().expect("started");
+        let step = &case.steps[running.step];
+        if let Some(text) = &step.apply {
+            // The case's manifests carry the addresses the case file gave its pods.
+            let text = replace_addresses(text, &running.ips);
+            for doc in text.split("\n---") {
+                if doc.contains("kind: GlobalPolicy")
+                    && let Some(name) = doc.lines().map(str::trim).find_map(|l| l.strip_prefix("name:"))
+                {
+                    running.global_policies.push(name.trim().to_string());
+                }
+            }
+            kubectl(&self.kubeconfig, &["apply", "-f", "-"], Some(&text))?;
+        }
+        for d in &step.delete {
+            let kind = match d.kind.as_str() {
+                "GlobalPolicy" => "globalpolicies.caracal.dev",
+                other => other,
+            };
+            let mut args = vec!["delete", kind, d.name.as_str(), "--ignore-not-found"];
+            if let Some(ns) = &d.namespace {
+                args.extend(["-n", ns.as_str()]);
+            }
+            kubectl(&self.kubeconfig, &args, None)?;
+        }
+        for nl in &step.namespace_labels {
+            let labels = &state.namespaces[&nl.namespace].labels;
+            kubectl(
+                &self.kubeconfig,
+                &["apply", "-f", "-"],
+                Some(&Self::namespace_manifest(&nl.namespace, labels)),
+            )?;
+        }
+        for pl in &step.pod_labels {
+            let key = Key {
+                namespace: pl.namespace.clone(),
+                name: pl.pod.clone(),
+            };
+            kubectl(
+                &self.kubeconfig,
+                &["apply", "-f", "-"],
+                Some(&self.pod_manifest(case, state, &key)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces every address the case gave a pod with the pod's address in the cluster, only where
+/// it stands alone (not inside a longer number).
+pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> String {
+    let mut out = text.to_string();
+    for (real, model) in ips.values() {
+        if model.is_empty() {
+            continue;
+        }
+        let mut result = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(model.as_str()) {
+            let before = rest[..i].chars().last();
+            let after = rest[i + model.len()..].chars().next();
+            let alone = !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
+                && !after.is_some_and(|c| {
+                    c.is_ascii_digit()
+                        || (c == '.' && rest[i + model.len() + 1..].starts_with(|d: char| d.is_ascii_digit()))
+                });
+            result.push_str(&rest[..i]);
+            result.push_str(if alone { real } else { model });
+            rest = &rest[i + model.len()..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut child = Command::new(crate::kubetest::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("running kubectl: {e}")))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(err)?;
+    }
+    let out = child.wait_with_output().map_err(err)?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What one `agnhost connect` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Connected,
+    TimedOut,
+    /// Neither: refused, or kubectl failed.
+    Other,
+}
+
+fn connect(kubeconfig: &Path, from: &Key, to_ip: &str, port: u16, protocol: Protocol) -> Outcome {
+    let dest = format!("{to_ip}:{port}");
+    let proto = format!("--protocol={}", protocol.name().to_lowercase());
+    let container = format!("c{port}");
+    let r = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            &from.namespace,
+            "exec",
+            &from.name,
+            "-c",
+            &container,
+            "--",
+            "/agnhost",
+            "connect",
+            &dest,
+            "--timeout=1s",
+            &proto,
+        ],
+        None,
+    );
+    match r {
+        Ok(_) => Outcome::Connected,
+        Err(e) if e.to_string().contains("TIMEOUT") => Outcome::TimedOut,
+        Err(_) => Outcome::Other,
+    }
+}
+
+impl Prober for KubeProber {
+    fn sync(&mut self, case: &Case, state: &ClusterState) -> Result<()> {
+        match &mut self.running {
+            Some(r) => r.step += 1,
+            None => self.running = Some(self.start(case)?),
+        }
+        self.apply_step(case, state)
+    }
+
+    fn probe(
+        &mut self,
+        case: &Case,
+        _state: &ClusterState,
+        port: u16,
+        protocol: Protocol,
+        expected: &Table,
+    ) -> Result<Observation> {
+        let running = self.running.as_ref().ok_or_else(|| err("probe before sync"))?;
+        if protocol == Protocol::Sctp && !sctp_available() {
+            return Ok(Observation {
+                table: expected.clone(),
+                skipped: true,
+            });
+        }
+        let mut table = Table {
+            pods: case.pods.clone(),
+            ..Default::default()
+        };
+        let mut pending: Vec<(Key, Key)> = Vec::new();
+        for s in &case.pods {
+            table.cells.insert((s.clone(), s.clone()), true);
+            for d in &case.pods {
+                if s != d {
+                    pending.push((s.clone(), d.clone()));
+                }
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let results = Mutex::new(Vec::new());
+            let queue = Mutex::new(pending.clone());
+            std::thread::scope(|scope| {
+                for _ in 0..PARALLEL {
+                    scope.spawn(|| {
+                        while let Some((s, d)) = queue.lock().expect("not poisoned").pop() {
+                            let ip = &running.ips[&d].0;
+                            let o = connect(&self.kubeconfig, &s, ip, port, protocol);
+                            results.lock().expect("not poisoned").push((s, d, o));
+                        }
+                    });
+                }
+            });
+            pending.clear();
+            for (s, d, o) in results.into_inner().expect("not poisoned") {
+                let want = expected.get(&s, &d).unwrap_or(true);
+                let seen = match o {
+                    Outcome::Connected => true,
+                    Outcome::TimedOut => false,
+                    Outcome::Other => !want,
+                };
+                if seen != want {
+                    pending.push((s.clone(), d.clone()));
+                }
+                table.cells.insert((s, d), seen);
+            }
+            if pending.is_empty() || start.elapsed() > DEADLINE {
+                break;
+            }
+        }
+        Ok(Observation {
+            table,
+            skipped: false,
+        })
+    }
+
+    fn finish(&mut self, case: &Case) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        for gp in &running.global_policies {
+            let _ = self.kubectl(
+                &["delete", "globalpolicies.caracal.dev", gp, "--ignore-not-found"],
+                None,
+            );
+        }
+        let namespaces: Vec<&str> = case.initial.namespaces.keys().map(String::as_str).collect();
+        let mut args = vec![
+            "delete",
+            "namespace",
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ];
+        args.extend(namespaces);
+        if let Err(e) = self.kubectl(&args, None) {
+            tracing::warn!("case {}: deleting its namespaces: {e}", case.name);
+        }
+    }
+}
+
+/// SCTP needs the kernel's sctp module (this machine kind has no modules at all).
+fn sctp_available() -> bool {
+    std::fs::read_to_string("/proc/net/protocols").is_ok_and(|p| p.lines().any(|l| l.starts_with("SCTP")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_addresses_become_cluster_addresses_only_where_they_stand_alone() {
+        let mut ips = BTreeMap::new();
+        ips.insert(
+            Key {
+                namespace: "x".into(),
+                name: "a".into(),
+            },
+            ("10.244.1.7".to_string(), "10.0.0.1".to_string()),
+        );
+        let text = "cidr: 10.0.0.1/32\nother: 10.0.0.12/32\nlast: 10.0.0.1";
+        assert_eq!(
+            replace_addresses(text, &ips),
+            "cidr: 10.244.1.7/32\nother: 10.0.0.12/32\nlast: 10.244.1.7"
+        );
+    }
+}

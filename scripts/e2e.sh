@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The upstream Kubernetes e2e suites against caracal on the lab's real cluster:
+#
+#   sudo scripts/e2e.sh [granular|netpol|services|all] [ginkgo procs, default 2]
+#
+# Brings up tests/topologies/k8s (two workers, a BIRD ToR), installs caracal with
+# `kubectl apply -f crds/ -f deploy/`, runs the focused upstream specs of e2e.test (built from the
+# Go module proxy by tests/kube/e2e/build.sh) with the ginkgo CLI, prints the pass counts and
+# writes the JUnit report under target/e2e/<suite>/. Not part of scripts/test.sh: the Netpol suite
+# takes an hour or more on 2 cores. The lab is torn down on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin"
+[ "$(id -u)" = 0 ] || { echo "scripts/e2e.sh needs root; run it with sudo" >&2; exit 1; }
+suite=${1:-granular}
+procs=${2:-2}
+bash scripts/install-deps.sh >/dev/null
+KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
+E2E_DIR=$(bash tests/kube/e2e/build.sh | tail -n 1)
+export KUBE_BIN_DIR
+cargo build --quiet -p caracal -p caracal-cni
+caracal=$root/target/debug/caracal
+name=e2e-$$
+trap '$caracal lab down $name >/dev/null 2>&1 || true' EXIT
+
+# SCTP specs need the kernel's sctp module; this machine kind has no modules at all.
+skip='\[Slow\]|\[Serial\]|\[Disruptive\]|\[Flaky\]|IPv6|DualStack|Internet|DNS|Feature:|LoadBalancer|NodePort.*external'
+if ! modprobe sctp 2>/dev/null && ! grep -qw sctp /proc/net/protocols 2>/dev/null; then
+  skip="$skip|SCTP"
+  echo "e2e: SCTP specs skipped: the kernel has no sctp module"
+fi
+case "$suite" in
+  granular) focus='Networking Granular Checks: Pods' ;;
+  netpol) focus='Netpol' ;;
+  services) focus='Services should (allow pods to hairpin back to themselves through services|preserve source pod IP for traffic thru service cluster IP)' ;;
+  all) focus='Networking Granular Checks: Pods|Netpol|Services should (allow pods to hairpin back to themselves through services|preserve source pod IP for traffic thru service cluster IP)' ;;
+  *) echo "unknown suite $suite (granular|netpol|services|all)" >&2; exit 2 ;;
+esac
+
+start=$(date +%s)
+kubeconfig=$($caracal lab up --name "$name" tests/topologies/k8s | awk '/^kubeconfig:/ {print $2}')
+export KUBECONFIG=$kubeconfig
+kubectl apply -f crds/ -f deploy/ >/dev/null
+kubectl apply -f tests/topologies/k8s/caracal-config.yaml >/dev/null
+kubectl wait --for=condition=Ready node --all --timeout=300s
+kubectl -n kube-system rollout status daemonset/caracal-node --timeout=300s
+echo "e2e: cluster up and caracal installed in $(( $(date +%s) - start )) s"
+
+report=$root/target/e2e/$suite
+rm -rf "$report" && mkdir -p "$report"
+rc=0
+"$E2E_DIR/ginkgo" --procs="$procs" --no-color --timeout=4h --output-dir="$report" --junit-report=junit.xml \
+  "$E2E_DIR/e2e.test" -- --kubeconfig "$KUBECONFIG" --provider skeleton \
+  --ginkgo.focus="$focus" --ginkgo.skip="$skip" --report-dir "$report" \
+  > "$report/e2e.log" 2>&1 || rc=$?
+tail -n 40 "$report/e2e.log"
+echo "e2e $suite: $(grep -Eo 'Ran [0-9]+ of [0-9]+ Specs.*' "$report/e2e.log" | tail -1)"
+grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u || true
+echo "e2e $suite: wall $(( $(date +%s) - start )) s, rc=$rc, log $report/e2e.log"
+exit "$rc"
