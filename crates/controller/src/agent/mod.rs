@@ -113,7 +113,7 @@ pub fn with_local_addresses<'c>(cluster: &'c ClusterState, eps: &[LocalEndpoint]
 }
 
 /// Writes the CNI config list, rendered from its template (the shape of
-/// `deploy/cni-conflist.json`) with this node's pod CIDRs by the plugin's own installer code,
+/// `crates/cni/cni-conflist.json`, `/etc/caracal/cni-conflist.json` in the image) with this node's pod CIDRs by the plugin's own installer code,
 /// atomically and only when it changes.
 pub fn write_cni_config(template: &Path, out: &Path, node: &Node) -> Result<bool> {
     let text =
@@ -660,7 +660,7 @@ mod tests {
     fn cni_config_gets_the_node_pod_cidr_and_is_rewritten_only_on_change() {
         let d = tempfile::tempdir().unwrap();
         let t = d.path().join("tmpl.json");
-        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cni-conflist.json");
+        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../cni/cni-conflist.json");
         std::fs::copy(template, &t).unwrap();
         let out = d.path().join("net.d/10-caracal.conflist");
         let mut node = Node {

@@ -32,6 +32,34 @@ pub enum LabCommand {
     /// Add or remove pods: a namespace plumbed by caracal-cni on a node, plus its Pod manifest.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Build the lab cluster's container images offline.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Write pause.tar, agnhost.tar, busybox.tar and caracal.tar (OCI archives for
+    /// `ctr -n k8s.io images import`) into DIR.
+    Build {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The folder holding agnhost (default: tests/kube/build.sh's cache).
+        #[arg(long, value_name = "DIR")]
+        kube_bin: Option<PathBuf>,
+        /// The k8s.io/kubernetes module source (default: the Go module cache).
+        #[arg(long, value_name = "DIR")]
+        kube_src: Option<PathBuf>,
+        /// Build only these images (repeatable).
+        #[arg(long, value_enum, value_name = "NAME")]
+        only: Vec<lab::image::Name>,
+        /// The caracal binary to put in the image (default: beside this executable).
+        #[arg(long, value_name = "FILE")]
+        caracal_bin: Option<PathBuf>,
+        /// The caracal-cni binary (default: beside this executable).
+        #[arg(long, value_name = "FILE")]
+        cni_bin: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -162,6 +190,33 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
         LabCommand::Pod(PodCommand::Del { lab, pod }) => {
             let (namespace, name) = split_pod(&pod)?;
             lab::pod::del(&lab, &namespace, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Image(ImageCommand::Build {
+            out,
+            kube_bin,
+            kube_src,
+            only,
+            caracal_bin,
+            cni_bin,
+        }) => {
+            let built = lab::image::build_all(&lab::image::BuildOptions {
+                out_dir: out,
+                only,
+                kube_bin,
+                kube_src,
+                caracal_bin,
+                cni_bin,
+            })?;
+            for w in built {
+                println!(
+                    "{:<52} {} (layer {} bytes, manifest {})",
+                    w.reference,
+                    w.path.display(),
+                    w.layer_size,
+                    w.manifest_digest
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::List => {
