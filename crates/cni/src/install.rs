@@ -65,7 +65,9 @@ impl Options {
             }
         }
         if o.pod_cidrs.is_empty() && o.mtu.is_some() {
-            return Err(Error::config(format!("--mtu without --pod-cidr writes nothing; {USAGE}")));
+            return Err(Error::config(format!(
+                "--mtu without --pod-cidr writes nothing; {USAGE}"
+            )));
         }
         Ok(o)
     }
@@ -206,8 +208,14 @@ mod tests {
         .unwrap();
         assert_eq!(install(&o, &fake_exe).unwrap(), [target.clone()]);
         assert_eq!(std::fs::read(&target).unwrap(), b"\x7fELF new");
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
-        assert!(!d.path().join("net.d").exists(), "no config list without a pod CIDR");
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(
+            !d.path().join("net.d").exists(),
+            "no config list without a pod CIDR"
+        );
         // Nothing but the binary in the bin folder: the temporary file was renamed into place.
         let names: Vec<_> = std::fs::read_dir(d.path().join("bin"))
             .unwrap()

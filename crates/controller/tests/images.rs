@@ -24,7 +24,9 @@ fn missing() -> Option<String> {
     }
     for p in [CONTAINERD, CTR, "/usr/bin/containerd-shim-runc-v2"] {
         if !Path::new(p).exists() {
-            return Some(format!("{p} is missing (Debian package containerd, scripts/install-deps.sh)"));
+            return Some(format!(
+                "{p} is missing (Debian package containerd, scripts/install-deps.sh)"
+            ));
         }
     }
     None
@@ -52,7 +54,10 @@ struct Containerd {
 
 impl Containerd {
     fn start() -> Containerd {
-        let dir = tempfile::Builder::new().prefix("caracal-ctrd-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("caracal-ctrd-")
+            .tempdir()
+            .unwrap();
         let netns = Netns::create(&format!("caracal-img-{}", unique_suffix())).unwrap();
         let d = dir.path();
         // The CRI plugin is off: nothing here needs CNI or kubelet, only images and tasks.
@@ -72,10 +77,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        // `ip netns exec` execs containerd itself (so the child's PID is containerd's) in a
-        // mount namespace of its own: the snapshot mounts it makes vanish with it.
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns.name(), CONTAINERD, "--config"])
+        // unshare and nsenter each exec the next, so the child's PID is containerd's. A private
+        // mount namespace (a copy of ours, /sys/fs/cgroup included, which `ip netns exec`
+        // would hide by remounting /sys) makes the snapshot mounts vanish with containerd.
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "nsenter"])
+            .arg(format!("--net=/run/netns/{}", netns.name()))
+            .args([CONTAINERD, "--config"])
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -95,7 +103,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if let Some(status) = c.child.try_wait().unwrap() {
                 panic!("containerd exited ({status}): {}", c.log());
             }
-            assert!(Instant::now() < deadline, "containerd not ready in 30 s: {}", c.log());
+            assert!(
+                Instant::now() < deadline,
+                "containerd not ready in 30 s: {}",
+                c.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -138,13 +150,13 @@ impl Drop for Containerd {
         // state folder, then containerd itself.
         let tasks = self.dir.path().join("state/io.containerd.runtime.v2.task/k8s.io");
         for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("shim.pid")) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("shim.pid"))
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         let _ = self.child.kill();
@@ -215,29 +227,35 @@ fn containerd_imports_the_offline_images_and_runs_the_caracal_image() {
     // The CNI plugin's VERSION command, as a runtime calls it.
     let cni_version = run(&["--env", "CNI_COMMAND=VERSION"], &["/usr/local/bin/caracal-cni"]);
     assert!(cni_version.contains("supportedVersions"), "{cni_version}");
-    // Both iptables backends and ipset start (loader, libraries): their version lines.
+    // Both iptables backends and ipset start (loader, libraries): their version lines. ipset
+    // asks the kernel for its protocol version, which needs CAP_NET_ADMIN.
     for (tool, want) in [
         ("/usr/sbin/iptables-nft-save", "nf_tables"),
         ("/usr/sbin/iptables-legacy-save", "legacy"),
         ("/usr/sbin/ip6tables-restore", "nf_tables"),
         ("/usr/sbin/ipset", "ipset v"),
     ] {
-        let out = run(&[], &[tool, "--version"]);
+        let flags: &[&str] = if tool.ends_with("ipset") {
+            &["--privileged"]
+        } else {
+            &[]
+        };
+        let out = run(flags, &[tool, "--version"]);
         assert!(out.contains(want), "{tool} --version: {out}");
     }
     // An extension (libxt_comment.so) loads: a rule in the container's own network namespace.
     run(
         &["--privileged"],
         &[
-        "/usr/sbin/iptables-nft",
-        "-A",
-        "INPUT",
-        "-m",
-        "comment",
-        "--comment",
-        "caracal",
-        "-j",
-        "ACCEPT",
-    ],
+            "/usr/sbin/iptables-nft",
+            "-A",
+            "INPUT",
+            "-m",
+            "comment",
+            "--comment",
+            "caracal",
+            "-j",
+            "ACCEPT",
+        ],
     );
 }

@@ -52,7 +52,9 @@ impl Containerfile {
     pub fn parse(text: &str) -> Result<Containerfile> {
         let mut stages: Vec<Stage> = Vec::new();
         for (lineno, line) in logical_lines(text) {
-            let (kw, args) = line.split_once(char::is_whitespace).unwrap_or((line.as_str(), ""));
+            let (kw, args) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or((line.as_str(), ""));
             let (kw, args) = (kw.to_ascii_uppercase(), args.trim().to_owned());
             if kw == "FROM" {
                 let words: Vec<&str> = args.split_whitespace().collect();
@@ -107,7 +109,11 @@ impl Containerfile {
                 "WORKDIR" => config.working_dir = args.clone(),
                 "USER" => config.user = args.clone(),
                 "EXPOSE" => config.exposed_ports.extend(args.split_whitespace().map(|p| {
-                    if p.contains('/') { p.to_owned() } else { format!("{p}/tcp") }
+                    if p.contains('/') {
+                        p.to_owned()
+                    } else {
+                        format!("{p}/tcp")
+                    }
                 })),
                 "ENTRYPOINT" => config.entrypoint = exec_form(args).with_context(what)?,
                 "CMD" => config.cmd = exec_form(args).with_context(what)?,
@@ -168,7 +174,10 @@ fn copy(args: &str) -> Result<Vec<Placement>> {
         bail!("COPY needs a source and a destination");
     };
     ensure!(!sources.is_empty(), "COPY needs a source and a destination");
-    ensure!(dest.starts_with('/'), "COPY destination {dest:?} must be absolute");
+    ensure!(
+        dest.starts_with('/'),
+        "COPY destination {dest:?} must be absolute"
+    );
     ensure!(
         sources.len() == 1 || dest.ends_with('/'),
         "COPY of several sources needs a destination folder ending in /"
@@ -201,9 +210,8 @@ fn copy(args: &str) -> Result<Vec<Placement>> {
 
 /// `["a", "b"]`.
 fn exec_form(args: &str) -> Result<Vec<String>> {
-    serde_json::from_str(args).map_err(|_| {
-        anyhow::anyhow!("write the exec form, [\"program\", \"arg\"]: the image has no shell")
-    })
+    serde_json::from_str(args)
+        .map_err(|_| anyhow::anyhow!("write the exec form, [\"program\", \"arg\"]: the image has no shell"))
 }
 
 /// `K=V K2="v w"` (and the old `K V` form of ENV).
@@ -278,7 +286,10 @@ CMD ["agent"]
     fn final_stage_gives_placements_and_config() {
         let c = Containerfile::parse(SAMPLE).unwrap();
         assert_eq!(c.stages.len(), 3);
-        assert_eq!(c.stage("build").unwrap().instructions[0].1, "cargo build --release");
+        assert_eq!(
+            c.stage("build").unwrap().instructions[0].1,
+            "cargo build --release"
+        );
         let f = c.final_stage().unwrap();
         assert_eq!(f.base, "scratch");
         let dests: Vec<_> = f.placements.iter().map(|p| (p.dest.as_str(), p.dir)).collect();

@@ -257,8 +257,11 @@ pub fn agnhost(agnhost: &Path, kube_src: &Path) -> Result<Image> {
     r.dir("/uploads", 0o755);
     r.host_program("/usr/bin/curl", Path::new("/usr/bin/curl"))
         .context("curl (Debian package curl)")?;
-    r.host_file("/etc/ssl/certs/ca-certificates.crt", Path::new("/etc/ssl/certs/ca-certificates.crt"))
-        .context("CA certificates (Debian package ca-certificates)")?;
+    r.host_file(
+        "/etc/ssl/certs/ca-certificates.crt",
+        Path::new("/etc/ssl/certs/ca-certificates.crt"),
+    )
+    .context("CA certificates (Debian package ca-certificates)")?;
     // `nc -u` probes need OpenBSD nc; busybox's applet would shadow it.
     r.remove("/usr/bin/nc");
     r.remove("/bin/nc");
@@ -289,8 +292,7 @@ pub fn agnhost(agnhost: &Path, kube_src: &Path) -> Result<Image> {
 /// `caracal:0.1.0` → `docker.io/library/caracal:0.1.0`.
 pub fn normalise(name: &str) -> String {
     let first = name.split('/').next().unwrap_or(name);
-    let has_registry =
-        name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+    let has_registry = name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
     let mut full = match (has_registry, name.contains('/')) {
         (true, _) => name.to_owned(),
         (false, true) => format!("docker.io/{name}"),
@@ -323,7 +325,12 @@ pub fn resolve(
             .iter()
             .find(|(path, _)| *path == p.source.trim_start_matches("./"))
             .map(|(_, text)| Source::Bytes(text))
-            .with_context(|| format!("build context file {} is not carried by the offline builder", p.source));
+            .with_context(|| {
+                format!(
+                    "build context file {} is not carried by the offline builder",
+                    p.source
+                )
+            });
     };
     let stage = file
         .stage(from)
@@ -332,13 +339,19 @@ pub fn resolve(
         return match p.source.rsplit('/').next() {
             Some("caracal") => Ok(Source::Host(caracal.to_owned())),
             Some("caracal-cni") => Ok(Source::Host(cni.to_owned())),
-            _ => bail!("COPY --from={from} {}: only caracal and caracal-cni are built", p.source),
+            _ => bail!(
+                "COPY --from={from} {}: only caracal and caracal-cni are built",
+                p.source
+            ),
         };
     }
     if stage.base.starts_with("debian:") {
         return Ok(Source::Host(PathBuf::from(&p.source)));
     }
-    bail!("COPY --from={from}: stage base {} has no offline stand-in", stage.base)
+    bail!(
+        "COPY --from={from}: stage base {} has no offline stand-in",
+        stage.base
+    )
 }
 
 /// The caracal image from the Containerfile's final stage.
@@ -350,7 +363,10 @@ pub fn image_from_containerfile(text: &str, reference: &str, caracal: &Path, cni
     let file = containerfile::Containerfile::parse(text)?;
     let stage = file.final_stage()?;
     if stage.base != "scratch" {
-        bail!("the Containerfile's final stage must start FROM scratch, not {}", stage.base);
+        bail!(
+            "the Containerfile's final stage must start FROM scratch, not {}",
+            stage.base
+        );
     }
     let mut r = Rootfs::new();
     for p in &stage.placements {

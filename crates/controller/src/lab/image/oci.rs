@@ -104,11 +104,7 @@ pub fn config_json(c: &Config, diff_id: &str) -> Vec<u8> {
         cfg.insert("User".into(), c.user.clone().into());
     }
     if !c.exposed_ports.is_empty() {
-        let ports: serde_json::Map<_, _> = c
-            .exposed_ports
-            .iter()
-            .map(|p| (p.clone(), json!({})))
-            .collect();
+        let ports: serde_json::Map<_, _> = c.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
         cfg.insert("ExposedPorts".into(), ports.into());
     }
     if !c.labels.is_empty() {
@@ -161,7 +157,10 @@ impl<W> Hashing<W> {
 /// half-written archive).
 pub fn write(image: &Image, out: &Path) -> Result<Written> {
     let dir = out.parent().unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let layer_tmp = dir.join(format!(".{name}.layer.{}", std::process::id()));
     let archive_tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = write_via(image, out, &layer_tmp, &archive_tmp);
@@ -185,7 +184,11 @@ fn write_via(image: &Image, out: &Path, layer_tmp: &Path, archive_tmp: &Path) ->
     let mut compressed = raw.inner.finish()?;
     compressed.flush()?;
     let (layer_digest, layer_size) = (compressed.digest(), compressed.len);
-    compressed.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    compressed
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
 
     let config = config_json(&image.config, &diff_id);
     let manifest = serde_json::to_vec(&json!({
@@ -322,7 +325,10 @@ mod tests {
         let m = &a.index["manifests"][0];
         assert_eq!(a.index["mediaType"], MEDIA_INDEX);
         assert_eq!(m["digest"], w.manifest_digest.as_str());
-        assert_eq!(m["annotations"][ANNOTATION_CONTAINERD_NAME], "registry.k8s.io/pause:3.10.1");
+        assert_eq!(
+            m["annotations"][ANNOTATION_CONTAINERD_NAME],
+            "registry.k8s.io/pause:3.10.1"
+        );
         assert_eq!(m["annotations"][ANNOTATION_REF_NAME], "3.10.1");
         assert_eq!(m["platform"]["os"], "linux");
         assert_eq!(a.manifest["layers"][0]["digest"], w.layer_digest.as_str());

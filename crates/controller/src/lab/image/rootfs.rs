@@ -148,7 +148,10 @@ impl Rootfs {
             } else if lmeta.is_file() {
                 self.host_file(&to, &from)?;
             } else {
-                bail!("{}: only files, folders and symlinks go into images", from.display());
+                bail!(
+                    "{}: only files, folders and symlinks go into images",
+                    from.display()
+                );
             }
         }
         Ok(())

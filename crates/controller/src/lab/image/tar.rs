@@ -197,7 +197,11 @@ pub fn entries(mut data: &[u8]) -> io::Result<Vec<Entry>> {
         }
         let prefix = field(345..500);
         let name = field(0..100);
-        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let kind = match h[156] {
             b'0' | 0 => Kind::File,
             b'1' => Kind::HardLink,
@@ -232,9 +236,11 @@ mod tests {
     fn entries_round_trip_with_fixed_metadata() {
         let mut w = Writer::new(Vec::new());
         w.dir("etc", 0o755).unwrap();
-        w.file_bytes("etc/passwd", 0o644, b"root:x:0:0::/:/bin/sh\n").unwrap();
+        w.file_bytes("etc/passwd", 0o644, b"root:x:0:0::/:/bin/sh\n")
+            .unwrap();
         w.symlink("bin/sh", "dash").unwrap();
-        w.hard_link("usr/sbin/iptables", 0o755, "usr/sbin/xtables-nft-multi").unwrap();
+        w.hard_link("usr/sbin/iptables", 0o755, "usr/sbin/xtables-nft-multi")
+            .unwrap();
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
         w.file_bytes(&long, 0o755, &[7; 600]).unwrap();
         let bytes = w.finish().unwrap();
@@ -245,7 +251,10 @@ mod tests {
         assert_eq!(e[1].data, b"root:x:0:0::/:/bin/sh\n");
         assert_eq!((e[2].kind, e[2].link.as_str()), (Kind::Symlink, "dash"));
         assert_eq!(e[3].kind, Kind::HardLink);
-        assert_eq!((e[4].path.as_str(), e[4].mode, e[4].data.len()), (long.as_str(), 0o755, 600));
+        assert_eq!(
+            (e[4].path.as_str(), e[4].mode, e[4].data.len()),
+            (long.as_str(), 0o755, 600)
+        );
         assert!(e.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
     }
 

@@ -64,7 +64,10 @@ fn offline_caracal_image_has_the_config_the_containerfile_declares() {
     require_files!("/usr/sbin/xtables-nft-multi", "/usr/sbin/ipset");
     let d = tempfile::tempdir().unwrap();
     let a = built_caracal(d.path());
-    let declared = Containerfile::parse(CONTAINERFILE).unwrap().final_stage().unwrap();
+    let declared = Containerfile::parse(CONTAINERFILE)
+        .unwrap()
+        .final_stage()
+        .unwrap();
     let c = &a.config["config"];
     assert_eq!(c["Entrypoint"], json!(declared.config.entrypoint));
     assert_eq!(c["Cmd"], json!(declared.config.cmd));
@@ -74,7 +77,10 @@ fn offline_caracal_image_has_the_config_the_containerfile_declares() {
     assert!(c.get("User").is_none() && declared.config.user.is_empty());
     // And what the DaemonSet relies on, stated plainly.
     assert_eq!(c["Entrypoint"], json!(["/usr/local/bin/caracal"]));
-    assert_eq!(c["Labels"]["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        c["Labels"]["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
     let path = c["Env"][0].as_str().unwrap();
     assert!(path.starts_with("PATH=") && path.contains("/usr/sbin"), "{path}");
     assert_eq!(
@@ -141,7 +147,11 @@ fn offline_caracal_layer_holds_exactly_what_the_containerfile_copies() {
     ] {
         assert!(have.contains(&format!("/usr/sbin/{tool}")), "{tool}");
     }
-    for p in ["/usr/local/bin/caracal", "/usr/local/bin/caracal-cni", "/etc/caracal/cni-conflist.json"] {
+    for p in [
+        "/usr/local/bin/caracal",
+        "/usr/local/bin/caracal-cni",
+        "/etc/caracal/cni-conflist.json",
+    ] {
         assert!(have.contains(p), "{p}");
     }
     assert!(a.layer.iter().all(|e| e.uid == 0 && e.gid == 0 && e.mtime == 0));
@@ -236,7 +246,11 @@ fn pause_is_static_and_built_the_same_twice() {
     let bytes = std::fs::read(d.path().join("pause.tar")).unwrap();
     assert_eq!(build_all(&o).unwrap(), first);
     assert_eq!(std::fs::read(d.path().join("pause.tar")).unwrap(), bytes);
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no scratch files left");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "no scratch files left"
+    );
     let a = oci::read(&d.path().join("pause.tar")).unwrap();
     assert_eq!(first[0].reference, PAUSE);
     assert_eq!(a.config["config"]["Entrypoint"], json!(["/pause"]));
@@ -247,7 +261,10 @@ fn pause_is_static_and_built_the_same_twice() {
     let bin = d.path().join("pause");
     std::fs::write(&bin, &pause.data).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(rootfs::shared_libraries(&bin).unwrap().is_empty(), "pause must be static");
+    assert!(
+        rootfs::shared_libraries(&bin).unwrap().is_empty(),
+        "pause must be static"
+    );
     let v = std::process::Command::new(&bin).arg("-v").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).contains("pause"));
     let mut child = std::process::Command::new(&bin)
@@ -265,7 +282,13 @@ fn pause_is_static_and_built_the_same_twice() {
 
 #[test]
 fn agnhost_image_has_the_e2e_layout() {
-    require_files!("/bin/busybox", "/usr/bin/curl", "/bin/nc.openbsd", "/bin/dash", "/bin/bash");
+    require_files!(
+        "/bin/busybox",
+        "/usr/bin/curl",
+        "/bin/nc.openbsd",
+        "/bin/dash",
+        "/bin/bash"
+    );
     let d = tempfile::tempdir().unwrap();
     let bin = d.path().join("bin");
     let porter = d.path().join("src/test/images/agnhost/porter");
@@ -297,7 +320,10 @@ fn agnhost_image_has_the_e2e_layout() {
     assert_eq!(layer["/uploads"].kind, tar::Kind::Dir);
     // /bin/sh is dash and nc is OpenBSD's, not busybox applets.
     assert_eq!(layer["/bin/sh"].data, std::fs::read("/bin/dash").unwrap());
-    assert_eq!(layer["/usr/bin/nc"].data, std::fs::read("/bin/nc.openbsd").unwrap());
+    assert_eq!(
+        layer["/usr/bin/nc"].data,
+        std::fs::read("/bin/nc.openbsd").unwrap()
+    );
     assert!(!layer.contains_key("/bin/nc"));
     assert_eq!(layer["/usr/bin/wget"].link, "/bin/busybox");
     let passwd = String::from_utf8_lossy(&layer["/etc/passwd"].data).into_owned();
