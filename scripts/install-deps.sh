@@ -8,6 +8,8 @@ PACKAGES=(
   bird2 frr gobgpd exabgp
   containernetworking-plugins containerd runc
   openssl jq ca-certificates curl git build-essential pkg-config
+  # the lab's offline images: agnhost's busybox applets, OpenBSD nc, dash as /bin/sh, bash
+  busybox-static netcat-openbsd dash bash
 )
 
 missing=()

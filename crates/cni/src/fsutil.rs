@@ -19,6 +19,12 @@ pub enum Durability {
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
+    write_atomic_mode(path, data, durability, None)
+}
+
+/// [`write_atomic`] with the file's permission bits set before the rename, so the file is never
+/// visible without them (an executable that a runtime may run at any moment).
+pub fn write_atomic_mode(path: &Path, data: &[u8], durability: Durability, mode: Option<u32>) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::internal(format!("{} has no parent directory", path.display())))?;
@@ -29,6 +35,10 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> Result<
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         if durability == Durability::Durable {
             f.sync_data()?;
         }

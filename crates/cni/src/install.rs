@@ -1,7 +1,10 @@
-//! `caracal-cni install`: what the DaemonSet's init container runs on each node. It copies the
-//! plugin binary into the runtime's CNI bin directory and writes the network configuration list,
-//! rendered from `deploy/cni-conflist.json` with the node's pod CIDRs, both atomically (a
-//! runtime reading the directory at that moment sees the old file or the new one).
+//! `caracal-cni install`: what the DaemonSet's init container runs on each node (as its
+//! command, with no shell: the caracal image has none). It copies the plugin binary into the
+//! runtime's CNI bin directory and, given `--pod-cidr`, writes the network configuration list
+//! rendered from `crates/cni/cni-conflist.json` with the node's pod CIDRs; each file atomically
+//! (a runtime reading the directory at that moment sees the old file or the new one). Without
+//! `--pod-cidr` only the binary is installed: the agent writes the list once it knows the
+//! node's pod CIDRs.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +14,9 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Durability};
 
-/// The configuration list shipped in `deploy/`, the single source for what nodes get.
-pub const TEMPLATE: &str = include_str!("../../../deploy/cni-conflist.json");
+/// The configuration list template (also copied into the caracal image as
+/// `/etc/caracal/cni-conflist.json`), the single source for what nodes get.
+pub const TEMPLATE: &str = include_str!("../cni-conflist.json");
 pub const CONFLIST_NAME: &str = "10-caracal.conflist";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +27,7 @@ pub struct Options {
     pub mtu: Option<u32>,
 }
 
-pub const USAGE: &str = "usage: caracal-cni install --pod-cidr CIDR [--pod-cidr CIDR] [--mtu N] \
+pub const USAGE: &str = "usage: caracal-cni install [--pod-cidr CIDR [--pod-cidr CIDR] [--mtu N]] \
 [--bin-dir /host/opt/cni/bin] [--conf-dir /host/etc/cni/net.d]";
 
 impl Options {
@@ -60,8 +64,10 @@ impl Options {
                 other => return Err(Error::config(format!("unknown argument {other:?}; {USAGE}"))),
             }
         }
-        if o.pod_cidrs.is_empty() {
-            return Err(Error::config(format!("no --pod-cidr; {USAGE}")));
+        if o.pod_cidrs.is_empty() && o.mtu.is_some() {
+            return Err(Error::config(format!(
+                "--mtu without --pod-cidr writes nothing; {USAGE}"
+            )));
         }
         Ok(o)
     }
@@ -95,27 +101,28 @@ pub fn render(template: &str, pod_cidrs: &[IpNet], mtu: Option<u32>) -> Result<S
     serde_json::to_string_pretty(&v).map_err(|e| Error::internal(e.to_string()))
 }
 
-/// Copies `self_exe` to `<bin_dir>/caracal-cni` and writes `<conf_dir>/10-caracal.conflist`.
-pub fn install(o: &Options, self_exe: &Path) -> Result<()> {
-    let conflist = render(TEMPLATE, &o.pod_cidrs, o.mtu)?;
+/// Copies `self_exe` to `<bin_dir>/caracal-cni` and, when there are pod CIDRs, writes
+/// `<conf_dir>/10-caracal.conflist`. Returns the paths written.
+pub fn install(o: &Options, self_exe: &Path) -> Result<Vec<PathBuf>> {
+    // Rendered first: a bad template or CIDR set leaves the node untouched.
+    let conflist = if o.pod_cidrs.is_empty() {
+        None
+    } else {
+        Some(render(TEMPLATE, &o.pod_cidrs, o.mtu)?)
+    };
     let bin =
         std::fs::read(self_exe).map_err(|e| Error::io(format!("cannot read {}", self_exe.display()), e))?;
     fsutil::ensure_dir(&o.bin_dir)?;
     let target = o.bin_dir.join("caracal-cni");
-    fsutil::write_atomic(&target, &bin, Durability::Durable)?;
-    set_executable(&target)?;
-    fsutil::ensure_dir(&o.conf_dir)?;
-    fsutil::write_atomic(
-        &o.conf_dir.join(CONFLIST_NAME),
-        conflist.as_bytes(),
-        Durability::Durable,
-    )
-}
-
-fn set_executable(p: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::io(format!("cannot chmod {}", p.display()), e))
+    fsutil::write_atomic_mode(&target, &bin, Durability::Durable, Some(0o755))?;
+    let mut written = vec![target];
+    if let Some(conflist) = conflist {
+        fsutil::ensure_dir(&o.conf_dir)?;
+        let path = o.conf_dir.join(CONFLIST_NAME);
+        fsutil::write_atomic(&path, conflist.as_bytes(), Durability::Durable)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -149,6 +156,7 @@ mod tests {
                 .msg
                 .contains("--pod-cidr")
         );
+        assert!(Options::parse(&[]).unwrap().pod_cidrs.is_empty());
         assert!(Options::parse(&args("--pod-cidr 10.0.0.0/33")).is_err());
         assert!(
             Options::parse(&args("--pod-cidr 10.0.0.0/24 --frob"))
@@ -180,5 +188,39 @@ mod tests {
         // Running it again (a DaemonSet pod restart) just replaces both.
         install(&o, &fake_exe).unwrap();
         assert_eq!(std::fs::read_dir(d.path().join("net.d")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn install_without_pod_cidr_installs_only_the_binary_executable() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let fake_exe = d.path().join("exe");
+        std::fs::write(&fake_exe, b"\x7fELF new").unwrap();
+        std::fs::create_dir(d.path().join("bin")).unwrap();
+        // An older plugin in place, as a read-only file (a rename replaces it anyway).
+        let target = d.path().join("bin/caracal-cni");
+        std::fs::write(&target, b"\x7fELF old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let o = Options::parse(&args(&format!(
+            "--bin-dir {0}/bin --conf-dir {0}/net.d",
+            d.path().display()
+        )))
+        .unwrap();
+        assert_eq!(install(&o, &fake_exe).unwrap(), [target.clone()]);
+        assert_eq!(std::fs::read(&target).unwrap(), b"\x7fELF new");
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(
+            !d.path().join("net.d").exists(),
+            "no config list without a pod CIDR"
+        );
+        // Nothing but the binary in the bin folder: the temporary file was renamed into place.
+        let names: Vec<_> = std::fs::read_dir(d.path().join("bin"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["caracal-cni"]);
     }
 }

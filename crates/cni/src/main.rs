@@ -37,12 +37,9 @@ fn install(args: &[String]) -> i32 {
     let run = || -> caracal_cni::Result<()> {
         let o = install::Options::parse(args)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("cannot find own executable", e))?;
-        install::install(&o, &exe)?;
-        println!(
-            "installed {} and {}",
-            o.bin_dir.join("caracal-cni").display(),
-            o.conf_dir.join(install::CONFLIST_NAME).display()
-        );
+        for path in install::install(&o, &exe)? {
+            println!("installed {}", path.display());
+        }
         Ok(())
     };
     match run() {

@@ -45,6 +45,34 @@ pub enum LabCommand {
         #[arg(long)]
         port_file: PathBuf,
     },
+    /// Build the lab cluster's container images offline.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Write pause.tar, agnhost.tar, busybox.tar and caracal.tar (OCI archives for
+    /// `ctr -n k8s.io images import`) into DIR.
+    Build {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The folder holding agnhost (default: tests/kube/build.sh's cache).
+        #[arg(long, value_name = "DIR")]
+        kube_bin: Option<PathBuf>,
+        /// The k8s.io/kubernetes module source (default: the Go module cache).
+        #[arg(long, value_name = "DIR")]
+        kube_src: Option<PathBuf>,
+        /// Build only these images (repeatable).
+        #[arg(long, value_enum, value_name = "NAME")]
+        only: Vec<lab::image::Name>,
+        /// The caracal binary to put in the image (default: beside this executable).
+        #[arg(long, value_name = "FILE")]
+        caracal_bin: Option<PathBuf>,
+        /// The caracal-cni binary (default: beside this executable).
+        #[arg(long, value_name = "FILE")]
+        cni_bin: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -187,6 +215,33 @@ pub fn run(command: LabCommand) -> Result<ExitCode> {
             std::fs::write(&tmp, format!("{port}\n"))?;
             std::fs::rename(&tmp, &port_file)?;
             lab::k8s::forward::serve(listener, &netns, to)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Image(ImageCommand::Build {
+            out,
+            kube_bin,
+            kube_src,
+            only,
+            caracal_bin,
+            cni_bin,
+        }) => {
+            let built = lab::image::build_all(&lab::image::BuildOptions {
+                out_dir: out,
+                only,
+                kube_bin,
+                kube_src,
+                caracal_bin,
+                cni_bin,
+            })?;
+            for w in built {
+                println!(
+                    "{:<52} {} (layer {} bytes, manifest {})",
+                    w.reference,
+                    w.path.display(),
+                    w.layer_size,
+                    w.manifest_digest
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::List => {

@@ -11,6 +11,7 @@
 //! `caracal lab down <lab>` removes a detached one. Teardown kills every process inside the
 //! lab's namespaces, so nothing a test started there can outlive it.
 
+pub mod image;
 pub mod k8s;
 pub mod pod;
 pub mod topology;

@@ -285,11 +285,21 @@ fn k8s_nodes(state: &State) -> impl Iterator<Item = (&String, &NodeState)> {
     state.nodes.iter().filter(|(_, n)| n.kind == Kind::K8sNode)
 }
 
-/// The OCI archives every node imports, with the reference each carries.
-fn lab_images() -> Result<Vec<(String, PathBuf)>> {
-    let dir = std::env::var_os("CARACAL_LAB_IMAGES")
-        .map(PathBuf::from)
-        .context("CARACAL_LAB_IMAGES is not set")?;
+/// The OCI archives every node imports, with the reference each carries: the ones in
+/// `$CARACAL_LAB_IMAGES` if set (made earlier with `caracal lab image build`), else built now
+/// into the lab's folder.
+fn lab_images(lab_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let Some(dir) = std::env::var_os("CARACAL_LAB_IMAGES").map(PathBuf::from) else {
+        let built = super::image::build_all(&super::image::BuildOptions {
+            out_dir: lab_dir.join("images"),
+            only: Vec::new(),
+            kube_bin: None,
+            kube_src: None,
+            caracal_bin: None,
+            cni_bin: None,
+        })?;
+        return Ok(built.into_iter().map(|w| (w.reference, w.path)).collect());
+    };
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
         let p = e?.path();
@@ -421,7 +431,7 @@ impl Lab {
         )?;
         self.children.push(c);
 
-        let images = lab_images()?;
+        let images = lab_images(&self.dir)?;
         let proxy_kc = creds.kubeconfig("kube-proxy", &remote)?;
         for w in &workers {
             let kc = creds.kubeconfig(&format!("node-{w}"), &remote)?;
