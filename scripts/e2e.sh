@@ -2,6 +2,7 @@
 # The upstream Kubernetes e2e suites against caracal on the lab's real cluster:
 #
 #   sudo scripts/e2e.sh [granular|netpol|services|all] [ginkgo procs, default 2]
+#   sudo scripts/e2e.sh faults        # the real-cluster fault tests instead (k8s_faults.rs)
 #
 # Brings up tests/topologies/k8s (two workers, a BIRD ToR), installs caracal with
 # `kubectl apply -f crds/ -f deploy/`, runs the focused upstream specs of e2e.test (built from the
@@ -14,6 +15,12 @@ root=$PWD
 export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin"
 [ "$(id -u)" = 0 ] || { echo "scripts/e2e.sh needs root; run it with sudo" >&2; exit 1; }
 suite=${1:-granular}
+if [ "$suite" = faults ]; then
+  # The real-cluster fault tests: each brings its own cluster up (crates/controller/tests/k8s_faults.rs).
+  export KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1) CARACAL_REQUIRE_K8S=1
+  cargo build --quiet -p caracal -p caracal-cni
+  exec cargo test -p caracal --test k8s_faults -- --ignored --test-threads=1
+fi
 procs=${2:-2}
 bash scripts/install-deps.sh >/dev/null
 KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
@@ -25,7 +32,7 @@ name=e2e-$$
 trap '$caracal lab down $name >/dev/null 2>&1 || true' EXIT
 
 # SCTP specs need the kernel's sctp module; this machine kind has no modules at all.
-skip='\[Slow\]|\[Serial\]|\[Disruptive\]|\[Flaky\]|IPv6|DualStack|Internet|DNS|Feature:|LoadBalancer|NodePort.*external'
+skip='\[Slow\]|\[Serial\]|\[Disruptive\]|\[Flaky\]|IPv6|DualStack|Internet|DNS|LoadBalancer'
 if ! modprobe sctp 2>/dev/null && ! grep -qw sctp /proc/net/protocols 2>/dev/null; then
   skip="$skip|SCTP"
   echo "e2e: SCTP specs skipped: the kernel has no sctp module"
@@ -54,7 +61,7 @@ rc=0
   "$E2E_DIR/e2e.test" -- --kubeconfig "$KUBECONFIG" --provider skeleton \
   --ginkgo.focus="$focus" --ginkgo.skip="$skip" --report-dir "$report" \
   > "$report/e2e.log" 2>&1 || rc=$?
-tail -n 40 "$report/e2e.log"
+grep -v "^[S•]*$" "$report/e2e.log" | tail -n 40
 echo "e2e $suite: $(grep -Eo 'Ran [0-9]+ of [0-9]+ Specs.*' "$report/e2e.log" | tail -1)"
 grep -E '^\s*\[FAIL\]' "$report/e2e.log" | sort -u || true
 echo "e2e $suite: wall $(( $(date +%s) - start )) s, rc=$rc, log $report/e2e.log"

@@ -325,6 +325,41 @@ fn archive_reference(tar: &Path) -> Result<String> {
         .with_context(|| format!("{}: index.json names no image", tar.display()))
 }
 
+impl Lab {
+    fn control_plane(&self) -> Result<(&str, &NodeState)> {
+        self.state
+            .nodes
+            .iter()
+            .find(|(_, n)| n.kind == Kind::K8sControlPlane)
+            .map(|(name, n)| (name.as_str(), n))
+            .context("the lab has no k8s-control-plane node")
+    }
+
+    /// Stops the API server (a fault the tests inject): every kube-apiserver process of the
+    /// control plane's namespace, killed.
+    pub fn stop_apiserver(&self) -> Result<()> {
+        let (_, cp) = self.control_plane()?;
+        for pid in super::netns_pids(&cp.netns)? {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "kube-apiserver" {
+                let pid = nix::unistd::Pid::from_raw(pid.parse()?);
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the API server again with the command line it was first started with.
+    pub fn start_apiserver(&mut self) -> Result<()> {
+        let (_, cp) = self.control_plane()?;
+        let (netns, dir) = (cp.netns.clone(), cp.dir.clone());
+        let argv: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join("kube-apiserver.argv"))?)?;
+        let c = self.spawn_k8s(&netns, None, &argv, &dir.join("kube-apiserver-restarted.log"))?;
+        self.children.push(c);
+        Ok(())
+    }
+}
+
 /// `nsenter` into a node's network namespace (and, for workers, its mount and UTS ones).
 fn nsenter(netns: &str, ns: Option<&NodeNamespaces>, argv: &[String]) -> Command {
     let mut cmd = Command::new("nsenter");
@@ -408,6 +443,7 @@ impl Lab {
         )?;
         self.children.push(c);
         let argv = control_plane::apiserver(&bin, &pki_dir, cp_ip, &spec);
+        std::fs::write(cp_dir.join("kube-apiserver.argv"), serde_json::to_vec(&argv)?)?;
         let c = self.spawn_k8s(&cp_ns, None, &argv, &cp_dir.join("kube-apiserver.log"))?;
         self.children.push(c);
 
