@@ -9,8 +9,13 @@ export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin"
 [ "$(id -u)" = 0 ] || { echo "scripts/demo.sh needs root; run it with sudo" >&2; exit 1; }
 bash scripts/install-deps.sh
 cargo build --quiet -p caracal -p caracal-cni
+if [ "${1:-}" = k8s ]; then
+  # The real cluster needs the Kubernetes binaries (built once from the Go module proxy).
+  export KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
+fi
 caracal=$PWD/target/debug/caracal
 topo=${1:-tests/topologies/cluster}
+[ "$topo" = k8s ] && topo=tests/topologies/k8s
 name=demo-$$
 run="/run/caracal-lab/$name"
 trap '$caracal lab down $name >/dev/null 2>&1 || true' EXIT
@@ -28,6 +33,36 @@ if [ "$(basename "$topo")" = bgp-interop ]; then
   $caracal lab exec "$name" gobgp -- gobgp -u 127.0.0.1 -p 50051 global rib
   say "ExaBGP: prefixes received through its API"
   grep -o '"nlri": "[0-9./]*"' "$run/exabgp/received.jsonl" | sort -u || true
+  exit 0
+fi
+
+if [ "$(basename "$topo")" = k8s ]; then
+  export KUBECONFIG=$run/pki/admin.kubeconfig
+  say "a real cluster: kubelet, containerd and kube-proxy on two nodes; no pod network yet"
+  kubectl get nodes -o wide
+  say "kubectl apply -f crds/ -f deploy/ (and the ToR as a BGP peer in the ConfigMap)"
+  kubectl apply -f crds/ -f deploy/
+  kubectl apply -f tests/topologies/k8s/caracal-config.yaml
+  kubectl wait --for=condition=Ready node --all --timeout=180s
+  kubectl -n kube-system rollout status daemonset/caracal-node --timeout=180s
+  kubectl create namespace demo
+  for p in a:node1 b:node2; do
+    kubectl -n demo run "${p%%:*}" --image=registry.k8s.io/e2e-test-images/agnhost:2.56 --labels="app=${p%%:*}" \
+      --overrides="{\"spec\":{\"nodeName\":\"${p#*:}\"}}" -- netexec --http-port=8080
+  done
+  kubectl -n demo wait --for=condition=Ready pod --all --timeout=120s
+  kubectl get pods -n demo -o wide
+  ip_b=$(kubectl -n demo get pod b -o jsonpath='{.status.podIP}')
+  say "the ToR learned each node's pod CIDR over BGP"
+  $caracal lab exec "$name" tor -- birdc -s "$run/tor/bird.ctl" show route
+  say "demo/a (node1) -> demo/b (node2) :8080"
+  kubectl -n demo exec a -- /agnhost connect "$ip_b:8080" --timeout=2s && echo connected
+  say "a NetworkPolicy isolating demo/b, applied with kubectl"
+  printf '%s\n' 'apiVersion: networking.k8s.io/v1' 'kind: NetworkPolicy' 'metadata: {namespace: demo, name: deny-b}' \
+    'spec: {podSelector: {matchLabels: {app: b}}, policyTypes: [Ingress]}' | kubectl apply -f -
+  sleep 2
+  kubectl -n demo exec a -- /agnhost connect "$ip_b:8080" --timeout=2s || echo "dropped"
+  say "tearing the lab down"
   exit 0
 fi
 
