@@ -32,9 +32,24 @@ fn pod_ready_times(c: &Cluster, ns: &str, n: usize) -> Vec<f64> {
         let name = format!("p{i}");
         let start = Instant::now();
         c.apply(&agnhost_pod(ns, &name, node));
-        c.kubectl_ok(&["-n", ns, "wait", "--for=condition=Ready", &format!("pod/{name}"), "--timeout=120s"]);
+        c.kubectl_ok(&[
+            "-n",
+            ns,
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{name}"),
+            "--timeout=120s",
+        ]);
         out.push(start.elapsed().as_secs_f64());
-        c.kubectl_ok(&["-n", ns, "delete", "pod", &name, "--grace-period=0", "--wait=true"]);
+        c.kubectl_ok(&[
+            "-n",
+            ns,
+            "delete",
+            "pod",
+            &name,
+            "--grace-period=0",
+            "--wait=true",
+        ]);
     }
     out
 }
@@ -88,10 +103,16 @@ fn main() {
     }
     std::thread::sleep(Duration::from_secs(3));
 
-    c.run_pods("bench", &(agnhost_pod("bench", "t1", "node1") + "---\n" + &agnhost_pod("bench", "t2", "node2")));
+    c.run_pods(
+        "bench",
+        &(agnhost_pod("bench", "t1", "node1") + "---\n" + &agnhost_pod("bench", "t2", "node2")),
+    );
     let t1 = c.pod_ip("bench", "t1");
     let t2 = c.pod_ip("bench", "t2");
-    assert!(t1.starts_with("10.244.") && t2.starts_with("10.244."), "caracal addresses: {t1} {t2}");
+    assert!(
+        t1.starts_with("10.244.") && t2.starts_with("10.244."),
+        "caracal addresses: {t1} {t2}"
+    );
     let mut enforce = Vec::new();
     for i in 0..n {
         let policy = format!(
@@ -107,7 +128,10 @@ fn main() {
             if d2.is_none() && !answers(&c, "node1", &t2) {
                 d2 = Some(start.elapsed());
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "policy {i} not enforced in 30 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "policy {i} not enforced in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // Enforced when both nodes drop; a dropped probe is only seen after its 100 ms timeout.
@@ -126,7 +150,11 @@ fn main() {
     println!("pod create -> Ready, {n} pods each, one at a time:");
     println!("  caracal-cni          p50 {:.2} s  p99 {:.2} s", c50, c99);
     println!("  ptp + host-local     p50 {:.2} s  p99 {:.2} s", r50, r99);
-    println!("  ratio caracal/ref    p50 {:.2}    p99 {:.2}", c50 / r50, c99 / r99);
+    println!(
+        "  ratio caracal/ref    p50 {:.2}    p99 {:.2}",
+        c50 / r50,
+        c99 / r99
+    );
     let (e50, e99) = (percentile(&mut enforce, 0.5), percentile(&mut enforce, 0.99));
     println!("policy kubectl apply -> enforced on both nodes, {n} policies:");
     println!("  p50 {:.0} ms  p99 {:.0} ms", e50 * 1000.0, e99 * 1000.0);

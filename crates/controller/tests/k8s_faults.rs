@@ -23,7 +23,10 @@ use k8s_support::{Cluster, agnhost_pod, skip_or_fail};
 
 fn two_pods(c: &Cluster, ns: &str) -> (String, String) {
     c.kubectl_ok(&["create", "namespace", ns]);
-    c.run_pods(ns, &(agnhost_pod(ns, "a", "node1") + "---\n" + &agnhost_pod(ns, "b", "node2")));
+    c.run_pods(
+        ns,
+        &(agnhost_pod(ns, "a", "node1") + "---\n" + &agnhost_pod(ns, "b", "node2")),
+    );
     (c.pod_ip(ns, "a"), c.pod_ip(ns, "b"))
 }
 
@@ -65,7 +68,13 @@ fn restarting_the_agent_loses_no_packet_of_a_live_tcp_stream() {
     let mut server = kubectl_cmd(
         &c,
         &[
-            "-n", "stream", "exec", "b", "--", "bash", "-c",
+            "-n",
+            "stream",
+            "exec",
+            "b",
+            "--",
+            "bash",
+            "-c",
             "nc -l 9000 | while read i t; do echo \"$i $t $EPOCHREALTIME\"; done > /tmp/stream.out",
         ],
     )
@@ -97,15 +106,26 @@ fn restarting_the_agent_loses_no_packet_of_a_live_tcp_stream() {
     let mut count = 0;
     for (n, line) in out.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(f[0].parse::<usize>().unwrap(), n + 1, "line {} out of order: {line}", n + 1);
+        assert_eq!(
+            f[0].parse::<usize>().unwrap(),
+            n + 1,
+            "line {} out of order: {line}",
+            n + 1
+        );
         let delay = f[2].parse::<f64>().unwrap() - f[1].parse::<f64>().unwrap();
         worst = worst.max(delay);
         count += 1;
     }
     assert_eq!(count, lines, "lines lost");
     // A lost segment costs a retransmission timeout (at least 200 ms); none happened.
-    assert!(worst < 0.15, "a line took {worst:.3} s: a segment was lost and retransmitted");
-    eprintln!("stream: {count} lines across two agent restarts, worst one-way delay {:.1} ms", worst * 1000.0);
+    assert!(
+        worst < 0.15,
+        "a line took {worst:.3} s: a segment was lost and retransmitted"
+    );
+    eprintln!(
+        "stream: {count} lines across two agent restarts, worst one-way delay {:.1} ms",
+        worst * 1000.0
+    );
 }
 
 #[test]
@@ -144,9 +164,15 @@ fn a_new_pod_under_a_deny_policy_is_never_reachable() {
         eprintln!("{pod}: {} probes, {reached} reached it", codes.len());
         assert!(codes.len() > 10, "too few probes: {codes:?}");
         if must_reach {
-            assert!(codes.contains(&"0"), "the probe never reached the unpoliced pod: {codes:?}");
+            assert!(
+                codes.contains(&"0"),
+                "the probe never reached the unpoliced pod: {codes:?}"
+            );
         } else {
-            assert_eq!(reached, 0, "a packet reached the denied pod while it started: {codes:?}");
+            assert_eq!(
+                reached, 0,
+                "a packet reached the denied pod while it started: {codes:?}"
+            );
         }
     }
 }
@@ -171,17 +197,29 @@ fn the_api_server_away_for_60_s_leaves_the_dataplane_working_and_the_agent_conve
     c.lab.as_ref().unwrap().stop_apiserver().unwrap();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        assert_eq!(c.node_get("node1", &b), "ok", "b unreachable while the API server is away");
-        assert_ne!(c.node_get("node1", &cip), "ok", "c reachable while the API server is away");
+        assert_eq!(
+            c.node_get("node1", &b),
+            "ok",
+            "b unreachable while the API server is away"
+        );
+        assert_ne!(
+            c.node_get("node1", &cip),
+            "ok",
+            "c reachable while the API server is away"
+        );
         std::thread::sleep(Duration::from_secs(5));
     }
     // The agents kept running: no restart, so no rule was rewritten from an empty cluster.
     assert_eq!([agent_pid(&c, "node1"), agent_pid(&c, "node2")], agents);
     c.lab.as_mut().unwrap().start_apiserver().unwrap();
-    c.wait("the API server back", 90, |c| Ok(c.kubectl(&["get", "--raw", "/readyz"]).is_ok()));
+    c.wait("the API server back", 90, |c| {
+        Ok(c.kubectl(&["get", "--raw", "/readyz"]).is_ok())
+    });
     // What changes now reaches the dataplane: the agents' watches came back.
     c.apply(&deny_ingress("away", "deny-b", "b"));
-    c.wait("deny-b enforced after the API server returned", 60, |c| Ok(c.node_get("node1", &b) != "ok"));
+    c.wait("deny-b enforced after the API server returned", 60, |c| {
+        Ok(c.node_get("node1", &b) != "ok")
+    });
     c.kubectl_ok(&["-n", "away", "delete", "networkpolicy", "deny-c"]);
     c.wait("deny-c lifted", 60, |c| Ok(c.node_get("node1", &cip) == "ok"));
 }
@@ -233,14 +271,19 @@ fn kill_9_in_the_middle_of_an_apply_leaves_a_consistent_dataplane() {
     // The agent on b's node is compiling and applying 300 policies now.
     std::thread::sleep(Duration::from_millis(150));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    c.wait("the agent on node2 restarted", 90, |c| Ok(agent_pid(c, "node2").is_some_and(|p| p != pid)));
+    c.wait("the agent on node2 restarted", 90, |c| {
+        Ok(agent_pid(c, "node2").is_some_and(|p| p != pid))
+    });
     c.wait_agents_ready();
     // b is isolated now (only the x* pods, which do not exist, may reach it); a is not.
     c.wait("b isolated", 30, |c| Ok(c.node_get("node1", &b) != "ok"));
     assert_eq!(c.node_get("node2", &a), "ok");
     std::thread::sleep(Duration::from_secs(3));
     let after_kill = dataplane(&c, "node2");
-    assert!(after_kill.iter().any(|l| l.starts_with(":cara-")), "no caracal chains: {after_kill:?}");
+    assert!(
+        after_kill.iter().any(|l| l.starts_with(":cara-")),
+        "no caracal chains: {after_kill:?}"
+    );
     // A clean restart from the same state writes the same rules and sets.
     let old = c.agent_pod("node2");
     c.kubectl_ok(&["-n", "kube-system", "delete", "pod", &old]);

@@ -77,6 +77,29 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
     c.wait("the policy drops a -> b", 30, |c| {
         Ok(c.connect("smoke", "a", &format!("{b}:8080")) != "ok")
     });
+    // explain reads the same cluster through the agent's datastore and names the policy.
+    let explain = std::process::Command::new(lab::caracal_exe().unwrap())
+        .args([
+            "policy",
+            "explain",
+            "smoke/a",
+            "smoke/b",
+            "8080/TCP",
+            "--kubeconfig",
+        ])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    assert!(
+        text.contains("dropped") && text.contains("deny-b"),
+        "explain: {text}"
+    );
     // Only b is isolated: b still reaches a.
     assert_eq!(c.connect("smoke", "b", &format!("{a}:8080")), "ok");
 

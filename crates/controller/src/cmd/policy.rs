@@ -58,6 +58,34 @@ pub struct ExplainArgs {
     /// Also print every rule the packet matched.
     #[arg(long)]
     pub trace: bool,
+    /// Read the cluster from the API server instead of manifests, through the agent's own
+    /// datastore (so the verdict is the one the agent enforces); `-` for $KUBECONFIG,
+    /// ~/.kube/config or the in-cluster service account.
+    #[arg(long, conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// The cluster as the agent on any node sees it: its datastore's first complete snapshot.
+fn api_state(kubeconfig: &std::path::Path) -> anyhow::Result<ClusterState> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let path = (kubeconfig != std::path::Path::new("-")).then(|| kubeconfig.to_path_buf());
+        let client = super::agent::kube_client(path.as_ref(), None).await?;
+        let options = crate::datastore::KubeOptions {
+            debounce: std::time::Duration::from_millis(10),
+            report_status: false,
+        };
+        let ds = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            crate::datastore::watch_kube(client, options),
+        )
+        .await
+        .context("the API server gave no complete list in 30 s")?;
+        let cluster = ds.subscribe().borrow().cluster.clone();
+        Ok(cluster)
+    })
 }
 
 pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -82,10 +110,13 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
     let protocol =
         parse_protocol(&proto.to_uppercase()).with_context(|| format!("bad protocol {proto:?}"))?;
-    if args.manifests.is_empty() {
-        anyhow::bail!("give --manifests <folder or file>");
+    if args.manifests.is_empty() && args.kubeconfig.is_none() {
+        anyhow::bail!("give --manifests <folder or file>, or --kubeconfig <file or ->");
     }
-    let mut state = ClusterState::default();
+    let mut state = match &args.kubeconfig {
+        Some(k) => api_state(k)?,
+        None => ClusterState::default(),
+    };
     for file in collect_files(&args.manifests)? {
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let skipped = manifests::load(&mut state, &text).with_context(|| file.display().to_string())?;

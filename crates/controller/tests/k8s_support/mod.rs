@@ -203,10 +203,18 @@ impl Cluster {
         let crds = repo().join("crds").display().to_string();
         let deploy = repo().join("deploy").display().to_string();
         self.kubectl_ok(&["apply", "-f", &crds, "-f", &deploy]);
-        let config = repo().join("tests/topologies/k8s/caracal-config.yaml").display().to_string();
+        let config = repo()
+            .join("tests/topologies/k8s/caracal-config.yaml")
+            .display()
+            .to_string();
         self.kubectl_ok(&["apply", "-f", &config]);
         self.wait("both nodes Ready", 180, |c| {
-            let s = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])?;
+            let s = c.kubectl(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
             Ok(s.split_whitespace().filter(|x| *x == "True").count() == 2)
         });
         self.wait_agents_ready();
@@ -214,7 +222,15 @@ impl Cluster {
 
     pub fn wait_agents_ready(&self) {
         self.wait("both agents Ready (readiness probe)", 120, |c| {
-            let s = c.kubectl(&["-n", "kube-system", "get", "daemonset", "caracal-node", "-o", "jsonpath={.status.numberReady}/{.status.updatedNumberScheduled}"])?;
+            let s = c.kubectl(&[
+                "-n",
+                "kube-system",
+                "get",
+                "daemonset",
+                "caracal-node",
+                "-o",
+                "jsonpath={.status.numberReady}/{.status.updatedNumberScheduled}",
+            ])?;
             Ok(s.trim() == "2/2")
         });
     }
@@ -222,14 +238,30 @@ impl Cluster {
     /// Applies pods and waits until all of `ns` are Ready.
     pub fn run_pods(&self, ns: &str, manifests: &str) {
         self.apply(manifests);
-        self.kubectl_ok(&["-n", ns, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=120s"]);
+        self.kubectl_ok(&[
+            "-n",
+            ns,
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "--all",
+            "--timeout=120s",
+        ]);
     }
 
     /// The agent pod on `node`.
     pub fn agent_pod(&self, node: &str) -> String {
         self.kubectl_ok(&[
-            "-n", "kube-system", "get", "pods", "-l", "app.kubernetes.io/name=caracal",
-            "--field-selector", &format!("spec.nodeName={node}"), "-o", "jsonpath={.items[0].metadata.name}",
+            "-n",
+            "kube-system",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=caracal",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
         ])
     }
 
@@ -243,7 +275,11 @@ impl Cluster {
     pub fn node_get(&self, node: &str, ip: &str) -> String {
         let url = format!("http://{ip}:8080/hostname");
         let out = self.node_exec(node, &["curl", "-sS", "-m", "2", &url]);
-        if out.status.success() { "ok".into() } else { String::from_utf8_lossy(&out.stderr).trim().to_string() }
+        if out.status.success() {
+            "ok".into()
+        } else {
+            String::from_utf8_lossy(&out.stderr).trim().to_string()
+        }
     }
 }
 
