@@ -77,7 +77,7 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
     c.wait("the policy drops a -> b", 30, |c| {
         Ok(c.connect("smoke", "a", &format!("{b}:8080")) != "ok")
     });
-    // explain reads the same cluster through the agent's datastore and names the policy.
+    // explain reads the same cluster through the agent's datastore and gives its verdict.
     let explain = std::process::Command::new(lab::caracal_exe().unwrap())
         .args([
             "policy",
