@@ -97,7 +97,8 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
         String::from_utf8_lossy(&explain.stderr)
     );
     assert!(
-        text.contains("dropped") && text.contains("deny-b"),
+        text.contains("smoke/a -> smoke/b 8080/TCP: DENIED")
+            && text.contains("selected by 1 NetworkPolicies, none allows this"),
         "explain: {text}"
     );
     // Only b is isolated: b still reaches a.
