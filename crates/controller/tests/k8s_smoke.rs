@@ -71,6 +71,25 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
         Ok(c.connect("smoke", "b", &format!("{a}:8080")) == "ok")
     });
 
+    // kube-proxy's Services over caracal's routes: a pod reaches itself through its own
+    // ClusterIP (hairpin), and the other node's pod through its ClusterIP.
+    c.kubectl_ok(&["-n", "smoke", "expose", "pod", "a", "--port=8080", "--name=svc-a"]);
+    let vip = c.kubectl_ok(&[
+        "-n",
+        "smoke",
+        "get",
+        "service",
+        "svc-a",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    c.wait("a reaches itself through its ClusterIP", 30, |c| {
+        Ok(c.connect("smoke", "a", &format!("{vip}:8080")) == "ok")
+    });
+    c.wait("b reaches a through its ClusterIP", 30, |c| {
+        Ok(c.connect("smoke", "b", &format!("{vip}:8080")) == "ok")
+    });
+
     c.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-b, namespace: smoke}\nspec:\n  podSelector: {matchLabels: {app: b}}\n  policyTypes: [Ingress]\n",
     );
