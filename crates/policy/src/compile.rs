@@ -109,9 +109,10 @@ pub fn hashed_name(prefix: &str, key: &str, max: usize) -> String {
     out
 }
 
-/// The host-side interface name of a pod (`cara` + 11 hex characters, 15 bytes, the kernel limit).
+/// The host-side interface name of a pod, as the CNI plugin names it
+/// ([`caracal_contract::pod_veth_name`]).
 pub fn iface_name(pod: &Key) -> String {
-    hashed_name(IFACE_PREFIX, &pod.to_string(), 15)
+    caracal_contract::pod_veth_name(&pod.namespace, &pod.name)
 }
 
 fn family_of(ip: &IpAddr) -> Family {

@@ -194,7 +194,7 @@ pub const CHAIN_PREFIX: &str = "cara-";
 /// Prefix of every ipset caracal owns.
 pub const SET_PREFIX: &str = "cara-";
 /// Prefix of every pod-side host interface (the veth on the host); `cara+` in iptables matches all.
-pub const IFACE_PREFIX: &str = "cara";
+pub use caracal_contract::IFACE_PREFIX;
 /// iptables limits chain names to 28 bytes.
 pub const MAX_CHAIN_NAME: usize = 28;
 /// ipset limits set names to 31 bytes.

@@ -24,7 +24,6 @@ use std::{
 
 use anyhow::{Context, Result};
 use caracal_policy::model::{ClusterState, Key, LocalEndpoint, Pod};
-use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use config::AgentConfig;
@@ -34,29 +33,17 @@ use crate::{
     datastore::{Node, Snapshot},
 };
 
-/// The fields of a CNI endpoint record the agent needs (the record is written by caracal-cni;
-/// other fields are ignored).
-#[derive(Debug, Deserialize)]
-struct EndpointRecord {
-    pod: Option<Key>,
-    iface: String,
-    ips: Vec<IpAddr>,
-}
-
-/// Reads every endpoint record in `dir`; unreadable or half-written files are skipped (the
-/// plugin writes them atomically, so a skipped file is one being removed).
+/// Reads every endpoint record in `dir` through the plugin's own record type
+/// ([`caracal_contract::endpoint`]); unreadable or half-written files are skipped (the plugin
+/// writes them atomically, so a skipped file is one being removed), and so are attachments
+/// without a pod.
 pub fn read_endpoints(dir: &Path) -> Vec<LocalEndpoint> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut eps: Vec<LocalEndpoint> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| std::fs::read(e.path()).ok())
-        .filter_map(|b| serde_json::from_slice::<EndpointRecord>(&b).ok())
+    let mut eps: Vec<LocalEndpoint> = caracal_contract::endpoint::read_dir(dir)
+        .into_iter()
         .filter_map(|r| {
+            let pod = r.pod?;
             Some(LocalEndpoint {
-                pod: r.pod?,
+                pod: Key::new(pod.namespace, pod.name),
                 iface: r.iface,
                 ips: r.ips,
             })
