@@ -4,7 +4,9 @@
 //! Flow: [`model`] (desired state) → [`validate`] (into the normalized [`policy`] form, using
 //! [`selector`] and [`expr`]) → [`compile`] (into a [`program::Program`]) → [`render`]ed and
 //! [`apply`]-planned for the kernel by the node agent, or run packet by packet by [`eval`].
-//! [`conformance`] runs the shared policy cases against any prober.
+//! [`k8s`] is the one converter from Kubernetes objects to the model; [`manifests`] loads
+//! manifest files through it and [`path`] runs a pod-to-pod packet through the nodes' programs,
+//! for `caracal policy explain`. [`conformance`] runs the shared policy cases against any prober.
 #![forbid(unsafe_code)]
 
 pub mod apply;
@@ -13,8 +15,10 @@ pub mod conformance;
 pub mod eval;
 pub mod expr;
 pub mod globalpolicy;
+pub mod k8s;
 pub mod manifests;
 pub mod model;
+pub mod path;
 pub mod policy;
 pub mod program;
 pub mod render;

@@ -47,6 +47,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// A Kubernetes `protocol` field (NetworkPolicyPort, ContainerPort): `TCP`, `UDP` or `SCTP`,
+    /// case-sensitive as the API is; absent means TCP. The one parser of it: the API watchers, the
+    /// manifest loaders, the validator and the CLI all come here.
+    pub fn from_k8s(field: Option<&str>) -> Option<Protocol> {
+        match field.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
