@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use caracal::dataplane::netns::is_root;
-use caracal::dataplane::prober::NodeProber;
-use caracal_policy::conformance::{collect_files, run_files};
+use caracal::testbed::prober::NodeProber;
+use caracal_testkit::conformance::{collect_files, run_files};
 
 fn shared_cases() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CARACAL_CONFORMANCE_DIR") {

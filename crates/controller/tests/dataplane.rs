@@ -8,7 +8,7 @@ use std::time::Duration;
 use caracal::dataplane::applier::Applier;
 use caracal::dataplane::backend::{self, Backend};
 use caracal::dataplane::netns::{Netns, is_root, run, tool, unique_suffix};
-use caracal::dataplane::nodelab::{NodeLab, Outcome, Probe};
+use caracal::testbed::nodelab::{NodeLab, Outcome, Probe};
 use caracal_policy::model::Key;
 use caracal_policy::program::*;
 
@@ -551,7 +551,7 @@ fn apply_changes_touches_only_the_listed_chains_and_sets() {
 fn agent_policy_steps_apply_deltas_and_a_resync_heals_drift() {
     use caracal::agent::PolicyReconciler;
     use caracal_policy::compile::compile;
-    use caracal_policy::synthetic::{self, Spec};
+    use caracal_testkit::synthetic::{self, Spec};
     require_root!();
     let ns = Netns::create(&format!("pn-agent-{}", unique_suffix())).unwrap();
     let syn = synthetic::generate(&Spec {

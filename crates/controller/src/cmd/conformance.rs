@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use caracal_policy::conformance::{self, Prober, offline::OfflineProber};
+use caracal_testkit::conformance::{self, Prober, offline::OfflineProber};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -40,7 +40,7 @@ pub fn prober(mode: Mode, cross_check: bool) -> anyhow::Result<Box<dyn Prober>> 
                     "--mode node needs root (it creates namespaces, veths, iptables rules and ipsets)"
                 );
             }
-            Ok(Box::new(crate::dataplane::prober::NodeProber::new(None)))
+            Ok(Box::new(crate::testbed::prober::NodeProber::new(None)))
         }
     }
 }

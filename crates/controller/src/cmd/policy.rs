@@ -231,7 +231,7 @@ pub fn memory_kib() -> (u64, u64) {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    use caracal_policy::synthetic;
+    use caracal_testkit::synthetic;
 
     if cfg!(debug_assertions) {
         println!("warning: a debug build; run with --release for meaningful figures");

@@ -7,15 +7,13 @@
 //!   kubernetes-sigs/iptables-wrappers do.
 //! - [`applier`]: incremental apply: read back, diff, one `iptables-restore --noflush` per table
 //!   and family, `ipset restore` before and after.
-//! - [`nodelab`]: a node namespace with one namespace per pod, servers and real probes: the
-//!   test bed behind `caracal conformance --mode node`.
-//! - [`prober`]: the node-mode conformance prober on top of the node lab and the applier.
+//!
+//! The node lab and the node-mode conformance prober built on these are in
+//! [`crate::testbed`].
 
 pub mod applier;
 pub mod backend;
 pub mod netns;
-pub mod nodelab;
-pub mod prober;
 
 /// What failed while programming or probing the kernel.
 #[derive(Debug, thiserror::Error)]

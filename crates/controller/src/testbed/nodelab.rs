@@ -20,8 +20,8 @@ use caracal_policy::model::{Key, LocalEndpoint};
 use caracal_policy::program::Protocol;
 use tokio::runtime::Runtime;
 
-use super::netns::{Netns, in_netns, run, tool, unique_suffix};
-use super::{Error, Result};
+use crate::dataplane::netns::{Netns, in_netns, run, tool, unique_suffix};
+use crate::dataplane::{Error, Result};
 
 /// The gateway every pod routes through; the node answers ARP for it by proxy.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);

@@ -1,10 +1,10 @@
 //! The offline prober: compiles each node's program and runs every probe's first packet through
-//! it with the evaluator, along the path a real packet takes ([`crate::path`]).
+//! it with the evaluator, along the path a real packet takes ([`caracal_policy::path`]).
 
 use std::collections::BTreeMap;
 
 use super::{Case, Error, Observation, Prober, Result, Table};
-use crate::{
+use caracal_policy::{
     compile::compile,
     eval,
     path::path_verdicts,

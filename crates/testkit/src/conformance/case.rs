@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::Deserialize;
 
 use super::{Error, Result, table::Table};
-use crate::{
+use caracal_policy::{
     compile::iface_name,
     k8s,
     model::{ClusterState, Key, LocalEndpoint, NAMESPACE_NAME_LABEL, NamedPort, Namespace, Pod},
@@ -380,7 +380,7 @@ pub fn apply_step(state: &mut ClusterState, step: &Step) -> Result<()> {
 }
 
 /// Applies one manifest (replacing an object of the same name whole, as `kubectl apply` does),
-/// through the agent's converter ([`crate::k8s`]). A GlobalPolicy the agent would reject fails
+/// through the agent's converter ([`caracal_policy::k8s`]). A GlobalPolicy the agent would reject fails
 /// the step: a case states what the agent enforces.
 pub fn apply_object(state: &mut ClusterState, value: serde_yaml::Value) -> Result<()> {
     let kind = value

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use case::{Case, Expect, Step};
-pub use crate::manifests::collect_files;
+pub use caracal_policy::manifests::collect_files;
 pub use table::Table;
 
-use crate::{model::ClusterState, program::Protocol};
+use caracal_policy::{model::ClusterState, program::Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
