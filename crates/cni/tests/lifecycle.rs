@@ -415,7 +415,10 @@ fn run_chain(
 fn chained_with_debian_tuning_the_result_and_prev_result_pass_through() {
     require_root!();
     if !support::have_debian_plugins() {
-        eprintln!("skipped: /usr/lib/cni/tuning missing (apt install containernetworking-plugins)");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "/usr/lib/cni/tuning missing (apt install containernetworking-plugins)",
+        );
         return;
     }
     let node = Node::new();

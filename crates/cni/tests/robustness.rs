@@ -458,7 +458,10 @@ fn a_new_sandbox_of_the_same_pod_survives_the_old_sandboxs_del() {
 fn delegated_host_local_ipam_works_like_the_builtin() {
     require_root!();
     if !support::have_debian_plugins() {
-        eprintln!("skipped: /usr/lib/cni/host-local missing (apt install containernetworking-plugins)");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "/usr/lib/cni/host-local missing (apt install containernetworking-plugins)",
+        );
         return;
     }
     let node = Node::new();

@@ -12,15 +12,9 @@ use caracal_testkit::conformance::{Case, case::apply_step, collect_files};
 /// program a compile from scratch gives.
 #[test]
 fn incremental_updates_equal_a_compile_from_scratch_across_the_shared_cases() {
-    let dir = std::env::var_os("CARACAL_CONFORMANCE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
-        });
-    if !dir.is_dir() {
-        eprintln!("skipped: no shared/conformance folder (set CARACAL_CONFORMANCE_DIR)");
+    let Some(dir) = caracal_testkit::require::shared_conformance() else {
         return;
-    }
+    };
     let mut steps = 0;
     for file in collect_files(&[dir]).unwrap() {
         let case = Case::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
