@@ -29,7 +29,7 @@ use tokio::sync::watch;
 pub use config::AgentConfig;
 
 use crate::{
-    dataplane::applier::Applier,
+    dataplane::{Dataplane, applier::Applier},
     datastore::{Node, Snapshot},
 };
 
@@ -136,16 +136,17 @@ pub struct PolicyStep {
 }
 
 /// The policy side of the agent without the async loop: keeps the incremental compiler between
-/// steps, so that a change costs what the change touches, not what the cluster holds.
-pub struct PolicyReconciler {
-    applier: Applier,
+/// steps, so that a change costs what the change touches, not what the cluster holds. Programs
+/// through a [`Dataplane`] (iptables + ipset by default).
+pub struct PolicyReconciler<D: Dataplane = Applier> {
+    applier: D,
     compiler: Option<caracal_policy::compile::Compiler>,
     endpoints: Vec<LocalEndpoint>,
     errors: std::collections::BTreeSet<String>,
 }
 
-impl PolicyReconciler {
-    pub fn new(applier: Applier) -> Self {
+impl<D: Dataplane> PolicyReconciler<D> {
+    pub fn new(applier: D) -> Self {
         PolicyReconciler {
             applier,
             compiler: None,
@@ -154,11 +155,11 @@ impl PolicyReconciler {
         }
     }
 
-    pub fn applier(&self) -> &Applier {
+    pub fn applier(&self) -> &D {
         &self.applier
     }
 
-    pub fn applier_mut(&mut self) -> &mut Applier {
+    pub fn applier_mut(&mut self) -> &mut D {
         &mut self.applier
     }
 
@@ -205,10 +206,7 @@ impl PolicyReconciler {
         let result = match &incremental {
             None => self.applier.apply(compiler.program()),
             Some(delta) if delta.is_empty() => Ok(Default::default()),
-            Some(delta) => self.applier.apply_changes(
-                compiler.program(),
-                &crate::dataplane::applier::Changes::from(delta),
-            ),
+            Some(delta) => self.applier.apply_delta(compiler.program(), delta),
         };
         match result {
             Ok(stats) => Ok(PolicyStep {

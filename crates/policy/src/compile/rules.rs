@@ -3,8 +3,6 @@
 
 use super::*;
 
-/// `-m multiport` takes at most 15 ports, a range counting as two.
-pub(super) const MULTIPORT_SLOTS: usize = 15;
 
 
 impl Compiler {
@@ -127,7 +125,7 @@ impl Compiler {
         }])
     }
 
-    /// Port matches as blocks: protocol-only, multiport groups per protocol, named-port sets.
+    /// Port matches as blocks: protocol-only, one list of ranges per protocol, named-port sets.
     fn port_blocks(
         &mut self,
         family: Family,
@@ -155,26 +153,12 @@ impl Compiler {
                 }
             }
         }
+        // One block per protocol with all its ports: packing them into `-m multiport` matches
+        // of 15 slots is the iptables renderer's business (`render::iptables::render_rule`).
         for (proto, mut list) in ranges {
             list.sort();
             list.dedup();
-            let mut chunk: Vec<(u16, u16)> = Vec::new();
-            let mut slots = 0;
-            for r in list {
-                let need = if r.0 == r.1 { 1 } else { 2 };
-                if slots + need > MULTIPORT_SLOTS {
-                    out.push(vec![
-                        Match::Protocol(proto),
-                        Match::DestPorts(std::mem::take(&mut chunk)),
-                    ]);
-                    slots = 0;
-                }
-                chunk.push(r);
-                slots += need;
-            }
-            if !chunk.is_empty() {
-                out.push(vec![Match::Protocol(proto), Match::DestPorts(chunk)]);
-            }
+            out.push(vec![Match::Protocol(proto), Match::DestPorts(list)]);
         }
         out
     }

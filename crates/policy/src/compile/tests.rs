@@ -3,7 +3,6 @@
 use super::*;
 use crate::eval::{self, Packet};
 use crate::model::NamedPort;
-use super::rules::MULTIPORT_SLOTS;
 
 fn pod(ns: &str, name: &str, labels: &[(&str, &str)], ips: &[&str]) -> Pod {
     Pod {
@@ -278,6 +277,8 @@ fn large_dispatch_is_split_into_child_chains_and_still_finds_every_endpoint() {
 
 #[test]
 fn many_ports_are_split_into_multiport_blocks_of_fifteen_slots() {
+    /// `-m multiport` takes at most 15 ports, a range counting as two.
+    const MULTIPORT_SLOTS: usize = 15;
     let ports: Vec<String> = (1..=20).map(|p| format!("{{port: {}}}", 1000 + p)).collect();
     let np = format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: x}}\nspec:\n  podSelector: {{}}\n  ingress: [{{ports: [{}, {{port: 2000, endPort: 2010}}]}}]\n",
@@ -286,19 +287,27 @@ fn many_ports_are_split_into_multiport_blocks_of_fifteen_slots() {
     let s = state(&np);
     let a = Key::new("x", "a");
     let p = compile(&s, &endpoints(&s, std::slice::from_ref(&a))).program;
-    let chain = p
+    let (name, chain) = p
         .chains
         .iter()
         .find(|((f, _, n), _)| *f == Family::V4 && n.starts_with("cara-pi-"))
-        .unwrap()
-        .1;
-    for r in &chain.rules {
-        if let Some(Match::DestPorts(list)) = r.matches.iter().find(|m| matches!(m, Match::DestPorts(_)))
-        {
-            let slots: usize = list.iter().map(|(a, b)| if a == b { 1 } else { 2 }).sum();
-            assert!(slots <= MULTIPORT_SLOTS);
+        .map(|((_, _, n), c)| (n.clone(), c))
+        .unwrap();
+    // The compiler keeps one list per protocol; the iptables renderer packs it into multiport
+    // matches of at most fifteen slots (a range is two).
+    assert!(chain.rules.iter().any(|r| r.matches.iter().any(|m| matches!(m, Match::DestPorts(l) if l.len() == 21))));
+    let tables = crate::render::iptables::render_program(&p).unwrap();
+    let rendered = &tables[&(Family::V4, Table::Filter)].chains[&name];
+    let mut groups = 0;
+    for r in rendered {
+        if let Some((_, list)) = r.body.split_once("--dports ") {
+            let list = list.split_whitespace().next().unwrap();
+            let slots: usize = list.split(',').map(|i| if i.contains(':') { 2 } else { 1 }).sum();
+            assert!(slots <= MULTIPORT_SLOTS, "{}", r.body);
+            groups += 1;
         }
     }
+    assert!(groups >= 1);
     let ai = iface_name(&a);
     for port in [1001, 1020, 2005] {
         assert!(
