@@ -368,10 +368,7 @@ pub fn speaker_config(
             if c.peers.iter().any(|p| p.address == address) {
                 continue;
             }
-            let remote_as = node.asn.unwrap_or(base.local_as);
-            let peer_yaml = format!("{{address: \"{address}\", remote_as: {remote_as}}}");
-            let mut peer: caracal_bgp::config::PeerConfig =
-                serde_yaml::from_str(&peer_yaml).expect("a minimal peer parses");
+            let mut peer = mesh_peer(address, node.asn.unwrap_or(base.local_as));
             match &template {
                 Some(t) => {
                     peer.hold_time = t.hold_time;
@@ -386,6 +383,17 @@ pub fn speaker_config(
     c
 }
 
+/// A mesh peer: `address` and `remote_as`, the speaker's defaults for everything else.
+fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig {
+    #[derive(serde::Serialize)]
+    struct Required {
+        address: IpAddr,
+        remote_as: u32,
+    }
+    let value = serde_json::to_value(Required { address, remote_as }).expect("two plain fields encode");
+    serde::Deserialize::deserialize(value).expect("a peer needs only its address and AS")
+}
+
 /// The BGP reconciler: starts the speaker once the first snapshot is there, then reloads it with
 /// only the differences whenever this node's pod CIDRs or the node mesh change.
 pub async fn reconcile_bgp(
@@ -393,19 +401,22 @@ pub async fn reconcile_bgp(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let Some(mut value) = config.bgp.clone() else {
+    let Some(bgp) = config.bgp.clone() else {
         return Ok(());
     };
     // One config for every node (a DaemonSet's ConfigMap): without a router_id, the node's
     // first IPv4 InternalIP is its BGP identifier, as Calico does.
-    let key = serde_yaml::Value::from("router_id");
-    if value.get(&key).is_none() {
-        let id = loop {
+    let router_id = match bgp.router_id {
+        Some(id) => id,
+        None => loop {
             let found = snapshots
                 .borrow_and_update()
                 .nodes
                 .get(&config.node_name)
-                .and_then(|n| n.internal_ips().find(|ip| ip.is_ipv4()));
+                .and_then(|n| n.internal_ips().find_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                }));
             if let Some(ip) = found {
                 break ip;
             }
@@ -414,13 +425,9 @@ pub async fn reconcile_bgp(
                 changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
                 _ = stop.changed() => return Ok(()),
             }
-        };
-        if let Some(map) = value.as_mapping_mut() {
-            map.insert(key, serde_yaml::Value::from(id.to_string()));
-        }
-    }
-    let base: caracal_bgp::config::SpeakerConfig =
-        serde_yaml::from_value(value).context("bgp: invalid speaker config")?;
+        },
+    };
+    let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut current = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
     let (handle, task) = caracal_bgp::speaker::start(current.clone(), None)
