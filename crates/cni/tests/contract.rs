@@ -8,7 +8,10 @@ use caracal_policy::model::Key;
 
 #[test]
 fn the_compiler_names_the_veth_the_plugin_creates() {
-    assert_eq!(caracal_policy::program::IFACE_PREFIX, caracal_contract::IFACE_PREFIX);
+    assert_eq!(
+        caracal_policy::program::IFACE_PREFIX,
+        caracal_contract::IFACE_PREFIX
+    );
     for (ns, name) in [("default", "web-0"), ("kube-system", "coredns-5d78c9869d-abcde")] {
         let plugin = caracal_contract::host_veth_name(Some((ns, name)), "c1", "eth0");
         assert_eq!(caracal_policy::compile::iface_name(&Key::new(ns, name)), plugin);

@@ -152,7 +152,13 @@ fn two_pods_on_one_node_reach_each_other_over_tcp() {
                 neigh.contains("ee:ee:ee:ee:ee:ee"),
                 "gateway resolved by proxy ARP: {neigh}"
             );
-            let routes = node.ns.sh(&["ip", "route", "show", "proto", &caracal_cni::dataplane::ROUTE_PROTOCOL.to_string()]);
+            let routes = node.ns.sh(&[
+                "ip",
+                "route",
+                "show",
+                "proto",
+                &caracal_cni::dataplane::ROUTE_PROTOCOL.to_string(),
+            ]);
             assert_eq!(
                 routes.lines().count(),
                 2,

@@ -97,7 +97,16 @@ mod tests {
         keys.sort();
         assert_eq!(
             keys,
-            ["containerID", "iface", "ifname", "ips", "mac", "netns", "network", "pod"]
+            [
+                "containerID",
+                "iface",
+                "ifname",
+                "ips",
+                "mac",
+                "netns",
+                "network",
+                "pod"
+            ]
         );
         assert_eq!(v["pod"]["namespace"], "default");
     }

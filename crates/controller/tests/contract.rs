@@ -55,5 +55,8 @@ fn the_agent_reads_the_records_the_plugin_writes() {
 fn the_speakers_route_protocol_is_the_contracts() {
     let c = caracal_bgp::config::SpeakerConfig::parse("{local_as: 64512, router_id: 192.0.2.1}").unwrap();
     assert_eq!(c.route_protocol, caracal_contract::BGP_ROUTE_PROTOCOL);
-    assert_eq!(caracal_cni::dataplane::ROUTE_PROTOCOL, caracal_contract::CNI_ROUTE_PROTOCOL);
+    assert_eq!(
+        caracal_cni::dataplane::ROUTE_PROTOCOL,
+        caracal_contract::CNI_ROUTE_PROTOCOL
+    );
 }

@@ -69,13 +69,19 @@ fn explain_and_the_directory_datastore_build_the_same_model() {
     manifests::load_into(&mut explain, &mut loaded, MANIFESTS).unwrap();
 
     assert_eq!(explain, agent.cluster);
-    assert_eq!(loaded.rejected.keys().collect::<Vec<_>>(), agent.rejected.keys().collect::<Vec<_>>());
+    assert_eq!(
+        loaded.rejected.keys().collect::<Vec<_>>(),
+        agent.rejected.keys().collect::<Vec<_>>()
+    );
 
     // The four cases the converters disagreed on.
     let pod = |ns: &str, name: &str| &agent.cluster.pods[&Key::new(ns, name)];
     assert!(pod("x", "done").ips.is_empty(), "Succeeded pods have no address");
     assert!(pod("y", "failed").ips.is_empty(), "Failed pods have no address");
-    assert!(pod("x", "host").ips.is_empty(), "host-network pods have no address");
+    assert!(
+        pod("x", "host").ips.is_empty(),
+        "host-network pods have no address"
+    );
     assert_eq!(
         pod("x", "running").ports,
         [
@@ -95,7 +101,11 @@ fn explain_and_the_directory_datastore_build_the_same_model() {
     assert_eq!(loaded.notes, ["Pod running: container port odd (7/ICMP) ignored"]);
     assert_eq!(
         loaded.unpoliced.keys().cloned().collect::<Vec<_>>(),
-        [Key::new("x", "done"), Key::new("x", "host"), Key::new("y", "failed")]
+        [
+            Key::new("x", "done"),
+            Key::new("x", "host"),
+            Key::new("y", "failed")
+        ]
     );
     assert!(agent.cluster.global_policies.contains_key("good"));
     assert!(agent.rejected.contains_key("bad"));

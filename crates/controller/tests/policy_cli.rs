@@ -168,7 +168,11 @@ spec: {podSelector: {matchLabels: {app: db}}, ingress: [{ports: [{port: 5432}]}]
     let denied = explain(m, &["x/a", "x/b", "80/TCP"]);
     let allowed = explain(m, &["x/a", "x/b", "5432/TCP"]);
     let text = String::from_utf8_lossy(&denied.stdout);
-    assert!(denied.status.success(), "{text}{}", String::from_utf8_lossy(&denied.stderr));
+    assert!(
+        denied.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
     assert!(text.contains("DENIED") && text.contains("entering x/b"), "{text}");
     let text = String::from_utf8_lossy(&allowed.stdout);
     assert!(allowed.status.success() && text.contains("ALLOWED"), "{text}");
@@ -197,7 +201,14 @@ status: {podIP: 192.168.0.1}
     for (dst, why) in [("x/done", "has finished"), ("x/host", "uses the host network")] {
         let out = explain(m, &["x/a", dst, "80/TCP"]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{dst}: {}", String::from_utf8_lossy(&out.stdout));
-        assert!(err.contains(why) && err.contains("does not police"), "{dst}: {err}");
+        assert!(
+            !out.status.success(),
+            "{dst}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            err.contains(why) && err.contains("does not police"),
+            "{dst}: {err}"
+        );
     }
 }

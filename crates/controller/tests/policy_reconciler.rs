@@ -46,7 +46,10 @@ fn pod(name: &str, ip: &str, labels: &[(&str, &str)]) -> Pod {
     Pod {
         namespace: "x".into(),
         name: name.into(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ips: vec![ip.parse().unwrap()],
         node: Some("n1".into()),
         ports: vec![],
@@ -61,7 +64,9 @@ fn the_first_step_applies_whole_then_deltas_and_a_resync_applies_whole_again() {
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]\n",
     )
     .unwrap();
-    state.pods.insert(Key::new("x", "db"), pod("db", "10.0.0.1", &[("app", "db")]));
+    state
+        .pods
+        .insert(Key::new("x", "db"), pod("db", "10.0.0.1", &[("app", "db")]));
     state.pods.insert(Key::new("x", "c"), pod("c", "10.0.0.2", &[]));
     let db = Key::new("x", "db");
     let eps = vec![LocalEndpoint {
@@ -84,7 +89,10 @@ fn the_first_step_applies_whole_then_deltas_and_a_resync_applies_whole_again() {
     assert!(third.full && third.resynced);
 
     let calls = calls.lock().unwrap().clone();
-    assert!(matches!(calls[0], Call::Apply { chains } if chains > 0), "{calls:?}");
+    assert!(
+        matches!(calls[0], Call::Apply { chains } if chains > 0),
+        "{calls:?}"
+    );
     assert_eq!(calls[1], Call::Delta { sets_changed: 1 }, "{calls:?}");
     assert_eq!(calls[2], Call::Resync, "{calls:?}");
     assert!(matches!(calls[3], Call::Apply { .. }), "{calls:?}");

@@ -124,6 +124,9 @@ mod tests {
             Ok("skipped: needs root".to_string())
         );
         let failure = outcome(Need::Shared, true, "no cases").unwrap_err();
-        assert!(failure.contains("no cases") && failure.contains("CARACAL_REQUIRE_SHARED=1"), "{failure}");
+        assert!(
+            failure.contains("no cases") && failure.contains("CARACAL_REQUIRE_SHARED=1"),
+            "{failure}"
+        );
     }
 }

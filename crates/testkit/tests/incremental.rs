@@ -3,8 +3,8 @@
 //! and the delta names exactly what changed.
 
 use caracal_policy::{
-compile::{Compiler, Delta, compile},
-program::Program,
+    compile::{Compiler, Delta, compile},
+    program::Program,
 };
 use caracal_testkit::conformance::{Case, case::apply_step, collect_files};
 
@@ -76,4 +76,3 @@ fn check_delta(before: &Program, after: &Program, d: &Delta) {
     }
     assert_eq!(rebuilt, after.sets);
 }
-

@@ -186,19 +186,28 @@ mod tests {
 
     #[test]
     fn a_configured_router_id_wins_and_bgp_typos_are_errors_at_load() {
-        let c: AgentConfig = serde_yaml::from_str("bgp: {router_id: 10.0.0.1, local_as: 65000}
-").unwrap();
+        let c: AgentConfig = serde_yaml::from_str(
+            "bgp: {router_id: 10.0.0.1, local_as: 65000}
+",
+        )
+        .unwrap();
         let bgp = c.bgp.unwrap();
         assert_eq!(bgp.router_id, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(
             bgp.speaker("192.0.2.1".parse().unwrap()).router_id,
             "10.0.0.1".parse::<Ipv4Addr>().unwrap()
         );
-        let e = serde_yaml::from_str::<AgentConfig>("bgp: {local_as: 65000, peerz: []}
-").unwrap_err();
+        let e = serde_yaml::from_str::<AgentConfig>(
+            "bgp: {local_as: 65000, peerz: []}
+",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("peerz"), "{e}");
-        let e = serde_yaml::from_str::<AgentConfig>("bgp: {router_id: nope, local_as: 1}
-").unwrap_err();
+        let e = serde_yaml::from_str::<AgentConfig>(
+            "bgp: {router_id: nope, local_as: 1}
+",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("router_id"), "{e}");
     }
 }

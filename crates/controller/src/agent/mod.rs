@@ -413,10 +413,12 @@ pub async fn reconcile_bgp(
                 .borrow_and_update()
                 .nodes
                 .get(&config.node_name)
-                .and_then(|n| n.internal_ips().find_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(v4),
-                    IpAddr::V6(_) => None,
-                }));
+                .and_then(|n| {
+                    n.internal_ips().find_map(|ip| match ip {
+                        IpAddr::V4(v4) => Some(v4),
+                        IpAddr::V6(_) => None,
+                    })
+                });
             if let Some(ip) = found {
                 break ip;
             }

@@ -81,8 +81,8 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let dst = parse_key(&args.dst)?;
     let (port, proto) = args.port.split_once('/').unwrap_or((args.port.as_str(), "TCP"));
     let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
-    let protocol = Protocol::from_k8s(Some(&proto.to_uppercase()))
-        .with_context(|| format!("bad protocol {proto:?}"))?;
+    let protocol =
+        Protocol::from_k8s(Some(&proto.to_uppercase())).with_context(|| format!("bad protocol {proto:?}"))?;
     if args.manifests.is_empty() {
         anyhow::bail!("give --manifests <folder or file>");
     }

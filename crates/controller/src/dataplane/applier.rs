@@ -463,7 +463,11 @@ impl super::Dataplane for Applier {
         Applier::apply(self, program)
     }
 
-    fn apply_delta(&mut self, program: &Program, delta: &caracal_policy::compile::Delta) -> Result<ApplyStats> {
+    fn apply_delta(
+        &mut self,
+        program: &Program,
+        delta: &caracal_policy::compile::Delta,
+    ) -> Result<ApplyStats> {
         self.apply_changes(program, &Changes::from(delta))
     }
 

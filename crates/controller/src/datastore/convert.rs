@@ -5,9 +5,7 @@
 
 use caracal_policy::k8s;
 use ipnet::IpNet;
-use k8s_openapi::{
-    api::core::v1 as core, apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::{api::core::v1 as core, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde_json::Value;
 
 use super::model::{Node, NodeAddress, Object};

@@ -295,4 +295,3 @@ pub(super) fn dispatch(
     ));
     chains.insert((family, Table::Filter, name.to_string()), Chain { rules });
 }
-

@@ -108,11 +108,11 @@ mod sets;
 #[cfg(test)]
 mod tests;
 
-use self::{layout::*, naming::*, sets::*};
 pub use self::naming::{
     CHAIN_FORWARD, CHAIN_FW_DISPATCH, CHAIN_INPUT, CHAIN_OUTPUT, CHAIN_TW_DISPATCH, from_workload_chain,
     hashed_name, iface_name, policy_chain, to_workload_chain,
 };
+use self::{layout::*, naming::*, sets::*};
 
 use index::{FastMap, PodIndex, family_slot};
 
@@ -738,6 +738,7 @@ impl Compiler {
             }
         }
     }
+}
 
 /// What differs between the compiler's and the new version of one kind of object: the keys only
 /// `old` has, and the entries of `new` (as `value` gives them) that are new or changed.
@@ -764,4 +765,3 @@ pub fn compile(state: &ClusterState, endpoints: &[LocalEndpoint]) -> Compiled {
         errors,
     }
 }
-

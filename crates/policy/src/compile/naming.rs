@@ -80,4 +80,3 @@ pub(super) fn family_digit(f: Family) -> char {
         Family::V6 => '6',
     }
 }
-

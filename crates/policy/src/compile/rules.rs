@@ -3,8 +3,6 @@
 
 use super::*;
 
-
-
 impl Compiler {
     pub(super) fn policy_chain(&mut self, family: Family, p: &Policy, dir: Direction, fill: Fill) -> Chain {
         let rules = p.rules(dir).unwrap_or(&[]);
@@ -103,7 +101,15 @@ impl Compiler {
                     m.extend(except.iter().map(|e| SetMember::NoMatch(*e)));
                     m
                 };
-                self.ensure_set(family, &key, 'n', SetKind::HashNet, SetDef::Net, Some(members()), fill)
+                self.ensure_set(
+                    family,
+                    &key,
+                    'n',
+                    SetKind::HashNet,
+                    SetDef::Net,
+                    Some(members()),
+                    fill,
+                )
             }
             Peer::Pods(set) => {
                 let key = pods_set_key(set);
@@ -162,5 +168,4 @@ impl Compiler {
         }
         out
     }
-
 }

@@ -5,7 +5,6 @@ use super::*;
 
 pub(super) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
-
 /// What a live ipset holds, so that a pod change can update members without recomputing sets.
 #[derive(Clone, Debug)]
 pub(super) enum SetDef {
@@ -185,8 +184,6 @@ impl Compiler {
     }
 }
 
-}
-
 /// The members of one set.
 pub(super) fn compute_members(
     state: &ClusterState,
@@ -319,4 +316,3 @@ pub(super) fn named_port_members<'p>(
                 })
         })
 }
-

@@ -277,7 +277,7 @@ fn large_dispatch_is_split_into_child_chains_and_still_finds_every_endpoint() {
 
 #[test]
 fn many_ports_are_split_into_multiport_blocks_of_fifteen_slots() {
-    /// `-m multiport` takes at most 15 ports, a range counting as two.
+    // `-m multiport` takes at most 15 ports, a range counting as two.
     const MULTIPORT_SLOTS: usize = 15;
     let ports: Vec<String> = (1..=20).map(|p| format!("{{port: {}}}", 1000 + p)).collect();
     let np = format!(
@@ -295,7 +295,11 @@ fn many_ports_are_split_into_multiport_blocks_of_fifteen_slots() {
         .unwrap();
     // The compiler keeps one list per protocol; the iptables renderer packs it into multiport
     // matches of at most fifteen slots (a range is two).
-    assert!(chain.rules.iter().any(|r| r.matches.iter().any(|m| matches!(m, Match::DestPorts(l) if l.len() == 21))));
+    assert!(chain.rules.iter().any(|r| {
+        r.matches
+            .iter()
+            .any(|m| matches!(m, Match::DestPorts(l) if l.len() == 21))
+    }));
     let tables = crate::render::iptables::render_program(&p).unwrap();
     let rendered = &tables[&(Family::V4, Table::Filter)].chains[&name];
     let mut groups = 0;

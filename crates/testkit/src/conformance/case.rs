@@ -396,7 +396,8 @@ pub fn apply_object(state: &mut ClusterState, value: serde_yaml::Value) -> Resul
             state.network_policies.insert(key, np);
         }
         "GlobalPolicy" => {
-            let json = serde_json::to_value(value).map_err(|e| Error::Manifest(format!("GlobalPolicy: {e}")))?;
+            let json =
+                serde_json::to_value(value).map_err(|e| Error::Manifest(format!("GlobalPolicy: {e}")))?;
             let (name, gp) = k8s::global_policy(&json);
             let gp = gp.map_err(|e| Error::Manifest(format!("GlobalPolicy {name}: {e}")))?;
             state.global_policies.insert(name, gp);

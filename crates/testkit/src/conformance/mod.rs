@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use case::{Case, Expect, Step};
 pub use caracal_policy::manifests::collect_files;
+pub use case::{Case, Expect, Step};
 pub use table::Table;
 
 use caracal_policy::{model::ClusterState, program::Protocol};

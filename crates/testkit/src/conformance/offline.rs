@@ -7,11 +7,10 @@ use super::{Case, Error, Observation, Prober, Result, Table};
 use caracal_policy::{
     compile::compile,
     eval,
+    model::ClusterState,
     path::path_verdicts,
     program::{Program, Protocol},
-    model::ClusterState,
 };
-
 
 #[derive(Default)]
 pub struct OfflineProber {
