@@ -30,6 +30,9 @@ if [ -x tests/kube/build.sh ]; then
 fi
 
 section "tests"
+# Tests that need root (namespaces, the lab, its daemons) or the shared conformance cases fail
+# here instead of skipping (caracal_testkit::require).
+export CARACAL_REQUIRE_ROOT=1 CARACAL_REQUIRE_SHARED=1
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/caracal-test.log
 status=${PIPESTATUS[0]}
 

@@ -18,7 +18,7 @@ use crate::netns;
 
 /// Route protocol number of the host routes to pods (`ip route show proto 91`), so the agent
 /// can tell its routes from everybody else's.
-pub const ROUTE_PROTOCOL: u8 = 91;
+pub use caracal_contract::CNI_ROUTE_PROTOCOL as ROUTE_PROTOCOL;
 /// Every host-side veth has this MAC, so the pod's gateway MAC never changes (as Calico does).
 pub const HOST_MAC: [u8; 6] = [0xee; 6];
 /// The pod's IPv4 gateway: on-link, answered by the host veth through proxy ARP.

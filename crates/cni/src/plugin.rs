@@ -14,7 +14,6 @@ use crate::endpoint::{self, Endpoint, PodKey};
 use crate::env::{self, Command, Env};
 use crate::error::{Code, Error, Result};
 use crate::ipam::{delegate, pool::AllocError};
-use crate::naming;
 use crate::netns;
 use crate::spec::{Interface, IpConfig, Route, SUPPORTED_VERSIONS, Version};
 
@@ -104,7 +103,7 @@ fn dispatch(get: &impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Optio
 
 fn host_if(env: &Env) -> String {
     let pod = env.pod();
-    naming::host_veth_name(
+    caracal_contract::host_veth_name(
         pod.as_ref().map(|(n, p)| (n.as_str(), p.as_str())),
         &env.container_id,
         &env.ifname,
@@ -309,7 +308,7 @@ async fn check(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<()> {
     let host_if = prev
         .interfaces
         .iter()
-        .find(|i| i.sandbox.is_empty() && i.name.starts_with(naming::IFACE_PREFIX))
+        .find(|i| i.sandbox.is_empty() && i.name.starts_with(caracal_contract::IFACE_PREFIX))
         .map(|i| i.name.clone())
         .unwrap_or_else(|| host_if(env));
     let mut problems = Vec::new();

@@ -152,7 +152,13 @@ fn two_pods_on_one_node_reach_each_other_over_tcp() {
                 neigh.contains("ee:ee:ee:ee:ee:ee"),
                 "gateway resolved by proxy ARP: {neigh}"
             );
-            let routes = node.ns.sh(&["ip", "route", "show", "proto", "91"]);
+            let routes = node.ns.sh(&[
+                "ip",
+                "route",
+                "show",
+                "proto",
+                &caracal_cni::dataplane::ROUTE_PROTOCOL.to_string(),
+            ]);
             assert_eq!(
                 routes.lines().count(),
                 2,
@@ -415,7 +421,10 @@ fn run_chain(
 fn chained_with_debian_tuning_the_result_and_prev_result_pass_through() {
     require_root!();
     if !support::have_debian_plugins() {
-        eprintln!("skipped: /usr/lib/cni/tuning missing (apt install containernetworking-plugins)");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "/usr/lib/cni/tuning missing (apt install containernetworking-plugins)",
+        );
         return;
     }
     let node = Node::new();

@@ -42,7 +42,13 @@ fn two_hundred_fifty_pods_on_one_node_get_distinct_addresses_and_clean_up() {
     assert_eq!(node.pod_links().len(), 250);
     assert_eq!(net.held_addresses(), 250);
     assert_eq!(endpoint_files(&net), 250);
-    let routes = node.ns.sh(&["ip", "route", "show", "proto", "91"]);
+    let routes = node.ns.sh(&[
+        "ip",
+        "route",
+        "show",
+        "proto",
+        &caracal_cni::dataplane::ROUTE_PROTOCOL.to_string(),
+    ]);
     assert_eq!(routes.lines().count(), 250);
     // The first and the last pod still talk to each other with 250 neighbours around.
     assert!(support::tcp_reachable(pods[0].ns(), pods[249].ns(), ips[249]));
@@ -458,7 +464,10 @@ fn a_new_sandbox_of_the_same_pod_survives_the_old_sandboxs_del() {
 fn delegated_host_local_ipam_works_like_the_builtin() {
     require_root!();
     if !support::have_debian_plugins() {
-        eprintln!("skipped: /usr/lib/cni/host-local missing (apt install containernetworking-plugins)");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "/usr/lib/cni/host-local missing (apt install containernetworking-plugins)",
+        );
         return;
     }
     let node = Node::new();

@@ -241,7 +241,7 @@ fn tools_alone(prog: &Program, backend: Backend) -> (Duration, Duration) {
 /// The cluster through policy's generator and incremental compiler.
 fn synthetic(backend: Backend) {
     use caracal_policy::compile::Compiler;
-    use caracal_policy::synthetic::{self, Spec};
+    use caracal_testkit::synthetic::{self, Spec};
     let syn = synthetic::generate(&Spec::default());
     // The first compile's program is applied from scratch right away, so that the applier's
     // memory is measured before later compiles leave freed memory for it to reuse; two more

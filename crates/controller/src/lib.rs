@@ -4,13 +4,14 @@
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
-//! - [`kubetest`]: test support: a real etcd and kube-apiserver on loopback.
+//! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
+//!   conformance prober.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod cmd;
 pub mod dataplane;
 pub mod datastore;
-pub mod kubetest;
 pub mod lab;
 pub mod logging;
+pub mod testbed;

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use caracal::dataplane::netns::{Netns, in_netns, is_root, run, tool, unique_suffix};
+use caracal::dataplane::netns::{Netns, in_netns, run, tool, unique_suffix};
 use caracal_bgp::config::SpeakerConfig;
 use caracal_bgp::control::Status;
 use caracal_bgp::speaker;
@@ -138,8 +138,7 @@ async fn scenario() {
 /// speaker's default (0) gets the change at once.
 #[test]
 fn a_peers_own_mrai_delays_its_announcements_and_not_the_others() {
-    if !is_root() {
-        eprintln!("skipped: needs root (a network namespace)");
+    if !caracal_testkit::require::root() {
         return;
     }
     let ns = Netns::create(&format!("bgp-mrai-{}", unique_suffix())).unwrap();

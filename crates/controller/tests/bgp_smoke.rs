@@ -46,7 +46,10 @@ fn kernel_routes(lab: &Lab, v6: bool) -> Result<String> {
 #[test]
 fn caracal_and_bird_exchange_ipv4_and_ipv6_routes_and_withdrawals() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-smoke"), UpOptions::default())?;
@@ -171,7 +174,10 @@ fn reload_with_originate(lab: &Lab, node: &str, originate: &str) -> Result<()> {
 #[test]
 fn two_caracal_speakers_exchange_routes_reload_without_reset_and_enforce_max_prefixes() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-caracal-pair"), UpOptions::default())?;
@@ -214,7 +220,10 @@ fn two_caracal_speakers_exchange_routes_reload_without_reset_and_enforce_max_pre
 #[test]
 fn equal_paths_from_two_bird_peers_become_one_ecmp_kernel_route() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-ecmp"), UpOptions::default())?;
@@ -243,7 +252,10 @@ fn equal_paths_from_two_bird_peers_become_one_ecmp_kernel_route() -> Result<()> 
 #[test]
 fn bird_graceful_restart_keeps_its_routes_in_caracals_kernel_until_it_is_back() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-gr"), UpOptions::default())?;
@@ -287,7 +299,10 @@ fn bird_graceful_restart_keeps_its_routes_in_caracals_kernel_until_it_is_back() 
 #[test]
 fn caracal_carries_routes_between_frr_and_gobgp_and_drops_looped_ones() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-transit"), UpOptions::default())?;
@@ -335,7 +350,10 @@ fn caracal_carries_routes_between_frr_and_gobgp_and_drops_looped_ones() -> Resul
 #[test]
 fn caracal_graceful_restart_keeps_forwarding_on_both_sides() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-gr-self"), UpOptions::default())?;
@@ -431,7 +449,10 @@ fn reload_caracal(lab: &Lab, node: &str) -> Result<()> {
 #[test]
 fn a_deconfigured_peer_gets_a_hard_reset_and_drops_caracals_routes_at_once() -> Result<()> {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return Ok(());
     }
     let lab = Lab::up(&topology("bgp-hard-reset"), UpOptions::default())?;

@@ -75,7 +75,10 @@ fn expect_connect(lab: &Lab, from: &str, ip: &str, want: &str, what: &str) {
 #[test]
 fn pods_on_two_nodes_reach_each_other_over_bgp_and_policy_drops_them() {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return;
     }
     let mut lab = Lab::up(&topology(), UpOptions::default()).expect("lab up");

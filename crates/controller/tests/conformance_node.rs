@@ -2,30 +2,17 @@
 //! applied with iptables-restore and ipset, real TCP and UDP probes (SCTP skipped where the
 //! kernel has no SCTP).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use caracal::dataplane::netns::is_root;
-use caracal::dataplane::prober::NodeProber;
-use caracal_policy::conformance::{collect_files, run_files};
-
-fn shared_cases() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARACAL_CONFORMANCE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    // The repository sits next to `shared/` in the project's layout.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    dir.is_dir().then_some(dir)
-}
+use caracal::testbed::prober::NodeProber;
+use caracal_testkit::conformance::{collect_files, run_files};
 
 #[test]
 fn every_shared_case_passes_on_a_real_node() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !caracal_testkit::require::root() {
         return;
     }
-    let Some(dir) = shared_cases() else {
-        eprintln!("skipped: no shared/conformance next to the repository (set CARACAL_CONFORMANCE_DIR)");
+    let Some(dir) = caracal_testkit::require::shared_conformance() else {
         return;
     };
     let files = collect_files(&[dir]).unwrap();

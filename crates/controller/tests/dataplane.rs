@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use caracal::dataplane::applier::Applier;
 use caracal::dataplane::backend::{self, Backend};
-use caracal::dataplane::netns::{Netns, is_root, run, tool, unique_suffix};
-use caracal::dataplane::nodelab::{NodeLab, Outcome, Probe};
+use caracal::dataplane::netns::{Netns, run, tool, unique_suffix};
+use caracal::testbed::nodelab::{NodeLab, Outcome, Probe};
 use caracal_policy::model::Key;
 use caracal_policy::program::*;
 
 macro_rules! require_root {
     () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
+        if !caracal_testkit::require::root() {
             return;
         }
     };
@@ -379,7 +378,10 @@ fn backend_detection_follows_the_kubelet_canary() {
         .unwrap();
         assert_eq!(backend::detect(Some(ns.name())).unwrap(), Backend::Legacy);
     } else {
-        eprintln!("skipped legacy half: ip_tables is not loaded");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the legacy half: ip_tables is not loaded",
+        );
     }
 }
 
@@ -551,7 +553,7 @@ fn apply_changes_touches_only_the_listed_chains_and_sets() {
 fn agent_policy_steps_apply_deltas_and_a_resync_heals_drift() {
     use caracal::agent::PolicyReconciler;
     use caracal_policy::compile::compile;
-    use caracal_policy::synthetic::{self, Spec};
+    use caracal_testkit::synthetic::{self, Spec};
     require_root!();
     let ns = Netns::create(&format!("pn-agent-{}", unique_suffix())).unwrap();
     let syn = synthetic::generate(&Spec {

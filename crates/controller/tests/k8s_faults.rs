@@ -37,7 +37,7 @@ fn deny_ingress(ns: &str, name: &str, app: &str) -> String {
 }
 
 fn kubectl_cmd(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(caracal::kubetest::kubectl_path());
+    let mut cmd = Command::new(caracal::testbed::kubetest::kubectl_path());
     cmd.arg("--kubeconfig").arg(&c.kubeconfig).args(args);
     cmd
 }

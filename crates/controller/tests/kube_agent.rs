@@ -3,7 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use caracal::kubetest::{self, KubeApi};
+use caracal::testbed::kubetest::{self, KubeApi};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStderr, Command},

@@ -1,7 +1,7 @@
 //! The CRDs in `crds/` and the manifests in `deploy/` against a real kube-apiserver: accepted,
 //! structural, validating, documented, and applicable with `--dry-run=server`.
 
-use caracal::kubetest::{self, KubeApi};
+use caracal::testbed::kubetest::{self, KubeApi};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

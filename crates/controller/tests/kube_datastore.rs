@@ -1,4 +1,4 @@
-//! The Kubernetes datastore against a real kube-apiserver and etcd (see `caracal::kubetest`):
+//! The Kubernetes datastore against a real kube-apiserver and etcd (see `caracal::testbed::kubetest`):
 //! kubectl changes reach the model within a second, the model equals the directory
 //! datastore's for the same manifests, and the agent's ServiceAccount needs nothing more than
 //! `deploy/rbac.yaml` grants.
@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fs, sync::Arc, time::Duration, time::Instant};
 
 use caracal::{
     datastore::{self, KubeOptions, Snapshot},
-    kubetest::{self, KubeApi},
+    testbed::kubetest::{self, KubeApi},
 };
 use caracal_policy::model::Key;
 

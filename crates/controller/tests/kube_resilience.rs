@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use caracal::{
     datastore::{self, KubeOptions, Snapshot},
-    kubetest::{self, KubeApi},
+    testbed::kubetest::{self, KubeApi},
 };
 use caracal_policy::model::Key;
 

@@ -20,7 +20,10 @@ fn topology(name: &str) -> PathBuf {
 
 fn skip_unless_lab() -> bool {
     if !lab::available() {
-        eprintln!("skipped: the lab needs root and iproute2");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            "the lab needs root and iproute2",
+        );
         return true;
     }
     false

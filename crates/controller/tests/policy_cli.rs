@@ -131,3 +131,84 @@ spec:
     let text = String::from_utf8_lossy(&allowed_back.stdout);
     assert!(text.contains("ALLOWED"), "{text}");
 }
+
+fn explain(manifests: &str, args: &[&str]) -> std::process::Output {
+    let dir = temp_dir(&format!("explain-{}", args.join("-").replace('/', "_")));
+    std::fs::write(dir.join("m.yaml"), manifests).unwrap();
+    let out = caracal()
+        .args(["policy", "explain"])
+        .args(args)
+        .arg("--manifests")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn explain_gives_ipv6_only_pods_a_verdict_on_both_hops() {
+    let m = "apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: client}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIPs: [{ip: \"fd00::1\"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: db}}
+spec: {nodeName: n2, containers: [{name: c, image: i}]}
+status: {podIPs: [{ip: \"fd00::2\"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: x}
+spec: {podSelector: {matchLabels: {app: db}}, ingress: [{ports: [{port: 5432}]}]}
+";
+    let denied = explain(m, &["x/a", "x/b", "80/TCP"]);
+    let allowed = explain(m, &["x/a", "x/b", "5432/TCP"]);
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert!(
+        denied.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    assert!(text.contains("DENIED") && text.contains("entering x/b"), "{text}");
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(allowed.status.success() && text.contains("ALLOWED"), "{text}");
+}
+
+#[test]
+fn explain_refuses_pods_the_agent_does_not_police() {
+    let m = "apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done, namespace: x}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}
+status: {phase: Succeeded, podIP: 10.1.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host, namespace: x}
+spec: {nodeName: n1, hostNetwork: true, containers: [{name: c, image: i}]}
+status: {podIP: 192.168.0.1}
+";
+    for (dst, why) in [("x/done", "has finished"), ("x/host", "uses the host network")] {
+        let out = explain(m, &["x/a", dst, "80/TCP"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{dst}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            err.contains(why) && err.contains("does not police"),
+            "{dst}: {err}"
+        );
+    }
+}

@@ -295,10 +295,11 @@ pub mod reference {
         port: u16,
     ) -> (Decision, Decision) {
         let (policies, _) = policies(state);
-        let (Some(src_ip), Some(dst_ip)) = (src.ips.first().copied(), dst.ips.first().copied()) else {
+        // The addresses the packet of `crate::path` carries: one family, IPv4 first.
+        let Some((src_ip, dst_ip)) = crate::path::addresses(src, dst) else {
             let d = Decision {
                 allowed: false,
-                reason: "pod without address".into(),
+                reason: "no address of one family on both pods".into(),
             };
             return (d.clone(), d);
         };

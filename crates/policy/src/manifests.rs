@@ -1,17 +1,16 @@
 //! Kubernetes manifests (Namespaces, Pods, NetworkPolicies, GlobalPolicies; multi-document
 //! YAML, or `List` objects) as a [`ClusterState`], for `caracal policy explain` and other offline
-//! tools. Pods take their addresses from `status.podIPs`/`status.podIP` and their node from
-//! `spec.nodeName`; named ports from their containers.
+//! tools. Every object goes through [`crate::k8s`], the converter the agent's datastores use, so
+//! the model is the one the agent would build from the same objects.
 
-use std::net::IpAddr;
-
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
-use serde::Deserialize;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use crate::{
-    conformance::case::apply_object,
-    model::{ClusterState, Key, NAMESPACE_NAME_LABEL, NamedPort, Namespace, Pod},
-    program::Protocol,
+    k8s::{self, Object, PodProblem},
+    model::{ClusterState, Key},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,121 +23,123 @@ pub enum Error {
         name: String,
         reason: String,
     },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What loading manifests found besides the model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Objects of kinds policy does not read, as `Kind name`.
+    pub skipped: Vec<String>,
+    /// GlobalPolicies the agent would ignore, by name, with the reason.
+    pub rejected: BTreeMap<String, String>,
+    /// Pods that take no part in policy ([`k8s::unpoliced`]), with the reason.
+    pub unpoliced: BTreeMap<Key, &'static str>,
+    /// What was left out of an object (a named port the agent cannot use), as text.
+    pub notes: Vec<String>,
+}
+
 /// Adds every object of a multi-document YAML text to `state`. Unknown kinds are skipped and
 /// named in the returned list.
 pub fn load(state: &mut ClusterState, text: &str) -> Result<Vec<String>> {
-    let mut skipped = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| Error::Yaml(e.to_string()))?;
-        if !value.is_null() {
-            load_value(state, value, &mut skipped)?;
-        }
-    }
-    Ok(skipped)
+    let mut loaded = Loaded::default();
+    load_into(state, &mut loaded, text)?;
+    Ok(loaded.skipped)
 }
 
-fn load_value(state: &mut ClusterState, value: serde_yaml::Value, skipped: &mut Vec<String>) -> Result<()> {
-    let kind = value
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or("")
-        .to_string();
-    let name = value
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("")
-        .to_string();
-    let err = |reason: String| Error::Object {
-        kind: kind.clone(),
-        name: name.clone(),
-        reason,
-    };
-    match kind.as_str() {
-        "List" => {
-            if let Some(items) = value.get("items").and_then(|i| i.as_sequence()) {
-                for item in items.clone() {
-                    load_value(state, item, skipped)?;
+/// Adds every object of a multi-document YAML text to `state`, and what it found to `loaded`.
+/// A pod address that does not parse is an error (the agent would drop it: explain refuses
+/// rather than guess); namespaces that objects use but nobody declares are added.
+pub fn load_into(state: &mut ClusterState, loaded: &mut Loaded, text: &str) -> Result<()> {
+    let docs = k8s::parse_manifests(text).map_err(|e| Error::Yaml(e.to_string()))?;
+    for doc in &docs {
+        let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("");
+        let err = |reason: String| Error::Object {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            reason,
+        };
+        let Some(object) = k8s::object(doc) else {
+            loaded.skipped.push(format!("{kind} {name}"));
+            continue;
+        };
+        match object.map_err(err)? {
+            Object::Namespace(ns) => {
+                state.namespaces.insert(ns.name.clone(), ns);
+            }
+            Object::Pod(p) => {
+                let k8s_pod = serde_json::from_value(doc.clone()).map_err(|e| err(e.to_string()))?;
+                for problem in k8s::pod_problems(&k8s_pod) {
+                    match problem {
+                        PodProblem::Address(_) => return Err(err(problem.to_string())),
+                        PodProblem::Port(_) => loaded.notes.push(format!("Pod {name}: {problem}")),
+                    }
                 }
+                let key = Key::new(p.namespace.clone(), p.name.clone());
+                match k8s::unpoliced(&k8s_pod) {
+                    Some(why) => loaded.unpoliced.insert(key.clone(), why),
+                    None => loaded.unpoliced.remove(&key),
+                };
+                state.pods.insert(key, p);
+            }
+            Object::NetworkPolicy(key, np) => {
+                state.network_policies.insert(key, *np);
+            }
+            Object::GlobalPolicy(name, Ok(gp)) => {
+                loaded.rejected.remove(&name);
+                state.global_policies.insert(name, *gp);
+            }
+            Object::GlobalPolicy(name, Err(reason)) => {
+                state.global_policies.remove(&name);
+                loaded.rejected.insert(name, reason);
             }
         }
-        "Namespace" => {
-            let ns: K8sNamespace = serde_yaml::from_value(value).map_err(|e| err(e.to_string()))?;
-            let mut labels = ns.metadata.labels.unwrap_or_default();
-            labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
-            state.namespaces.insert(name.clone(), Namespace { name, labels });
-        }
-        "Pod" => {
-            let pod: K8sPod = serde_yaml::from_value(value).map_err(|e| err(e.to_string()))?;
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            let status = pod.status.unwrap_or_default();
-            let mut ips: Vec<IpAddr> = Vec::new();
-            for ip in status
-                .pod_ips
-                .iter()
-                .flatten()
-                .map(|p| p.ip.as_str())
-                .chain(status.pod_ip.as_deref())
-            {
-                let ip: IpAddr = ip.parse().map_err(|_| err(format!("bad pod IP {ip:?}")))?;
-                if !ips.contains(&ip) {
-                    ips.push(ip);
-                }
-            }
-            let spec = pod.spec.unwrap_or_default();
-            let mut ports = Vec::new();
-            for c in &spec.containers {
-                for p in c.ports.iter().flatten() {
-                    let Some(pname) = &p.name else { continue };
-                    let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
-                        "TCP" => Protocol::Tcp,
-                        "UDP" => Protocol::Udp,
-                        "SCTP" => Protocol::Sctp,
-                        other => return Err(err(format!("container port {pname}: protocol {other:?}"))),
-                    };
-                    let port = u16::try_from(p.container_port)
-                        .map_err(|_| err(format!("container port {pname}: {}", p.container_port)))?;
-                    ports.push(NamedPort {
-                        name: pname.clone(),
-                        protocol,
-                        port,
-                    });
-                }
-            }
-            state
-                .namespaces
-                .entry(namespace.clone())
-                .or_insert_with(|| Namespace {
-                    name: namespace.clone(),
-                    labels: [(NAMESPACE_NAME_LABEL.to_string(), namespace.clone())].into(),
-                });
-            state.pods.insert(
-                Key::new(namespace.clone(), name.clone()),
-                Pod {
-                    namespace,
-                    name,
-                    labels: pod.metadata.labels.unwrap_or_default(),
-                    ips,
-                    node: spec.node_name,
-                    ports,
-                },
-            );
-        }
-        "NetworkPolicy" | "GlobalPolicy" => {
-            apply_object(state, value).map_err(|e| err(e.to_string()))?;
-        }
-        _ => skipped.push(format!("{kind} {name}")),
     }
+    k8s::add_implicit_namespaces(state);
     Ok(())
+}
+
+/// The manifest files under `paths`: a file as given, a folder searched recursively for
+/// `*.yaml` / `*.yml`, in name order.
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NAMESPACE_NAME_LABEL;
 
     #[test]
     fn loads_pods_with_addresses_nodes_and_named_ports() {
@@ -175,5 +176,37 @@ metadata: {name: s}
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: nonsense}\n";
         let e = load(&mut ClusterState::default(), text).unwrap_err();
         assert!(e.to_string().contains("Pod a"), "{e}");
+    }
+
+    #[test]
+    fn unpoliced_pods_rejected_global_policies_and_dropped_ports_are_reported() {
+        let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: done, namespace: x}
+status: {phase: Succeeded, podIP: 10.0.0.6}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: odd, namespace: x}
+spec: {containers: [{name: c, ports: [{name: p, containerPort: 1, protocol: ICMP}]}]}
+---
+apiVersion: caracal.dev/v1alpha1
+kind: GlobalPolicy
+metadata: {name: g}
+spec: {priority: 5000}
+"#;
+        let mut state = ClusterState::default();
+        let mut loaded = Loaded::default();
+        load_into(&mut state, &mut loaded, text).unwrap();
+        assert_eq!(
+            loaded.unpoliced,
+            BTreeMap::from([(Key::new("x", "done"), "has finished (phase Succeeded)")])
+        );
+        assert!(state.pods[&Key::new("x", "done")].ips.is_empty());
+        assert_eq!(loaded.notes, ["Pod odd: container port p (1/ICMP) ignored"]);
+        assert!(loaded.rejected["g"].contains("priority"), "{:?}", loaded.rejected);
+        assert!(state.global_policies.is_empty());
+        assert!(state.namespaces.contains_key("x"), "implicit namespace");
     }
 }

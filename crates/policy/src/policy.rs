@@ -45,6 +45,16 @@ pub enum PolicyId {
     Global { name: String },
 }
 
+impl PolicyId {
+    /// The id of the NetworkPolicy `key`.
+    pub fn network(key: &crate::model::Key) -> PolicyId {
+        PolicyId::Network {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for PolicyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -47,6 +47,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// A Kubernetes `protocol` field (NetworkPolicyPort, ContainerPort): `TCP`, `UDP` or `SCTP`,
+    /// case-sensitive as the API is; absent means TCP. The one parser of it: the API watchers, the
+    /// manifest loaders, the validator and the CLI all come here.
+    pub fn from_k8s(field: Option<&str>) -> Option<Protocol> {
+        match field.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -194,7 +206,7 @@ pub const CHAIN_PREFIX: &str = "cara-";
 /// Prefix of every ipset caracal owns.
 pub const SET_PREFIX: &str = "cara-";
 /// Prefix of every pod-side host interface (the veth on the host); `cara+` in iptables matches all.
-pub const IFACE_PREFIX: &str = "cara";
+pub use caracal_contract::IFACE_PREFIX;
 /// iptables limits chain names to 28 bytes.
 pub const MAX_CHAIN_NAME: usize = 28;
 /// ipset limits set names to 31 bytes.

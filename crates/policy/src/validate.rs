@@ -61,15 +61,15 @@ pub fn parse_cidr(text: &str) -> Option<IpNet> {
 }
 
 fn protocol(ctx: &Ctx<'_>, field: &str, p: Option<&str>) -> Result<Protocol> {
-    match p.unwrap_or("TCP") {
-        "TCP" => Ok(Protocol::Tcp),
-        "UDP" => Ok(Protocol::Udp),
-        "SCTP" => Ok(Protocol::Sctp),
-        other => Err(ctx.err(
+    Protocol::from_k8s(p).ok_or_else(|| {
+        ctx.err(
             field,
-            format!("unsupported protocol {other:?} (TCP, UDP or SCTP)"),
-        )),
-    }
+            format!(
+                "unsupported protocol {:?} (TCP, UDP or SCTP)",
+                p.unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// An IANA service name, as Kubernetes requires for named container ports: at most 15

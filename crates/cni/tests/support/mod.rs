@@ -28,12 +28,12 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// Root is needed for namespaces; say so and let the caller return.
+/// Root is needed for namespaces; say so and let the caller return (a failure with
+/// `CARACAL_REQUIRE_ROOT=1`).
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !support::is_root() {
-            eprintln!("skipped: needs root");
+        if !caracal_testkit::require::root() {
             return;
         }
     };

@@ -14,11 +14,15 @@
 //!   peers: [{address: 10.0.1.1, remote_as: 65000}]
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result};
+use caracal_bgp::config::SpeakerConfig;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +66,49 @@ pub struct AgentConfig {
     #[serde(default)]
     pub health_listen: Option<std::net::SocketAddr>,
     /// The BGP speaker's configuration, as `caracal bgp run` takes it; absent: no BGP.
-    pub bgp: Option<serde_yaml::Value>,
+    pub bgp: Option<BgpConfig>,
+}
+
+/// The agent's BGP section: a speaker config, as `caracal bgp run` takes it, in which
+/// `router_id` may be left out (one ConfigMap for every node): then the node's first IPv4
+/// InternalIP is its BGP identifier, as Calico does. Typed and checked when the agent config is
+/// read, so nothing is patched at run time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpConfig {
+    /// The configured router ID; `None`: the node's.
+    pub router_id: Option<Ipv4Addr>,
+    /// Everything else; its `router_id` is meaningless until [`BgpConfig::speaker`] sets it.
+    speaker: SpeakerConfig,
+}
+
+impl BgpConfig {
+    /// The speaker configuration with `router_id` (the configured one wins).
+    pub fn speaker(&self, router_id: Ipv4Addr) -> SpeakerConfig {
+        let mut s = self.speaker.clone();
+        s.router_id = self.router_id.unwrap_or(router_id);
+        s
+    }
+}
+
+impl<'de> Deserialize<'de> for BgpConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut value = serde_yaml::Value::deserialize(d)?;
+        let map = value
+            .as_mapping_mut()
+            .ok_or_else(|| D::Error::custom("bgp: expected a speaker config mapping"))?;
+        let key = serde_yaml::Value::from("router_id");
+        let router_id = map
+            .remove(&key)
+            .map(serde_yaml::from_value::<Ipv4Addr>)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("bgp.router_id: {e}")))?;
+        // The speaker's type requires one; the real one is set by `speaker`.
+        map.insert(key, serde_yaml::Value::from(Ipv4Addr::UNSPECIFIED.to_string()));
+        let speaker = serde_yaml::from_value::<SpeakerConfig>(value)
+            .map_err(|e| D::Error::custom(format!("bgp: {e}")))?;
+        Ok(BgpConfig { router_id, speaker })
+    }
 }
 
 fn default_endpoints_dir() -> PathBuf {
@@ -135,9 +181,38 @@ mod tests {
         assert!(c.bgp_node_mesh);
         assert_eq!(c.bgp_mesh_graceful_restart_time, 120);
         assert_eq!(c.policy_resync_secs, 90);
-        let mut bgp = c.bgp.expect("a bgp section");
+        let bgp = c.bgp.expect("a bgp section");
         // The agent fills in the router ID from the node's InternalIP.
-        bgp["router_id"] = "192.0.2.1".into();
-        caracal_bgp::config::SpeakerConfig::parse(&serde_yaml::to_string(&bgp).unwrap()).unwrap();
+        assert_eq!(bgp.router_id, None);
+        let speaker = bgp.speaker("192.0.2.1".parse().unwrap());
+        speaker.validate().unwrap();
+        assert_eq!(speaker.router_id, "192.0.2.1".parse::<Ipv4Addr>().unwrap());
+    }
+
+    #[test]
+    fn a_configured_router_id_wins_and_bgp_typos_are_errors_at_load() {
+        let c: AgentConfig = serde_yaml::from_str(
+            "bgp: {router_id: 10.0.0.1, local_as: 65000}
+",
+        )
+        .unwrap();
+        let bgp = c.bgp.unwrap();
+        assert_eq!(bgp.router_id, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            bgp.speaker("192.0.2.1".parse().unwrap()).router_id,
+            "10.0.0.1".parse::<Ipv4Addr>().unwrap()
+        );
+        let e = serde_yaml::from_str::<AgentConfig>(
+            "bgp: {local_as: 65000, peerz: []}
+",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("peerz"), "{e}");
+        let e = serde_yaml::from_str::<AgentConfig>(
+            "bgp: {router_id: nope, local_as: 1}
+",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("router_id"), "{e}");
     }
 }

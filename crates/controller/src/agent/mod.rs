@@ -25,39 +25,26 @@ use std::{
 
 use anyhow::{Context, Result};
 use caracal_policy::model::{ClusterState, Key, LocalEndpoint, Pod};
-use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use config::AgentConfig;
 
 use crate::{
-    dataplane::applier::Applier,
+    dataplane::{Dataplane, applier::Applier},
     datastore::{Node, Snapshot},
 };
 
-/// The fields of a CNI endpoint record the agent needs (the record is written by caracal-cni;
-/// other fields are ignored).
-#[derive(Debug, Deserialize)]
-struct EndpointRecord {
-    pod: Option<Key>,
-    iface: String,
-    ips: Vec<IpAddr>,
-}
-
-/// Reads every endpoint record in `dir`; unreadable or half-written files are skipped (the
-/// plugin writes them atomically, so a skipped file is one being removed).
+/// Reads every endpoint record in `dir` through the plugin's own record type
+/// ([`caracal_contract::endpoint`]); unreadable or half-written files are skipped (the plugin
+/// writes them atomically, so a skipped file is one being removed), and so are attachments
+/// without a pod.
 pub fn read_endpoints(dir: &Path) -> Vec<LocalEndpoint> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut eps: Vec<LocalEndpoint> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| std::fs::read(e.path()).ok())
-        .filter_map(|b| serde_json::from_slice::<EndpointRecord>(&b).ok())
+    let mut eps: Vec<LocalEndpoint> = caracal_contract::endpoint::read_dir(dir)
+        .into_iter()
         .filter_map(|r| {
+            let pod = r.pod?;
             Some(LocalEndpoint {
-                pod: r.pod?,
+                pod: Key::new(pod.namespace, pod.name),
                 iface: r.iface,
                 ips: r.ips,
             })
@@ -148,16 +135,17 @@ pub struct PolicyStep {
 }
 
 /// The policy side of the agent without the async loop: keeps the incremental compiler between
-/// steps, so that a change costs what the change touches, not what the cluster holds.
-pub struct PolicyReconciler {
-    applier: Applier,
+/// steps, so that a change costs what the change touches, not what the cluster holds. Programs
+/// through a [`Dataplane`] (iptables + ipset by default).
+pub struct PolicyReconciler<D: Dataplane = Applier> {
+    applier: D,
     compiler: Option<caracal_policy::compile::Compiler>,
     endpoints: Vec<LocalEndpoint>,
     errors: std::collections::BTreeSet<String>,
 }
 
-impl PolicyReconciler {
-    pub fn new(applier: Applier) -> Self {
+impl<D: Dataplane> PolicyReconciler<D> {
+    pub fn new(applier: D) -> Self {
         PolicyReconciler {
             applier,
             compiler: None,
@@ -166,11 +154,11 @@ impl PolicyReconciler {
         }
     }
 
-    pub fn applier(&self) -> &Applier {
+    pub fn applier(&self) -> &D {
         &self.applier
     }
 
-    pub fn applier_mut(&mut self) -> &mut Applier {
+    pub fn applier_mut(&mut self) -> &mut D {
         &mut self.applier
     }
 
@@ -217,10 +205,7 @@ impl PolicyReconciler {
         let result = match &incremental {
             None => self.applier.apply(compiler.program()),
             Some(delta) if delta.is_empty() => Ok(Default::default()),
-            Some(delta) => self.applier.apply_changes(
-                compiler.program(),
-                &crate::dataplane::applier::Changes::from(delta),
-            ),
+            Some(delta) => self.applier.apply_delta(compiler.program(), delta),
         };
         match result {
             Ok(stats) => Ok(PolicyStep {
@@ -403,10 +388,7 @@ pub fn speaker_config(
             if c.peers.iter().any(|p| p.address == address) {
                 continue;
             }
-            let remote_as = node.asn.unwrap_or(base.local_as);
-            let peer_yaml = format!("{{address: \"{address}\", remote_as: {remote_as}}}");
-            let mut peer: caracal_bgp::config::PeerConfig =
-                serde_yaml::from_str(&peer_yaml).expect("a minimal peer parses");
+            let mut peer = mesh_peer(address, node.asn.unwrap_or(base.local_as));
             match &template {
                 Some(t) => {
                     peer.hold_time = t.hold_time;
@@ -421,6 +403,17 @@ pub fn speaker_config(
     c
 }
 
+/// A mesh peer: `address` and `remote_as`, the speaker's defaults for everything else.
+fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig {
+    #[derive(serde::Serialize)]
+    struct Required {
+        address: IpAddr,
+        remote_as: u32,
+    }
+    let value = serde_json::to_value(Required { address, remote_as }).expect("two plain fields encode");
+    serde::Deserialize::deserialize(value).expect("a peer needs only its address and AS")
+}
+
 /// The BGP reconciler: starts the speaker once the first snapshot is there, then reloads it with
 /// only the differences whenever this node's pod CIDRs or the node mesh change.
 pub async fn reconcile_bgp(
@@ -429,20 +422,25 @@ pub async fn reconcile_bgp(
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
 ) -> Result<()> {
-    let Some(mut value) = config.bgp.clone() else {
+    let Some(bgp) = config.bgp.clone() else {
         health.ready();
         return Ok(());
     };
     // One config for every node (a DaemonSet's ConfigMap): without a router_id, the node's
     // first IPv4 InternalIP is its BGP identifier, as Calico does.
-    let key = serde_yaml::Value::from("router_id");
-    if value.get(&key).is_none() {
-        let id = loop {
+    let router_id = match bgp.router_id {
+        Some(id) => id,
+        None => loop {
             let found = snapshots
                 .borrow_and_update()
                 .nodes
                 .get(&config.node_name)
-                .and_then(|n| n.internal_ips().find(|ip| ip.is_ipv4()));
+                .and_then(|n| {
+                    n.internal_ips().find_map(|ip| match ip {
+                        IpAddr::V4(v4) => Some(v4),
+                        IpAddr::V6(_) => None,
+                    })
+                });
             if let Some(ip) = found {
                 break ip;
             }
@@ -455,13 +453,9 @@ pub async fn reconcile_bgp(
                 changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
                 _ = stop.changed() => return Ok(()),
             }
-        };
-        if let Some(map) = value.as_mapping_mut() {
-            map.insert(key, serde_yaml::Value::from(id.to_string()));
-        }
-    }
-    let base: caracal_bgp::config::SpeakerConfig =
-        serde_yaml::from_value(value).context("bgp: invalid speaker config")?;
+        },
+    };
+    let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut current = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
     let (handle, task) = caracal_bgp::speaker::start(current.clone(), None)

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
-use caracal_policy::conformance::{self, Prober, offline::OfflineProber};
+use caracal_testkit::conformance::{self, Prober, offline::OfflineProber};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -48,7 +48,7 @@ pub fn prober(mode: Mode, cross_check: bool, kubeconfig: Option<&Path>) -> anyho
                     "--mode node needs root (it creates namespaces, veths, iptables rules and ipsets)"
                 );
             }
-            Ok(Box::new(crate::dataplane::prober::NodeProber::new(None)))
+            Ok(Box::new(crate::testbed::prober::NodeProber::new(None)))
         }
         Mode::Kube => {
             let kubeconfig = kubeconfig

@@ -10,10 +10,11 @@ use std::{
 use anyhow::Context;
 use caracal_policy::{
     compile::compile,
-    conformance::{case::parse_protocol, collect_files, offline::path_verdicts},
-    eval, manifests,
+    eval,
+    manifests::{self, Loaded, collect_files},
     model::{ClusterState, Key, LocalEndpoint},
-    program::Program,
+    path::path_verdicts,
+    program::{Program, Protocol},
 };
 
 #[derive(clap::Subcommand)]
@@ -109,28 +110,42 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let (port, proto) = args.port.split_once('/').unwrap_or((args.port.as_str(), "TCP"));
     let port: u16 = port.parse().with_context(|| format!("bad port {port:?}"))?;
     let protocol =
-        parse_protocol(&proto.to_uppercase()).with_context(|| format!("bad protocol {proto:?}"))?;
+        Protocol::from_k8s(Some(&proto.to_uppercase())).with_context(|| format!("bad protocol {proto:?}"))?;
     if args.manifests.is_empty() && args.kubeconfig.is_none() {
         anyhow::bail!("give --manifests <folder or file>, or --kubeconfig <file or ->");
     }
+    // The same converter as the agent's datastores, so the model is the one the agent enforces.
     let mut state = match &args.kubeconfig {
         Some(k) => api_state(k)?,
         None => ClusterState::default(),
     };
+    let mut loaded = Loaded::default();
     for file in collect_files(&args.manifests)? {
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        let skipped = manifests::load(&mut state, &text).with_context(|| file.display().to_string())?;
-        for s in skipped {
+        manifests::load_into(&mut state, &mut loaded, &text).with_context(|| file.display().to_string())?;
+        for s in loaded.skipped.drain(..) {
             tracing::debug!(file = %file.display(), object = %s, "skipped");
         }
     }
-    // Pods written without status get addresses of their own, so that explain still works.
+    for note in &loaded.notes {
+        println!("note: {note}");
+    }
+    for (name, reason) in &loaded.rejected {
+        println!("ignored (invalid): GlobalPolicy {name}: {reason}");
+    }
+    for pod in [&src, &dst] {
+        if let Some(why) = loaded.unpoliced.get(pod) {
+            anyhow::bail!("{pod} {why}: caracal does not police its traffic, there is no verdict to explain");
+        }
+    }
+    // Pods written without status get addresses of their own, so that explain still works
+    // (not the pods the agent leaves out: they must stay without addresses, as in the agent).
     let mut next = 0u32;
-    for pod in state.pods.values_mut() {
+    for (key, pod) in state.pods.iter_mut() {
         if pod.node.is_none() {
             pod.node = Some("node".into());
         }
-        if pod.ips.is_empty() {
+        if pod.ips.is_empty() && !loaded.unpoliced.contains_key(key) {
             next += 1;
             let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 255, 0, 0)) + next);
             println!(
@@ -247,7 +262,7 @@ pub fn memory_kib() -> (u64, u64) {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    use caracal_policy::synthetic;
+    use caracal_testkit::synthetic;
 
     if cfg!(debug_assertions) {
         println!("warning: a debug build; run with --release for meaningful figures");

@@ -458,6 +458,24 @@ fn check_printed(
     now
 }
 
+impl super::Dataplane for Applier {
+    fn apply(&mut self, program: &Program) -> Result<ApplyStats> {
+        Applier::apply(self, program)
+    }
+
+    fn apply_delta(
+        &mut self,
+        program: &Program,
+        delta: &caracal_policy::compile::Delta,
+    ) -> Result<ApplyStats> {
+        self.apply_changes(program, &Changes::from(delta))
+    }
+
+    fn resync(&mut self) {
+        Applier::resync(self)
+    }
+}
+
 impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Applier")

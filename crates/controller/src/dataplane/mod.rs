@@ -7,15 +7,30 @@
 //!   kubernetes-sigs/iptables-wrappers do.
 //! - [`applier`]: incremental apply: read back, diff, one `iptables-restore --noflush` per table
 //!   and family, `ipset restore` before and after.
-//! - [`nodelab`]: a node namespace with one namespace per pod, servers and real probes: the
-//!   test bed behind `caracal conformance --mode node`.
-//! - [`prober`]: the node-mode conformance prober on top of the node lab and the applier.
+//!
+//! The node lab and the node-mode conformance prober built on these are in
+//! [`crate::testbed`].
 
 pub mod applier;
 pub mod backend;
 pub mod netns;
-pub mod nodelab;
-pub mod prober;
+
+use caracal_policy::{compile::Delta, program::Program};
+
+pub use applier::{Applier, ApplyStats};
+
+/// What the agent's policy reconciler needs from a policy dataplane: the compiled program goes
+/// in whole or as the incremental compiler's delta, and the backend renders, diffs and programs
+/// it its own way. iptables + ipset ([`Applier`]) is the one backend today; another (nftables)
+/// implements this trait without touching the compiler or the reconciler.
+pub trait Dataplane: Send {
+    /// Programs `program`, changing only what differs from what the kernel holds.
+    fn apply(&mut self, program: &Program) -> Result<ApplyStats>;
+    /// Programs `program` when `delta` names everything that changed since the last apply.
+    fn apply_delta(&mut self, program: &Program, delta: &Delta) -> Result<ApplyStats>;
+    /// Forgets what was programmed: the next apply reads the kernel back first.
+    fn resync(&mut self);
+}
 
 /// What failed while programming or probing the kernel.
 #[derive(Debug, thiserror::Error)]

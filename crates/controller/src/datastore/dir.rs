@@ -10,8 +10,6 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{
@@ -38,35 +36,8 @@ pub struct DirSource {
     files: BTreeMap<PathBuf, FileEntry>,
 }
 
-/// Splits a multi-document YAML (or JSON) text into documents, flattening `kind: List` and
-/// `*List` objects the way kubectl does; empty documents are skipped.
-pub fn parse_manifests(text: &str) -> Result<Vec<Value>, serde_yaml::Error> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)?;
-        flatten(value, &mut out);
-    }
-    Ok(out)
-}
-
-fn flatten(value: Value, out: &mut Vec<Value>) {
-    let is_list = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|k| k.ends_with("List"))
-        && value.get("items").is_some_and(Value::is_array);
-    match value {
-        Value::Null => {}
-        Value::Object(mut map) if is_list => {
-            if let Some(Value::Array(items)) = map.remove("items") {
-                for item in items {
-                    flatten(item, out);
-                }
-            }
-        }
-        other => out.push(other),
-    }
-}
+/// Splits a multi-document YAML (or JSON) text into documents, flattening `List` objects.
+pub use caracal_policy::k8s::parse_manifests;
 
 /// Converts one file's documents; problems are returned with the document's position.
 fn convert_file(path: &Path, text: &str) -> Result<(Vec<Object>, Vec<String>), String> {
@@ -151,19 +122,7 @@ impl DirSource {
     /// manifest declares are added with only their name label, as they exist in any cluster.
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::from_objects(self.files.values().flat_map(|f| f.objects.clone()));
-        let used: Vec<String> = s
-            .cluster
-            .pods
-            .keys()
-            .chain(s.cluster.network_policies.keys())
-            .map(|k| k.namespace.clone())
-            .collect();
-        for ns in used {
-            s.cluster
-                .namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| convert::implicit_namespace(&ns));
-        }
+        caracal_policy::k8s::add_implicit_namespaces(&mut s.cluster);
         s
     }
 }

@@ -21,14 +21,20 @@ pub use parse::{Route, Session};
 /// True when the lab can run here; prints why a test is skipped otherwise.
 pub fn lab_available(test: &str) -> bool {
     if !caracal::lab::available() {
-        eprintln!("{test}: skipped: needs root and iproute2 (network namespaces)");
+        caracal_testkit::require::unavailable(
+            caracal_testkit::require::Need::Root,
+            &format!("{test}: needs root and iproute2 (network namespaces)"),
+        );
         return false;
     }
     for bin in ["bird", "birdc", "vtysh", "gobgpd", "gobgp", "exabgp"] {
         let found = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
         if !found {
-            eprintln!("{test}: skipped: {bin} is not installed (scripts/install-deps.sh)");
+            caracal_testkit::require::unavailable(
+                caracal_testkit::require::Need::Root,
+                &format!("{test}: {bin} is not installed (scripts/install-deps.sh)"),
+            );
             return false;
         }
     }

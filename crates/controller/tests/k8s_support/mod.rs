@@ -24,7 +24,7 @@ pub fn missing() -> Option<String> {
             return Some(format!("{tool} is missing (scripts/install-deps.sh)"));
         }
     }
-    if caracal::kubetest::bin_dir().is_none_or(|d| !d.join("kubelet").is_file()) {
+    if caracal::testbed::kubetest::bin_dir().is_none_or(|d| !d.join("kubelet").is_file()) {
         return Some("the Kubernetes binaries are not built (tests/kube/build.sh)".into());
     }
     None

@@ -77,7 +77,7 @@ pub struct BuildOptions {
     /// The images to build; empty: all of them.
     pub only: Vec<Name>,
     /// The folder holding `agnhost` (default: `tests/kube/build.sh`'s cache, see
-    /// [`crate::kubetest::bin_dir`]).
+    /// [`crate::testbed::kubetest::bin_dir`]).
     pub kube_bin: Option<PathBuf>,
     /// The k8s.io/kubernetes module source, for agnhost's porter certificate (default: the Go
     /// module cache at the version `tests/kube/go.mod` pins).
@@ -107,7 +107,7 @@ pub fn build(name: Name, o: &BuildOptions) -> Result<Written> {
         Name::Agnhost => {
             let bin = match &o.kube_bin {
                 Some(d) => d.clone(),
-                None => crate::kubetest::bin_dir()
+                None => crate::testbed::kubetest::bin_dir()
                     .context("agnhost: no --kube-bin and no tests/kube/build.sh output in the cache")?,
             };
             let src = match &o.kube_src {

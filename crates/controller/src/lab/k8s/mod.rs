@@ -113,7 +113,7 @@ pub fn admin_kubeconfig(lab_dir: &Path) -> PathBuf {
 
 /// The directory holding the Kubernetes binaries (tests/kube/build.sh's cache).
 fn kube_bin() -> Result<PathBuf> {
-    crate::kubetest::bin_dir()
+    crate::testbed::kubetest::bin_dir()
         .filter(|d| d.join("kubelet").is_file())
         .context("the Kubernetes binaries are not built: run tests/kube/build.sh (or set CARACAL_KUBE_BIN)")
 }
@@ -653,7 +653,7 @@ fn ensure_private_mount(dir: &Path) -> Result<()> {
 
 /// `kubectl --kubeconfig K args...`, its stdout, or an error with its stderr.
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(crate::kubetest::kubectl_path())
+    let out = Command::new(crate::testbed::kubetest::kubectl_path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)

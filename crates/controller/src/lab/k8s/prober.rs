@@ -15,10 +15,10 @@ use std::{
 };
 
 use caracal_policy::{
-    conformance::{Case, Error, Observation, Prober, Result, Table, case::port_name},
     model::{ClusterState, Key},
     program::Protocol,
 };
+use caracal_testkit::conformance::{Case, Error, Observation, Prober, Result, Table, case::port_name};
 
 /// The format's bound on how long an expectation may take to hold.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -261,7 +261,7 @@ pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> S
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut child = Command::new(crate::kubetest::kubectl_path())
+    let mut child = Command::new(crate::testbed::kubetest::kubectl_path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)

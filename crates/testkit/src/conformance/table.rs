@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::Key;
+use caracal_policy::model::Key;
 
 /// Who may reach whom. Cells are keyed (source, destination).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The compile benchmark without building the agent binary:
-//! `nice -n 10 cargo run --release -p caracal-policy --example compile_bench [iterations]`.
+//! `nice -n 10 cargo run --release -p caracal-testkit --example compile_bench [iterations]`.
 //! The same figures as `caracal policy bench` (see BENCHMARKS.md).
 
 fn memory_kib() -> (u64, u64) {
@@ -20,8 +20,8 @@ fn main() {
     if cfg!(debug_assertions) {
         println!("warning: a debug build; use --release");
     }
-    let report = caracal_policy::synthetic::bench(
-        &caracal_policy::synthetic::Spec::default(),
+    let report = caracal_testkit::synthetic::bench(
+        &caracal_testkit::synthetic::Spec::default(),
         iterations,
         &memory_kib,
     );

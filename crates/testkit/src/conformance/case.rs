@@ -10,9 +10,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::Deserialize;
 
 use super::{Error, Result, table::Table};
-use crate::{
+use caracal_policy::{
     compile::iface_name,
-    globalpolicy::GlobalPolicy,
+    k8s,
     model::{ClusterState, Key, LocalEndpoint, NAMESPACE_NAME_LABEL, NamedPort, Namespace, Pod},
     program::Protocol,
 };
@@ -127,15 +127,6 @@ pub struct Case {
     pub steps: Vec<Step>,
 }
 
-pub fn parse_protocol(s: &str) -> Option<Protocol> {
-    match s {
-        "TCP" => Some(Protocol::Tcp),
-        "UDP" => Some(Protocol::Udp),
-        "SCTP" => Some(Protocol::Sctp),
-        _ => None,
-    }
-}
-
 /// `serve-80-tcp`.
 pub fn port_name(port: u16, proto: Protocol) -> String {
     format!("serve-{port}-{}", proto.name())
@@ -186,7 +177,7 @@ impl Case {
             .unwrap_or_else(|| vec!["TCP".into(), "UDP".into()])
             .iter()
             .map(|p| {
-                parse_protocol(p)
+                Protocol::from_k8s(Some(p))
                     .ok_or_else(|| Error::Case(format!("model.protocols: unknown protocol {p:?}")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -266,7 +257,7 @@ impl Case {
             let mut expect = Vec::new();
             for (ei, e) in rs.expect.into_iter().enumerate() {
                 let field = format!("steps[{si}].expect[{ei}]");
-                let protocol = parse_protocol(&e.protocol)
+                let protocol = Protocol::from_k8s(Some(&e.protocol))
                     .filter(|p| protocols.contains(p))
                     .ok_or_else(|| {
                         Error::Case(format!("{field}: protocol {} is not in the model", e.protocol))
@@ -388,7 +379,9 @@ pub fn apply_step(state: &mut ClusterState, step: &Step) -> Result<()> {
     Ok(())
 }
 
-/// Applies one manifest (replacing an object of the same name whole, as `kubectl apply` does).
+/// Applies one manifest (replacing an object of the same name whole, as `kubectl apply` does),
+/// through the agent's converter ([`caracal_policy::k8s`]). A GlobalPolicy the agent would reject fails
+/// the step: a case states what the agent enforces.
 pub fn apply_object(state: &mut ClusterState, value: serde_yaml::Value) -> Result<()> {
     let kind = value
         .get("kind")
@@ -397,20 +390,17 @@ pub fn apply_object(state: &mut ClusterState, value: serde_yaml::Value) -> Resul
         .to_string();
     match kind.as_str() {
         "NetworkPolicy" => {
-            let mut np: NetworkPolicy =
+            let np: NetworkPolicy =
                 serde_yaml::from_value(value).map_err(|e| Error::Manifest(format!("NetworkPolicy: {e}")))?;
-            let ns = np
-                .metadata
-                .namespace
-                .get_or_insert_with(|| "default".into())
-                .clone();
-            let name = np.metadata.name.clone().unwrap_or_default();
-            state.network_policies.insert(Key::new(ns, name), np);
+            let (key, np) = k8s::network_policy(&np);
+            state.network_policies.insert(key, np);
         }
         "GlobalPolicy" => {
-            let gp: GlobalPolicy =
-                serde_yaml::from_value(value).map_err(|e| Error::Manifest(format!("GlobalPolicy: {e}")))?;
-            state.global_policies.insert(gp.name().to_string(), gp);
+            let json =
+                serde_json::to_value(value).map_err(|e| Error::Manifest(format!("GlobalPolicy: {e}")))?;
+            let (name, gp) = k8s::global_policy(&json);
+            let gp = gp.map_err(|e| Error::Manifest(format!("GlobalPolicy {name}: {e}")))?;
+            state.global_policies.insert(name, gp);
         }
         other => return Err(Error::Manifest(format!("unsupported kind {other:?}"))),
     }

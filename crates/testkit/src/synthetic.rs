@@ -12,7 +12,7 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use crate::{
+use caracal_policy::{
     compile::iface_name,
     globalpolicy::GlobalPolicy,
     model::{ClusterState, Key, LocalEndpoint, NAMESPACE_NAME_LABEL, NamedPort, Namespace, Pod},
@@ -265,7 +265,7 @@ fn ms(d: std::time::Duration) -> String {
 /// GlobalPolicy, one remote pod's label change (medians of `iterations`). `memory` returns the
 /// process's (resident, peak) KiB, read by the caller.
 pub fn bench(spec: &Spec, iterations: usize, memory: &dyn Fn() -> (u64, u64)) -> BenchReport {
-    use crate::{compile::Compiler, render};
+    use caracal_policy::{compile::Compiler, render};
     use std::time::Instant;
 
     let mut out = Vec::new();
@@ -424,7 +424,7 @@ pub fn bench(spec: &Spec, iterations: usize, memory: &dyn Fn() -> (u64, u64)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::compile;
+    use caracal_policy::compile::compile;
 
     #[test]
     fn small_synthetic_cluster_has_the_requested_shape_and_compiles_cleanly() {
@@ -444,7 +444,7 @@ mod tests {
         let c = compile(&s.state, &s.endpoints);
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         assert!(c.program.chains.len() > 2 * 25 * 2);
-        crate::render::iptables::render_program(&c.program).unwrap();
+        caracal_policy::render::iptables::render_program(&c.program).unwrap();
     }
 
     #[test]

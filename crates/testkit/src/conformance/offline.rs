@@ -1,20 +1,16 @@
 //! The offline prober: compiles each node's program and runs every probe's first packet through
-//! it with the evaluator, along the path a real packet takes (one FORWARD pass when both pods
-//! share a node; the source node's FORWARD out of the uplink, then the destination node's FORWARD
-//! in from it, otherwise).
+//! it with the evaluator, along the path a real packet takes ([`caracal_policy::path`]).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::collections::BTreeMap;
 
 use super::{Case, Error, Observation, Prober, Result, Table};
-use crate::{
-    compile::{compile, iface_name},
-    eval::{self, Packet},
-    model::{ClusterState, Key, Pod},
-    program::{CtState, Program, Protocol},
+use caracal_policy::{
+    compile::compile,
+    eval,
+    model::ClusterState,
+    path::path_verdicts,
+    program::{Program, Protocol},
 };
-
-/// The node's uplink in the simulated path of cross-node traffic.
-pub const UPLINK: &str = "eth0";
 
 #[derive(Default)]
 pub struct OfflineProber {
@@ -35,55 +31,6 @@ impl OfflineProber {
 
     pub fn program(&self, node: &str) -> Option<&Program> {
         self.programs.get(node)
-    }
-}
-
-fn ipv4(pod: &Pod) -> Option<IpAddr> {
-    pod.ips.iter().copied().find(IpAddr::is_ipv4)
-}
-
-/// Runs a NEW packet from `src` to `dst` along its path; returns the verdict of each hop.
-pub fn path_verdicts(
-    programs: &BTreeMap<String, Program>,
-    src: &Pod,
-    dst: &Pod,
-    protocol: Protocol,
-    port: u16,
-) -> Result<Vec<eval::Verdict>> {
-    let (Some(s), Some(d)) = (ipv4(src), ipv4(dst)) else {
-        return Err(Error::Prober(format!(
-            "{}/{} or {}/{} has no IPv4 address",
-            src.namespace, src.name, dst.namespace, dst.name
-        )));
-    };
-    let src_node = src.node.clone().unwrap_or_default();
-    let dst_node = dst.node.clone().unwrap_or_default();
-    let src_if = iface_name(&Key::new(src.namespace.clone(), src.name.clone()));
-    let dst_if = iface_name(&Key::new(dst.namespace.clone(), dst.name.clone()));
-    let packet = |in_iface: &str, out_iface: &str| Packet {
-        src: s,
-        dst: d,
-        protocol,
-        dport: port,
-        in_iface: Some(in_iface.to_string()),
-        out_iface: Some(out_iface.to_string()),
-        ct: CtState::New,
-    };
-    let program = |node: &str| {
-        programs
-            .get(node)
-            .ok_or_else(|| Error::Prober(format!("no program for node {node:?}")))
-    };
-    let run = |node: &str, pkt: Packet| {
-        eval::run(program(node)?, "FORWARD", &pkt).map_err(|e| Error::Prober(format!("node {node}: {e}")))
-    };
-    if src_node == dst_node {
-        Ok(vec![run(&src_node, packet(&src_if, &dst_if))?])
-    } else {
-        Ok(vec![
-            run(&src_node, packet(&src_if, UPLINK))?,
-            run(&dst_node, packet(UPLINK, &dst_if))?,
-        ])
     }
 }
 
@@ -120,7 +67,8 @@ impl Prober for OfflineProber {
                     continue;
                 }
                 let (sp, dp) = (&state.pods[s], &state.pods[d]);
-                let verdicts = path_verdicts(&self.programs, sp, dp, protocol, port)?;
+                let verdicts = path_verdicts(&self.programs, sp, dp, protocol, port)
+                    .map_err(|e| Error::Prober(e.to_string()))?;
                 let allowed = verdicts.iter().all(|v| v.accepted);
                 if self.cross_check {
                     let (e, i) = eval::reference::allowed(state, sp, dp, protocol, port);

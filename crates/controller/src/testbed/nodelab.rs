@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use caracal_policy::model::{Key, LocalEndpoint};
 use caracal_policy::program::Protocol;
-use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 
-use super::netns::{Netns, in_netns, run, tool, unique_suffix};
-use super::{Error, Result};
+use crate::dataplane::netns::{Netns, in_netns, run, tool, unique_suffix};
+use crate::dataplane::{Error, Result};
 
 /// The gateway every pod routes through; the node answers ARP for it by proxy.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -30,11 +29,9 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 const UDP_PROBE: &[u8] = b"caracal-probe";
 
-/// The host-side interface name the CNI plugin gives a pod: `cara` + 11 hex digits.
+/// The host-side interface name the CNI plugin gives a pod.
 pub fn host_iface(pod: &Key) -> String {
-    let digest = Sha256::digest(format!("{}.{}", pod.namespace, pod.name).as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}{}", caracal_policy::program::IFACE_PREFIX, &hex[..11])
+    caracal_contract::pod_veth_name(&pod.namespace, &pod.name)
 }
 
 /// One probe: a connection attempt from a pod to another pod's port.

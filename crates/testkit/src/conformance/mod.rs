@@ -9,14 +9,15 @@ pub mod case;
 pub mod offline;
 pub mod table;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use caracal_policy::manifests::collect_files;
 pub use case::{Case, Expect, Step};
 pub use table::Table;
 
-use crate::{model::ClusterState, program::Protocol};
+use caracal_policy::{model::ClusterState, program::Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -135,35 +136,6 @@ pub fn run_case(case: &Case, prober: &mut dyn Prober) -> CaseResult {
         probes,
         error,
     }
-}
-
-/// Case files under the given files or folders (`*.yaml`/`*.yml`, folders recursively, sorted).
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for p in paths {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// Runs every case file; a file that does not parse is a failed case named after the file.

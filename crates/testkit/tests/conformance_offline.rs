@@ -2,25 +2,10 @@
 //! agrees with the reference evaluator on every probe, and every program a case produces renders
 //! to iptables-restore and ipset input.
 
-use std::path::PathBuf;
-
-use caracal_policy::{
-    conformance::{
-        Case, Observation, Prober, Result, Table, collect_files, offline::OfflineProber, run_files,
-    },
-    model::ClusterState,
-    program::Protocol,
-    render,
+use caracal_policy::{model::ClusterState, program::Protocol, render};
+use caracal_testkit::conformance::{
+    Case, Observation, Prober, Result, Table, collect_files, offline::OfflineProber, run_files,
 };
-
-fn shared_cases() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CARACAL_CONFORMANCE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    // The repository sits next to `shared/` in the project's layout.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    dir.is_dir().then_some(dir)
-}
 
 /// The offline prober, plus a render of every node program after each step.
 struct RenderingProber(OfflineProber);
@@ -56,10 +41,7 @@ impl Prober for RenderingProber {
 
 #[test]
 fn all_shared_cases_pass_offline_match_the_reference_and_render() {
-    let Some(dir) = shared_cases() else {
-        eprintln!(
-            "skipped: no shared/conformance folder next to the repository (set CARACAL_CONFORMANCE_DIR)"
-        );
+    let Some(dir) = caracal_testkit::require::shared_conformance() else {
         return;
     };
     let files = collect_files(&[dir]).unwrap();

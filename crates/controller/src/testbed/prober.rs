@@ -12,13 +12,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use caracal_policy::compile::{compile, iface_name};
-use caracal_policy::conformance::{Case, Error, Observation, Prober, Result, Table};
 use caracal_policy::model::{ClusterState, Key, LocalEndpoint};
 use caracal_policy::program::Protocol;
+use caracal_testkit::conformance::{Case, Error, Observation, Prober, Result, Table};
 
-use super::applier::Applier;
-use super::backend::Backend;
 use super::nodelab::{NodeLab, Outcome, PodSpec, Probe};
+use crate::dataplane::applier::Applier;
+use crate::dataplane::backend::Backend;
 
 /// How long a step's expectations may take to show (the format's deadline).
 pub const DEADLINE: Duration = Duration::from_secs(10);
