@@ -31,6 +31,12 @@ pub struct PeerStatus {
     pub prefixes_received: u64,
     pub prefixes_accepted: u64,
     pub prefixes_advertised: u64,
+    /// Received UPDATEs used without their malformed attributes (RFC 7606 attribute discard).
+    #[serde(default)]
+    pub updates_attribute_discard: u64,
+    /// Received UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
+    #[serde(default)]
+    pub updates_treated_as_withdraw: u64,
     pub last_error: Option<String>,
 }
 

@@ -20,8 +20,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::PrefixFilter;
 use crate::wire::{
-    AsPath, AsSegment, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes, SegmentKind,
-    Update,
+    Action, AsPath, AsSegment, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes,
+    SegmentKind, Update,
 };
 
 type Hasher = foldhash::fast::RandomState;
@@ -214,6 +214,17 @@ pub struct PeerCounters {
     pub received: u64,
     pub accepted: u64,
     pub advertised: u64,
+    /// UPDATEs used without their malformed attributes (RFC 7606 attribute discard).
+    pub attribute_discards: u64,
+    /// UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
+    pub treated_as_withdraw: u64,
+}
+
+/// How often the peer's UPDATEs got each RFC 7606 treatment, since the peer was added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Treatments {
+    attribute_discard: u64,
+    treat_as_withdraw: u64,
 }
 
 struct RibPeer {
@@ -233,6 +244,7 @@ struct RibPeer {
     eor_pending: Vec<Family>,
     /// Families with stale paths from a previous session of this peer.
     stale: Vec<Family>,
+    treatments: Treatments,
 }
 
 /// Kind of a best-route change.
@@ -328,6 +340,7 @@ impl Rib {
             dirty_all: false,
             eor_pending: Vec::new(),
             stale: Vec::new(),
+            treatments: Treatments::default(),
         };
         match self.peers.iter().skip(1).position(Option::is_none) {
             Some(i) => {
@@ -376,6 +389,8 @@ impl Rib {
                 received: p.accepted + p.rejected.len() as u64,
                 accepted: p.accepted,
                 advertised: p.adj_out.len() as u64,
+                attribute_discards: p.treatments.attribute_discard,
+                treated_as_withdraw: p.treatments.treat_as_withdraw,
             },
             None => PeerCounters::default(),
         }
@@ -492,11 +507,32 @@ impl Rib {
 
     // ---------------------------------------------------------------- import
 
-    /// Applies an UPDATE from `peer`. `treat_as_withdraw` (RFC 7606) withdraws every prefix it
-    /// carries instead.
-    pub fn apply_update(&mut self, peer: PeerIdx, update: Update, treat_as_withdraw: bool) -> ImportOutcome {
+    /// Applies an UPDATE from `peer` with the RFC 7606 treatment its decoding called for
+    /// (`None` for a well-formed one). Treat-as-withdraw withdraws every prefix it carries, and
+    /// such an UPDATE is never an End-of-RIB, whatever is left of it. A session reset never
+    /// reaches here (the session ends instead); should one, it is treated as withdraw.
+    pub fn apply_update(
+        &mut self,
+        peer: PeerIdx,
+        update: Update,
+        treatment: Option<Action>,
+    ) -> ImportOutcome {
         let mut outcome = ImportOutcome::default();
-        let Some(p) = self.peer(peer) else { return outcome };
+        let Some(p) = self.peer_mut(peer) else {
+            return outcome;
+        };
+        let treat_as_withdraw = match treatment {
+            None => false,
+            Some(Action::AttributeDiscard) => {
+                p.treatments.attribute_discard += 1;
+                false
+            }
+            Some(Action::TreatAsWithdraw | Action::SessionReset) => {
+                p.treatments.treat_as_withdraw += 1;
+                true
+            }
+        };
+        let p = &*p;
         let Update {
             withdrawn,
             mut attributes,
@@ -506,7 +542,7 @@ impl Rib {
         let mp_unreach = attributes.mp_unreach.take();
 
         // End-of-RIB (RFC 4724 §2): an empty UPDATE, or one with only an empty MP_UNREACH.
-        if withdrawn.is_empty() && nlri.is_empty() && mp_reach.is_none() {
+        if !treat_as_withdraw && withdrawn.is_empty() && nlri.is_empty() && mp_reach.is_none() {
             let eor = match &mp_unreach {
                 None if attributes == PathAttributes::default() => Some(Family::IPV4_UNICAST),
                 Some(u) if u.withdrawn.is_empty() && attributes == PathAttributes::default() => {
@@ -1483,7 +1519,7 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = MAX_MESSAGE_LEN;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Family;
+    use crate::wire::{Action, Family};
 
     const R1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
@@ -1595,7 +1631,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.2.0.0/24", "10.2.1.0/24"]),
-            false,
+            None,
         );
         assert_eq!(rib.len(), 2);
         assert_eq!(best_peer(&rib, "10.2.0.0/24"), Some(a));
@@ -1608,10 +1644,11 @@ mod tests {
             PeerCounters {
                 received: 2,
                 accepted: 2,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
-        rib.apply_update(a, withdraw(&["10.2.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].kind, ChangeKind::Withdrawn);
         assert_eq!(rib.counters(a).accepted, 1);
     }
@@ -1623,7 +1660,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.2.0.0/24", "10.2.1.0/24"]),
-            false,
+            None,
         );
         let x = rib.paths(&net("10.2.0.0/24"))[0].attrs.clone();
         let y = rib.paths(&net("10.2.1.0/24"))[0].attrs.clone();
@@ -1639,8 +1676,8 @@ mod tests {
         low.local_pref = Some(50);
         let mut high = attrs(&[65009, 65010], "10.0.0.3");
         high.local_pref = Some(200);
-        rib.apply_update(a, announce(low, &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(high, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(low, &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(high, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
 
@@ -1652,18 +1689,18 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         let mut with_set = attrs(&[65003], "10.0.0.3");
         with_set.as_path.as_mut().unwrap().segments.push(AsSegment {
             kind: SegmentKind::Set,
             asns: vec![1, 2, 3],
         });
-        rib.apply_update(b, announce(with_set, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(with_set, &["10.9.0.0/24"]), None);
         // Equal length (2 each): multipath, best by lower router ID.
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 2);
-        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
@@ -1675,10 +1712,10 @@ mod tests {
         let b = up(&mut rib, "10.0.0.3", 65003, 3);
         let mut incomplete = attrs(&[65002], "10.0.0.2");
         incomplete.origin = Some(Origin::Incomplete);
-        rib.apply_update(a, announce(incomplete, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(incomplete, &["10.9.0.0/24"]), None);
         let mut egp = attrs(&[65003], "10.0.0.3");
         egp.origin = Some(Origin::Egp);
-        rib.apply_update(b, announce(egp, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(egp, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
 
@@ -1693,12 +1730,12 @@ mod tests {
             x.med = Some(m);
             x
         };
-        rib.apply_update(a, announce(med(50, "10.0.0.2", 65002), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(med(10, "10.0.0.3", 65002), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(med(50, "10.0.0.2", 65002), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(med(10, "10.0.0.3", 65002), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         // Different neighbour AS: MED is not compared, the router ID decides (a has .2).
-        rib.apply_update(b, withdraw(&["10.9.0.0/24"]), false);
-        rib.apply_update(c, announce(med(1, "10.0.0.4", 65004), &["10.9.0.0/24"]), false);
+        rib.apply_update(b, withdraw(&["10.9.0.0/24"]), None);
+        rib.apply_update(c, announce(med(1, "10.0.0.4", 65004), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
     }
 
@@ -1707,8 +1744,8 @@ mod tests {
         let mut rib = rib();
         let i = up(&mut rib, "10.0.0.2", 65001, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(i, announce(attrs(&[65003], "10.0.0.9"), &["10.9.0.0/24"]), false);
-        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(attrs(&[65003], "10.0.0.9"), &["10.9.0.0/24"]), None);
+        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(e));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
@@ -1718,12 +1755,12 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65001, 9);
         let b = up(&mut rib, "10.0.0.3", 65001, 5);
-        rib.apply_update(a, announce(attrs(&[65009], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(attrs(&[65009], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65009], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(attrs(&[65009], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         let mut reflected = attrs(&[65009], "10.0.0.2");
         reflected.originator_id = Some(Ipv4Addr::new(1, 1, 1, 1));
-        rib.apply_update(a, announce(reflected, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(reflected, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
     }
 
@@ -1736,10 +1773,10 @@ mod tests {
         x.originator_id = Some(Ipv4Addr::new(1, 1, 1, 1));
         let mut long = x.clone();
         long.cluster_list = vec![Ipv4Addr::new(7, 7, 7, 7), Ipv4Addr::new(8, 8, 8, 8)];
-        rib.apply_update(a, announce(x.clone(), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(long, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x.clone(), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(long, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
-        rib.apply_update(b, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(x, &["10.9.0.0/24"]), None);
         // All equal: the lower peer address (10.0.0.2, peer b) wins.
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
@@ -1752,20 +1789,20 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         rib.take_changes();
         rib.apply_update(
             b,
             announce(attrs(&[65003, 65009], "10.0.0.3"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         let changes = rib.take_changes();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].kind, ChangeKind::Changed);
         let hops: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()];
         assert_eq!(changes[0].next_hops, hops);
-        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].next_hops, vec![hops[1]]);
     }
 
@@ -1777,8 +1814,8 @@ mod tests {
         });
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let b = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
 
@@ -1789,7 +1826,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65001, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         assert!(rib.is_empty());
         assert_eq!(
@@ -1797,7 +1834,8 @@ mod tests {
             PeerCounters {
                 received: 1,
                 accepted: 0,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
     }
@@ -1811,10 +1849,10 @@ mod tests {
         let a = up(&mut rib, "10.0.0.2", 65001, 2);
         let mut x = attrs(&[], "10.0.0.2");
         x.originator_id = Some(R1);
-        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), None);
         let mut y = attrs(&[], "10.0.0.2");
         y.cluster_list = vec![Ipv4Addr::new(9, 9, 9, 9)];
-        rib.apply_update(a, announce(y, &["10.8.0.0/24"]), false);
+        rib.apply_update(a, announce(y, &["10.8.0.0/24"]), None);
         assert!(rib.is_empty());
     }
 
@@ -1836,7 +1874,7 @@ mod tests {
                 attrs(&[65002], "10.0.0.2"),
                 &["10.9.0.0/24", "10.9.0.0/16", "192.168.0.0/24"],
             ),
-            false,
+            None,
         );
         assert_eq!(rib.len(), 1);
         assert_eq!(
@@ -1844,7 +1882,8 @@ mod tests {
             PeerCounters {
                 received: 3,
                 accepted: 1,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
     }
@@ -1859,10 +1898,10 @@ mod tests {
         let o = rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         assert!(!o.max_prefixes_exceeded);
-        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.2.0/24"]), false);
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.2.0/24"]), None);
         assert!(o.max_prefixes_exceeded);
     }
 
@@ -1870,10 +1909,50 @@ mod tests {
     fn treat_as_withdraw_removes_the_peers_earlier_route() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), true);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(
+            a,
+            announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]),
+            Some(Action::TreatAsWithdraw),
+        );
         assert!(rib.is_empty());
         assert_eq!(rib.counters(a).received, 0);
+    }
+
+    /// RFC 7606 §2 and RFC 4724 §2: an UPDATE treated as withdraw is never an End-of-RIB, even
+    /// when it named no prefix and every attribute it had was malformed (so it decodes as an
+    /// empty UPDATE).
+    #[test]
+    fn treat_as_withdraw_update_naming_no_prefix_keeps_a_restarting_peers_stale_routes() {
+        let mut rib = rib();
+        let a = up(&mut rib, "10.0.0.2", 65002, 2);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.peer_down(a, true);
+        let gr = SessionInfo {
+            graceful_restart: true,
+            preserved_families: vec![Family::IPV4_UNICAST],
+            ..session(2)
+        };
+        rib.peer_up(a, gr);
+        assert!(rib.has_stale(a));
+
+        // Header, no withdrawn routes, one ORIGIN attribute with the undefined value 7, no NLRI.
+        let mut frame = vec![0xff; 16];
+        frame.extend_from_slice(&[0, 27, 2, 0, 0, 0, 4, 0x40, 1, 1, 7]);
+        let opts = crate::wire::SessionOptions::default();
+        let (m, treatment) = crate::wire::Message::decode_with_outcome(&frame, &opts).unwrap();
+        let crate::wire::Message::Update(u) = m else {
+            panic!("not an UPDATE: {m:?}")
+        };
+        assert_eq!(u, Update::default(), "decodes as the End-of-RIB shape");
+        assert_eq!(treatment.map(|t| t.action), Some(Action::TreatAsWithdraw));
+
+        let o = rib.apply_update(a, u, Some(Action::TreatAsWithdraw));
+        assert_eq!(o.end_of_rib, None);
+        assert!(rib.has_stale(a), "stale routes must wait for the real End-of-RIB");
+        assert!(rib.best(&net("10.9.0.0/24")).is_some());
+        assert_eq!(rib.counters(a).treated_as_withdraw, 1);
+        assert_eq!(rib.counters(a).attribute_discards, 0);
     }
 
     #[test]
@@ -1893,7 +1972,7 @@ mod tests {
                 attributes: x,
                 ..Default::default()
             },
-            false,
+            None,
         );
         let best = rib.best(&net("fd00:9::/64")).unwrap();
         assert_eq!(best.next_hops, vec!["fd00::2".parse::<IpAddr>().unwrap()]);
@@ -1908,7 +1987,7 @@ mod tests {
             },
             ..Default::default()
         };
-        rib.apply_update(a, mp_withdraw, false);
+        rib.apply_update(a, mp_withdraw, None);
         assert!(rib.is_empty());
     }
 
@@ -1921,7 +2000,7 @@ mod tests {
         let mut x = attrs(&[65009], "10.0.0.9");
         x.local_pref = Some(300);
         x.med = Some(7);
-        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, e);
         assert_eq!(u.len(), 1);
         let a = &u[0].attributes;
@@ -1940,7 +2019,7 @@ mod tests {
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
         let i = up(&mut rib, "10.0.0.2", 65001, 2);
         sent(&mut rib, i);
-        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, i);
         assert_eq!(u[0].attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 3)));
         assert_eq!(u[0].attributes.local_pref, Some(100));
@@ -2010,7 +2089,7 @@ mod tests {
             .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
             .collect();
         let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &refs), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &refs), None);
         let u = sent(&mut rib, e);
         assert_eq!(nlri_count(&u), 2000);
         // 2000 × 4 bytes in 4096-byte messages: 2 or 3 UPDATEs, not 2000.
@@ -2027,7 +2106,7 @@ mod tests {
                     <= 4096
             );
         }
-        rib.apply_update(a, withdraw(&refs), false);
+        rib.apply_update(a, withdraw(&refs), None);
         let u = sent(&mut rib, e);
         assert_eq!(u.iter().map(|u| u.withdrawn.len()).sum::<usize>(), 2000);
         assert!(u.len() <= 3);
@@ -2039,9 +2118,9 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, e)), 1);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert!(sent(&mut rib, e).is_empty());
     }
 
@@ -2050,10 +2129,10 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
-        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), false);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.8.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.8.0.0/24"]), None);
         let u = rib.take_updates(e, 4096, true);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].withdrawn.len(), 1);
@@ -2069,7 +2148,7 @@ mod tests {
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
         let mut x = attrs(&[], "10.0.0.2");
         x.communities = vec![NO_EXPORT];
-        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, e)), 0);
     }
 
@@ -2089,7 +2168,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.1.0/24", "10.8.1.0/24"]),
-            false,
+            None,
         );
         let u = sent(&mut rib, e);
         assert_eq!(u[0].nlri, vec!["10.9.1.0/24".parse::<Ipv4Net>().unwrap()]);
@@ -2119,7 +2198,7 @@ mod tests {
     #[test]
     fn reflector_sends_client_routes_to_all_with_originator_id_and_cluster_list() {
         let (mut rib, c1, c2, n) = reflector();
-        rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), None);
         for p in [c2, n] {
             let u = sent(&mut rib, p);
             assert_eq!(nlri_count(&u), 1);
@@ -2135,7 +2214,7 @@ mod tests {
     #[test]
     fn reflector_sends_non_client_routes_to_clients_only() {
         let (mut rib, c1, c2, n) = reflector();
-        rib.apply_update(n, announce(attrs(&[], "10.0.0.4"), &["10.9.0.0/24"]), false);
+        rib.apply_update(n, announce(attrs(&[], "10.0.0.4"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, c1)), 1);
         assert_eq!(nlri_count(&sent(&mut rib, c2)), 1);
         assert_eq!(nlri_count(&sent(&mut rib, n)), 0);
@@ -2146,7 +2225,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65001, 2);
         let b = up(&mut rib, "10.0.0.3", 65001, 3);
-        rib.apply_update(a, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, b)), 0);
     }
 
@@ -2157,7 +2236,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         let e = rib.add_peer(policy("10.0.0.3", 65003));
         rib.peer_up(
@@ -2178,7 +2257,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
         rib.peer_down(a, false);
         assert!(rib.is_empty());
@@ -2193,7 +2272,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         rib.take_changes();
         rib.peer_down(a, true);
@@ -2210,9 +2289,9 @@ mod tests {
         };
         rib.peer_up(a, gr);
         assert_eq!(rib.len(), 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert!(!rib.paths(&net("10.9.0.0/24"))[0].stale);
-        let o = rib.apply_update(a, Update::default(), false);
+        let o = rib.apply_update(a, Update::default(), None);
         assert_eq!(o.end_of_rib, Some(Family::IPV4_UNICAST));
         assert_eq!(rib.len(), 1);
         assert!(rib.best(&net("10.9.1.0/24")).is_none());
@@ -2232,7 +2311,7 @@ mod tests {
                 ..session(2)
             },
         );
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         assert!(rib.is_empty());
         assert!(!rib.has_stale(a));
@@ -2247,7 +2326,7 @@ mod tests {
             ..session(2)
         };
         rib.peer_up(a, gr);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.originate(net("fd00:1::/64"));
         let mut x = attrs(&[65002], "0.0.0.0");
         x.next_hop = None;
@@ -2262,7 +2341,7 @@ mod tests {
                 attributes: x,
                 ..Default::default()
             },
-            false,
+            None,
         );
         rib.peer_down(a, true);
         assert!(rib.best(&net("10.9.0.0/24")).is_none());
@@ -2273,7 +2352,7 @@ mod tests {
     fn graceful_restart_stale_routes_go_when_the_restart_timer_expires() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         assert!(rib.has_stale(a));
         rib.purge_stale(a, None);
@@ -2284,7 +2363,7 @@ mod tests {
     fn restarted_peer_without_forwarding_bit_loses_its_stale_routes() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         rib.peer_up(
             a,
@@ -2301,7 +2380,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
         assert!(sent(&mut rib, e).is_empty());
         rib.route_refresh(e, Family::IPV4_UNICAST);
@@ -2312,7 +2391,7 @@ mod tests {
     fn removing_a_peer_withdraws_its_routes_and_frees_its_slot() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.remove_peer(a);
         assert!(rib.is_empty());
         assert_eq!(rib.add_peer(policy("10.0.0.5", 65005)), a);
@@ -2336,7 +2415,7 @@ mod tests {
                 value: bytes::Bytes::from_static(b"cd"),
             },
         ];
-        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, e);
         assert_eq!(u[0].attributes.unknown.len(), 1);
         assert_eq!(u[0].attributes.unknown[0].flags, 0xE0);

@@ -578,8 +578,12 @@ impl Core {
             }
             SessionEvent::Updates(updates) => {
                 let mut exceeded = false;
-                for u in updates {
-                    let outcome = self.rib.apply_update(idx, u, false);
+                for received in updates {
+                    let action = received.treatment.as_ref().map(|t| t.action);
+                    if let Some(t) = &received.treatment {
+                        log_treatment(ev.peer, t);
+                    }
+                    let outcome = self.rib.apply_update(idx, received.update, action);
                     exceeded |= outcome.max_prefixes_exceeded;
                     if outcome.end_of_rib.is_some() && !self.rib.has_stale(idx) {
                         p.stale_deadline = None;
@@ -686,6 +690,8 @@ impl Core {
                     prefixes_received: c.received,
                     prefixes_accepted: c.accepted,
                     prefixes_advertised: c.advertised,
+                    updates_attribute_discard: c.attribute_discards,
+                    updates_treated_as_withdraw: c.treated_as_withdraw,
                     last_error: p.last_error.clone(),
                 }
             })
@@ -787,6 +793,22 @@ impl Core {
 }
 
 /// Whether a peer's change needs a new session (as opposed to new policy on the same one).
+/// RFC 7606 §2 asks that malformed UPDATEs be logged even though the session stays up.
+fn log_treatment(peer: IpAddr, t: &crate::wire::Treatment) {
+    let issues: Vec<String> = t
+        .issues
+        .iter()
+        .map(|i| format!("attribute {}: {}", i.type_code, i.error))
+        .collect();
+    let issues = issues.join("; ");
+    match t.action {
+        crate::wire::Action::AttributeDiscard => {
+            tracing::warn!(%peer, %issues, "malformed UPDATE: attributes discarded (RFC 7606)")
+        }
+        _ => tracing::warn!(%peer, %issues, "malformed UPDATE: treated as withdraw (RFC 7606)"),
+    }
+}
+
 fn session_changed(a: &PeerConfig, b: &PeerConfig) -> bool {
     a.remote_as != b.remote_as
         || a.local_as != b.local_as
