@@ -37,6 +37,9 @@ pub struct PeerStatus {
     /// Received UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
     #[serde(default)]
     pub updates_treated_as_withdraw: u64,
+    /// Received UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
+    #[serde(default)]
+    pub updates_own_next_hop: u64,
     pub last_error: Option<String>,
 }
 

@@ -218,6 +218,8 @@ pub struct PeerCounters {
     pub attribute_discards: u64,
     /// UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
     pub treated_as_withdraw: u64,
+    /// UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
+    pub own_next_hop: u64,
 }
 
 /// How often the peer's UPDATEs got each RFC 7606 treatment, since the peer was added.
@@ -225,6 +227,7 @@ pub struct PeerCounters {
 struct Treatments {
     attribute_discard: u64,
     treat_as_withdraw: u64,
+    own_next_hop: u64,
 }
 
 struct RibPeer {
@@ -293,6 +296,9 @@ pub struct ImportOutcome {
     pub max_prefixes_exceeded: bool,
     /// End-of-RIB received for this family (stale paths of the family have been removed).
     pub end_of_rib: Option<Family>,
+    /// The UPDATE gave this, our own address on the session, as next hop; its announcements
+    /// were ignored and the peer's earlier routes for them withdrawn (RFC 4271 §6.3).
+    pub own_next_hop: Option<IpAddr>,
 }
 
 /// Adj-RIBs-In, Loc-RIB and Adj-RIBs-Out of the whole speaker.
@@ -391,6 +397,7 @@ impl Rib {
                 advertised: p.adj_out.len() as u64,
                 attribute_discards: p.treatments.attribute_discard,
                 treated_as_withdraw: p.treatments.treat_as_withdraw,
+                own_next_hop: p.treatments.own_next_hop,
             },
             None => PeerCounters::default(),
         }
@@ -560,6 +567,11 @@ impl Rib {
         }
 
         let policy = p.policy.clone();
+        let own: Vec<IpAddr> = p
+            .session
+            .iter()
+            .flat_map(|s| std::iter::once(s.local_address).chain(s.local_alt_address))
+            .collect();
         let mut batch = Batch::new(self, peer);
         if treat_as_withdraw {
             let reach = mp_reach.map(|r| r.nlri).unwrap_or_default();
@@ -602,20 +614,39 @@ impl Rib {
             }
             let next_hop_v4 = attributes.next_hop.take();
             let v4_attrs = match next_hop_v4 {
-                Some(nh) if has_v4 && !reject_reason => Some(self.interner.intern(RouteAttrs {
-                    attrs: attributes.clone(),
-                    next_hop: IpAddr::V4(nh),
-                    link_local: None,
-                })),
+                Some(nh) if has_v4 && !reject_reason && !own.contains(&IpAddr::V4(nh)) => {
+                    Some(self.interner.intern(RouteAttrs {
+                        attrs: attributes.clone(),
+                        next_hop: IpAddr::V4(nh),
+                        link_local: None,
+                    }))
+                }
                 _ => None,
             };
-            for prefix in nlri {
-                let prefix = IpNet::V4(prefix);
-                let accepted = v4_attrs.is_some() && policy.import.accepts(&prefix);
-                self.import_one(&mut batch, peer, prefix, v4_attrs.as_ref().filter(|_| accepted));
+            // RFC 4271 §6.3: a NEXT_HOP that is our own address is semantically incorrect; the
+            // route is ignored (withdrawn, as the peer's earlier one must not linger), and the
+            // session stays up.
+            let v4_own = next_hop_v4
+                .map(IpAddr::V4)
+                .filter(|nh| has_v4 && own.contains(nh));
+            if let Some(nh) = v4_own {
+                outcome.own_next_hop = Some(nh);
+                self.withdraw_ignored(&mut batch, peer, nlri.into_iter().map(IpNet::V4));
+            } else {
+                for prefix in nlri {
+                    let prefix = IpNet::V4(prefix);
+                    let accepted = v4_attrs.is_some() && policy.import.accepts(&prefix);
+                    self.import_one(&mut batch, peer, prefix, v4_attrs.as_ref().filter(|_| accepted));
+                }
             }
             if let Some(reach) = mp_reach {
                 let (nh, ll) = split_next_hops(&reach.next_hops);
+                if let Some(nh) = nh.filter(|nh| !reach.nlri.is_empty() && own.contains(nh)) {
+                    outcome.own_next_hop = Some(nh);
+                    self.withdraw_ignored(&mut batch, peer, reach.nlri.into_iter());
+                    self.finish_import(peer, batch, &mut outcome);
+                    return outcome;
+                }
                 let attrs = match nh {
                     Some(nh) if !reject_reason => Some(self.interner.intern(RouteAttrs {
                         attrs: attributes,
@@ -630,13 +661,30 @@ impl Rib {
                 }
             }
         }
-        self.finish(batch);
-        if let Some(p) = self.peer(peer)
-            && let Some(max) = p.policy.max_prefixes
-        {
-            outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
-        }
+        self.finish_import(peer, batch, &mut outcome);
         outcome
+    }
+
+    fn finish_import(&mut self, peer: PeerIdx, batch: Batch, outcome: &mut ImportOutcome) {
+        self.finish(batch);
+        if let Some(p) = self.peer_mut(peer) {
+            if outcome.own_next_hop.is_some() {
+                p.treatments.own_next_hop += 1;
+            }
+            if let Some(max) = p.policy.max_prefixes {
+                outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
+            }
+        }
+    }
+
+    /// Withdraws `peer`'s paths for prefixes whose announcement was ignored.
+    fn withdraw_ignored(&mut self, batch: &mut Batch, peer: PeerIdx, prefixes: impl Iterator<Item = IpNet>) {
+        for prefix in prefixes {
+            if let Some(p) = self.peer_mut(peer) {
+                p.rejected.remove(&prefix);
+            }
+            self.set_path(batch, peer, prefix, None);
+        }
     }
 
     fn import_one(
@@ -1953,6 +2001,48 @@ mod tests {
         assert!(rib.best(&net("10.9.0.0/24")).is_some());
         assert_eq!(rib.counters(a).treated_as_withdraw, 1);
         assert_eq!(rib.counters(a).attribute_discards, 0);
+    }
+
+    #[test]
+    fn route_with_our_own_address_as_next_hop_is_ignored_and_withdraws_the_earlier_one() {
+        let mut rib = rib();
+        let a = up(&mut rib, "10.0.0.2", 65002, 2);
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        assert_eq!(o.own_next_hop, None);
+        assert!(rib.best(&net("10.9.0.0/24")).is_some());
+        // session(2) puts us at 10.0.0.1.
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.1"), &["10.9.0.0/24"]), None);
+        assert_eq!(o.own_next_hop, Some("10.0.0.1".parse().unwrap()));
+        assert!(rib.best(&net("10.9.0.0/24")).is_none());
+        assert_eq!(rib.counters(a).own_next_hop, 1);
+        assert_eq!(
+            rib.counters(a).received,
+            0,
+            "an ignored route is not counted as rejected"
+        );
+
+        let v6 = |nh: &str| Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(seq(&[65002])),
+                mp_reach: Some(MpReach {
+                    family: Family::IPV6_UNICAST,
+                    next_hops: vec![nh.parse().unwrap()],
+                    nlri: vec![net("2001:db8:9::/48")],
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut s = session(2);
+        s.local_alt_address = Some("2001:db8::1".parse().unwrap());
+        rib.peer_up(a, s);
+        rib.apply_update(a, v6("2001:db8::2"), None);
+        assert!(rib.best(&net("2001:db8:9::/48")).is_some());
+        let o = rib.apply_update(a, v6("2001:db8::1"), None);
+        assert_eq!(o.own_next_hop, Some("2001:db8::1".parse().unwrap()));
+        assert!(rib.best(&net("2001:db8:9::/48")).is_none());
+        assert_eq!(rib.counters(a).own_next_hop, 2);
     }
 
     #[test]

@@ -584,6 +584,10 @@ impl Core {
                         log_treatment(ev.peer, t);
                     }
                     let outcome = self.rib.apply_update(idx, received.update, action);
+                    if let Some(nh) = outcome.own_next_hop {
+                        tracing::warn!(peer = %ev.peer, next_hop = %nh,
+                            "UPDATE names our own address as next hop; its routes are ignored (RFC 4271 §6.3)");
+                    }
                     exceeded |= outcome.max_prefixes_exceeded;
                     if outcome.end_of_rib.is_some() && !self.rib.has_stale(idx) {
                         p.stale_deadline = None;
@@ -692,6 +696,7 @@ impl Core {
                     prefixes_advertised: c.advertised,
                     updates_attribute_discard: c.attribute_discards,
                     updates_treated_as_withdraw: c.treated_as_withdraw,
+                    updates_own_next_hop: c.own_next_hop,
                     last_error: p.last_error.clone(),
                 }
             })
