@@ -446,7 +446,7 @@ impl Session {
         let id = self.conns[loser].id;
         let actions = self.conns[loser].fsm.handle(
             Event::ManualStop {
-                subcode: fsm::code::CEASE_COLLISION,
+                subcode: wire::cease::CONNECTION_COLLISION_RESOLUTION,
                 reason: None,
             },
             std::time::Instant::now(),
@@ -485,8 +485,8 @@ impl Session {
             ConnInput::DecodeError(e) => {
                 let n = e.to_notification();
                 let event = match n.code {
-                    fsm::code::MESSAGE_HEADER => Event::BgpHeaderErr(n),
-                    fsm::code::OPEN => Event::BgpOpenMsgErr(n),
+                    crate::wire::code::MESSAGE_HEADER => Event::BgpHeaderErr(n),
+                    crate::wire::code::OPEN => Event::BgpOpenMsgErr(n),
                     _ => Event::UpdateMsgErr(n),
                 };
                 tracing::info!(peer = %self.params.peer.address, "bad message: {e}");
@@ -563,7 +563,7 @@ impl Session {
             }
             _ => {
                 // Established (or already resolving a collision): the newcomer loses (§6.8).
-                let n = fsm::cease(fsm::code::CEASE_COLLISION, None);
+                let n = wire::Notification::cease(wire::cease::CONNECTION_COLLISION_RESOLUTION);
                 if let Ok(b) = Message::Notification(n).encode(&SessionOptions::default()) {
                     let mut stream = stream;
                     tokio::spawn(async move {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
 use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
-use crate::fsm::{self, DownReason, Event, FsmConfig, State};
+use crate::fsm::{DownReason, Event, FsmConfig, State};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
@@ -596,7 +596,7 @@ impl Core {
                 if exceeded {
                     tracing::warn!(peer = %ev.peer, "maximum prefixes exceeded");
                     let _ = p.tx.send(ToSession::Event(Event::AutomaticStop {
-                        subcode: fsm::code::CEASE_MAX_PREFIXES,
+                        subcode: crate::wire::cease::MAX_PREFIXES,
                     }));
                 }
             }
@@ -612,7 +612,7 @@ impl Core {
                 if was_established {
                     // RFC 4724: keep a graceful peer's routes when the connection just dropped;
                     // RFC 8538: also after a NOTIFICATION from it, unless a Hard Reset (6/9).
-                    let soft = |n: &crate::wire::Notification| !(n.code == 6 && n.subcode == 9);
+                    let soft = |n: &crate::wire::Notification| !n.is_hard_reset();
                     let keep = p.peer_restart_time.is_some()
                         && match &reason {
                             DownReason::ConnectionLost => true,
@@ -739,11 +739,11 @@ impl Core {
         let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
-                None => self.remove_peer(addr, fsm::code::CEASE_PEER_DECONFIGURED),
+                None => self.remove_peer(addr, crate::wire::cease::PEER_DECONFIGURED),
                 Some(w) => {
                     let p = &self.peers[&addr];
                     if identity_changed || session_changed(&p.config, w) {
-                        self.remove_peer(addr, fsm::code::CEASE_OTHER_CONFIG_CHANGE);
+                        self.remove_peer(addr, crate::wire::cease::OTHER_CONFIGURATION_CHANGE);
                         self.add_peer(w.clone());
                     } else if p.config != *w {
                         let import_changed = p.config.import != w.import;
@@ -775,7 +775,7 @@ impl Core {
                 ToSession::Abort
             } else {
                 ToSession::Event(Event::ManualStop {
-                    subcode: fsm::code::CEASE_ADMIN_SHUTDOWN,
+                    subcode: crate::wire::cease::ADMINISTRATIVE_SHUTDOWN,
                     reason: Some("caracal shutting down".into()),
                 })
             };
