@@ -658,17 +658,16 @@ impl Fsm {
             .collect();
         if families.is_empty() {
             // Nothing in common: RFC 5492 §3 says to answer with the capabilities we require.
-            let mut data = Vec::new();
-            for f in &self.config.families {
-                let afi: u16 = if f.afi == crate::wire::Afi::Ipv6 { 2 } else { 1 };
-                data.extend_from_slice(&[1, 4]);
-                data.extend_from_slice(&afi.to_be_bytes());
-                data.extend_from_slice(&[0, 1]);
-            }
+            let wanted: Vec<Capability> = self
+                .config
+                .families
+                .iter()
+                .map(|f| Capability::Multiprotocol(*f))
+                .collect();
             return Err(Notification {
                 code: code::OPEN,
                 subcode: open_error::UNSUPPORTED_CAPABILITY,
-                data: Bytes::from(data),
+                data: crate::wire::encode_capabilities(&wanted).unwrap_or_default(),
             });
         }
         let has = |p: fn(&Capability) -> bool| open.capabilities.iter().any(p);
