@@ -21,7 +21,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::config::PrefixFilter;
 use crate::wire::{
     Action, AsPath, AsSegment, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes,
-    SegmentKind, Update,
+    RawAttribute, SegmentKind, Update,
 };
 
 type Hasher = foldhash::fast::RandomState;
@@ -1077,9 +1077,9 @@ impl Rib {
             }
             out.cluster_list.insert(0, cluster_id);
         }
-        out.unknown.retain(|u| u.flags & 0x80 != 0 && u.flags & 0x40 != 0);
+        out.unknown.retain(RawAttribute::is_optional_transitive);
         for u in &mut out.unknown {
-            u.flags |= 0x20; // Partial: we passed on an optional transitive we do not know
+            u.mark_partial();
         }
         let own_next_hop = |v6: bool| -> IpAddr {
             if let Some(alt) = session.local_alt_address

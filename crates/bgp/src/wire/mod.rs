@@ -223,6 +223,20 @@ pub struct RawAttribute {
     pub value: Bytes,
 }
 
+impl RawAttribute {
+    /// An optional transitive attribute, the only kind of unknown one passed on (RFC 4271 §9).
+    pub fn is_optional_transitive(&self) -> bool {
+        let ot = attr_flag::OPTIONAL | attr_flag::TRANSITIVE;
+        self.flags & ot == ot
+    }
+
+    /// Sets the Partial bit: a speaker passed the attribute on without knowing it (RFC 4271
+    /// §5).
+    pub fn mark_partial(&mut self) {
+        self.flags |= attr_flag::PARTIAL;
+    }
+}
+
 /// Path attributes of an UPDATE (RFC 4271 §5). Absent attributes are `None` or empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PathAttributes {
