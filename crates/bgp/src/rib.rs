@@ -459,7 +459,7 @@ impl Rib {
                     mark_stale::<Ipv6Net>(&mut self.tables, peer);
                 }
             }
-            self.purge_peer(peer, |prefix| !families.contains(&family_of(prefix)));
+            self.purge_peer(peer, |prefix| !families.contains(&Family::of(prefix)));
         } else {
             self.purge_peer(peer, |_| true);
         }
@@ -486,7 +486,7 @@ impl Rib {
     /// The peer asked for our routes again (RFC 2918): resend the family.
     pub fn route_refresh(&mut self, peer: PeerIdx, family: Family) {
         if let Some(p) = self.peer_mut(peer) {
-            p.adj_out.retain(|prefix, _| family_of(prefix) != family);
+            p.adj_out.retain(|prefix, _| Family::of(prefix) != family);
             p.dirty_all = true;
         }
     }
@@ -540,6 +540,8 @@ impl Rib {
             }
         };
         let p = &*p;
+        // End-of-RIB (RFC 4724 §2), never from an UPDATE treated as withdraw.
+        let eor = update.end_of_rib().filter(|_| !treat_as_withdraw);
         let Update {
             withdrawn,
             mut attributes,
@@ -548,22 +550,12 @@ impl Rib {
         let mp_reach = attributes.mp_reach.take();
         let mp_unreach = attributes.mp_unreach.take();
 
-        // End-of-RIB (RFC 4724 §2): an empty UPDATE, or one with only an empty MP_UNREACH.
-        if !treat_as_withdraw && withdrawn.is_empty() && nlri.is_empty() && mp_reach.is_none() {
-            let eor = match &mp_unreach {
-                None if attributes == PathAttributes::default() => Some(Family::IPV4_UNICAST),
-                Some(u) if u.withdrawn.is_empty() && attributes == PathAttributes::default() => {
-                    Some(u.family)
-                }
-                _ => None,
-            };
-            if let Some(f) = eor {
-                outcome.end_of_rib = Some(f);
-                if p.stale.contains(&f) {
-                    self.purge_stale(peer, Some(f));
-                }
-                return outcome;
+        if let Some(f) = eor {
+            outcome.end_of_rib = Some(f);
+            if p.stale.contains(&f) {
+                self.purge_stale(peer, Some(f));
             }
+            return outcome;
         }
 
         let policy = p.policy.clone();
@@ -992,7 +984,7 @@ impl Rib {
                     .clone()
             });
             let desired = desired.filter(|_| {
-                session.families.contains(&family_of(&prefix)) && p.policy.export.accepts(&prefix)
+                session.families.contains(&Family::of(&prefix)) && p.policy.export.accepts(&prefix)
             });
             let current = p.adj_out.get(&prefix);
             match (current, desired) {
@@ -1036,7 +1028,7 @@ impl Rib {
         }
         if !withdrawals_only && p.dirty.is_empty() {
             for f in std::mem::take(&mut p.eor_pending) {
-                updates.push(end_of_rib(f));
+                updates.push(Update::end_of_rib_for(f));
             }
         }
         updates
@@ -1134,13 +1126,6 @@ impl Rib {
         let slot = std::mem::size_of::<(Ipv4Net, Paths)>() + 1;
         let slot6 = std::mem::size_of::<(Ipv6Net, Paths)>() + 1;
         self.tables.v4.capacity() * slot + self.tables.v6.capacity() * slot6
-    }
-}
-
-fn family_of(prefix: &IpNet) -> Family {
-    match prefix {
-        IpNet::V4(_) => Family::IPV4_UNICAST,
-        IpNet::V6(_) => Family::IPV6_UNICAST,
     }
 }
 
@@ -1541,24 +1526,6 @@ fn pack_announcements(attrs: &RouteAttrs, prefixes: &[IpNet], max_message_len: u
         }
     }
     out
-}
-
-/// End-of-RIB marker (RFC 4724 §2).
-pub fn end_of_rib(family: Family) -> Update {
-    if family == Family::IPV4_UNICAST {
-        Update::default()
-    } else {
-        Update {
-            attributes: PathAttributes {
-                mp_unreach: Some(MpUnreach {
-                    family,
-                    withdrawn: vec![],
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
 }
 
 /// The classic message size limit, for callers without extended messages.
@@ -2338,8 +2305,8 @@ mod tests {
         );
         let u = sent(&mut rib, e);
         assert_eq!(nlri_count(&u), 2);
-        assert_eq!(u[u.len() - 2], end_of_rib(Family::IPV4_UNICAST));
-        assert_eq!(u[u.len() - 1], end_of_rib(Family::IPV6_UNICAST));
+        assert_eq!(u[u.len() - 2], Update::end_of_rib_for(Family::IPV4_UNICAST));
+        assert_eq!(u[u.len() - 1], Update::end_of_rib_for(Family::IPV6_UNICAST));
     }
 
     #[test]
