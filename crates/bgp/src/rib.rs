@@ -20,8 +20,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::PrefixFilter;
 use crate::wire::{
-    Action, AsPath, AsSegment, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes,
-    RawAttribute, SegmentKind, Update,
+    Action, AsPath, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute, Update,
 };
 
 type Hasher = foldhash::fast::RandomState;
@@ -1100,7 +1099,7 @@ impl Rib {
             }
         } else {
             let mut path_out = out.as_path.take().unwrap_or_default();
-            prepend(&mut path_out, dst.local_as);
+            path_out.prepend(dst.local_as);
             out.as_path = Some(path_out);
             out.local_pref = None;
             out.originator_id = None;
@@ -1143,43 +1142,6 @@ fn split_next_hops(hops: &[IpAddr]) -> (Option<IpAddr>, Option<Ipv6Addr>) {
         (None, Some(ll)) => (Some(IpAddr::V6(ll)), Some(ll)),
         (None, None) => (None, None),
     }
-}
-
-/// Prepends `asn` to the first AS_SEQUENCE (or a new one, RFC 4271 §5.1.2).
-pub fn prepend(path: &mut AsPath, asn: u32) {
-    match path.segments.first_mut() {
-        Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => s.asns.insert(0, asn),
-        _ => path.segments.insert(
-            0,
-            AsSegment {
-                kind: SegmentKind::Sequence,
-                asns: vec![asn],
-            },
-        ),
-    }
-}
-
-/// AS_PATH length for the decision process: a set counts one, confederation segments none
-/// (RFC 4271 §9.1.2.2 a, RFC 5065 §5.3).
-pub fn path_len(path: Option<&AsPath>) -> u32 {
-    path.map_or(0, |p| {
-        p.segments
-            .iter()
-            .map(|s| match s.kind {
-                SegmentKind::Sequence => s.asns.len() as u32,
-                SegmentKind::Set => 1,
-                _ => 0,
-            })
-            .sum()
-    })
-}
-
-/// The neighbouring AS a route came from: the first AS of the path (for MED comparison).
-fn neighbour_as(path: Option<&AsPath>) -> Option<u32> {
-    let first = path?.segments.first()?;
-    (first.kind == SegmentKind::Sequence)
-        .then(|| first.asns.first().copied())
-        .flatten()
 }
 
 fn mark_stale<P: Pfx>(tables: &mut Tables, peer: PeerIdx) {
@@ -1338,6 +1300,8 @@ impl Decide<'_> {
     fn compare_multipath(&self, a: &Path, b: &Path) -> std::cmp::Ordering {
         use std::cmp::Reverse;
         let (x, y) = (&a.attrs.attrs, &b.attrs.attrs);
+        // RFC 4271 §9.1.2.2 a; no AS_PATH is an empty one.
+        let route_len = |a: &PathAttributes| a.as_path.as_ref().map_or(0, AsPath::route_len);
         // Our own routes first (what other implementations call weight).
         (a.peer != LOCAL)
             .cmp(&(b.peer != LOCAL))
@@ -1347,7 +1311,7 @@ impl Decide<'_> {
                 Reverse(x.local_pref.unwrap_or(DEFAULT_LOCAL_PREF))
                     .cmp(&Reverse(y.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)))
             })
-            .then_with(|| path_len(x.as_path.as_ref()).cmp(&path_len(y.as_path.as_ref())))
+            .then_with(|| route_len(x).cmp(&route_len(y)))
             .then_with(|| {
                 x.origin
                     .unwrap_or(Origin::Incomplete)
@@ -1355,7 +1319,10 @@ impl Decide<'_> {
             })
             .then_with(|| {
                 // MED only between routes from the same neighbouring AS (§9.1.2.2 c).
-                let (na, nb) = (neighbour_as(x.as_path.as_ref()), neighbour_as(y.as_path.as_ref()));
+                let (na, nb) = (
+                    x.as_path.as_ref().and_then(AsPath::first_as),
+                    y.as_path.as_ref().and_then(AsPath::first_as),
+                );
                 if na == nb {
                     x.med.unwrap_or(0).cmp(&y.med.unwrap_or(0))
                 } else {
@@ -1534,7 +1501,7 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = MAX_MESSAGE_LEN;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Action, Family};
+    use crate::wire::{Action, AsSegment, Family, SegmentKind};
 
     const R1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
