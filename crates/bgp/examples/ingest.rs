@@ -136,7 +136,7 @@ fn main() {
         let Ok(Message::Update(u)) = Message::decode(f, &opts) else {
             panic!("decode")
         };
-        rib.apply_update(peer, u, false);
+        rib.apply_update(peer, u, None);
     }
     let elapsed = start.elapsed();
     let cpu = cpu_secs() - cpu_before;

@@ -31,6 +31,15 @@ pub struct PeerStatus {
     pub prefixes_received: u64,
     pub prefixes_accepted: u64,
     pub prefixes_advertised: u64,
+    /// Received UPDATEs used without their malformed attributes (RFC 7606 attribute discard).
+    #[serde(default)]
+    pub updates_attribute_discard: u64,
+    /// Received UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
+    #[serde(default)]
+    pub updates_treated_as_withdraw: u64,
+    /// Received UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
+    #[serde(default)]
+    pub updates_own_next_hop: u64,
     pub last_error: Option<String>,
 }
 

@@ -16,37 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::wire::{AS_TRANS, Capability, Family, GracefulRestart, Notification, Open};
-
-/// NOTIFICATION error codes (RFC 4271 §4.5) and the subcodes the FSM sends.
-pub mod code {
-    pub const MESSAGE_HEADER: u8 = 1;
-    pub const OPEN: u8 = 2;
-    pub const UPDATE: u8 = 3;
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    pub const FSM: u8 = 5;
-    pub const CEASE: u8 = 6;
-
-    pub const OPEN_UNSUPPORTED_VERSION: u8 = 1;
-    pub const OPEN_BAD_PEER_AS: u8 = 2;
-    pub const OPEN_BAD_BGP_ID: u8 = 3;
-    pub const OPEN_UNACCEPTABLE_HOLD_TIME: u8 = 6;
-    pub const OPEN_UNSUPPORTED_CAPABILITY: u8 = 7;
-
-    /// RFC 6608 FSM error subcodes.
-    pub const FSM_UNEXPECTED_IN_OPENSENT: u8 = 1;
-    pub const FSM_UNEXPECTED_IN_OPENCONFIRM: u8 = 2;
-    pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
-
-    /// RFC 4486 Cease subcodes.
-    pub const CEASE_MAX_PREFIXES: u8 = 1;
-    pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
-    pub const CEASE_PEER_DECONFIGURED: u8 = 3;
-    pub const CEASE_ADMIN_RESET: u8 = 4;
-    pub const CEASE_CONNECTION_REJECTED: u8 = 5;
-    pub const CEASE_OTHER_CONFIG_CHANGE: u8 = 6;
-    pub const CEASE_COLLISION: u8 = 7;
-}
+use crate::wire::{
+    AS_TRANS, Capability, Family, GracefulRestart, Notification, Open, cease, code, fsm_error, open_error,
+};
 
 /// Hold time used in OpenSent, before the peer's OPEN sets the real one (RFC 4271 §8.2.2
 /// suggests 4 minutes).
@@ -346,9 +318,14 @@ impl Fsm {
     /// subcode is one RFC 8538 §5 says should clear the peer's routes (maximum prefixes,
     /// administrative shutdown, peer de-configured); as it is otherwise.
     fn outgoing_cease(&self, subcode: u8, reason: Option<&str>) -> Notification {
-        let n = cease(subcode, reason);
-        if self.notification_gr() && matches!(subcode, 1..=3) {
-            hard_reset(&n)
+        let n = Notification::cease_with(subcode, reason);
+        let clears = [
+            cease::MAX_PREFIXES,
+            cease::ADMINISTRATIVE_SHUTDOWN,
+            cease::PEER_DECONFIGURED,
+        ];
+        if self.notification_gr() && clears.contains(&subcode) {
+            Notification::hard_reset(&n)
         } else {
             n
         }
@@ -439,7 +416,7 @@ impl Fsm {
             }
             (S::Connect | S::Active, E::AutomaticStop { subcode }) => {
                 self.connect_retry_counter += 1;
-                self.enter_idle(&mut out, DownReason::Stopped(cease(subcode, None)), true);
+                self.enter_idle(&mut out, DownReason::Stopped(Notification::cease(subcode)), true);
             }
             (S::Connect | S::Active, E::BgpHeaderErr(n) | E::BgpOpenMsgErr(n)) => self.fail(&mut out, n),
             (S::Connect | S::Active, _) => {
@@ -629,7 +606,7 @@ impl Fsm {
             // The data is the largest version we support (§6.2).
             return Err(Notification {
                 code: code::OPEN,
-                subcode: code::OPEN_UNSUPPORTED_VERSION,
+                subcode: open_error::UNSUPPORTED_VERSION,
                 data: Bytes::from_static(&[0, 4]),
             });
         }
@@ -641,7 +618,7 @@ impl Fsm {
         if peer_as != self.config.remote_as {
             return Err(Notification {
                 code: code::OPEN,
-                subcode: code::OPEN_BAD_PEER_AS,
+                subcode: open_error::BAD_PEER_AS,
                 data: Bytes::copy_from_slice(&open.my_as.to_be_bytes()),
             });
         }
@@ -651,10 +628,10 @@ impl Fsm {
             // RFC 6286 §2.2: an identical identifier is only an error inside one AS.
             (ibgp && id == self.config.router_id)
         {
-            return Err(notification(code::OPEN, code::OPEN_BAD_BGP_ID));
+            return Err(notification(code::OPEN, open_error::BAD_BGP_ID));
         }
         if open.hold_time == 1 || open.hold_time == 2 {
-            return Err(notification(code::OPEN, code::OPEN_UNACCEPTABLE_HOLD_TIME));
+            return Err(notification(code::OPEN, open_error::UNACCEPTABLE_HOLD_TIME));
         }
         let hold_time = open.hold_time.min(self.config.hold_time);
 
@@ -681,17 +658,16 @@ impl Fsm {
             .collect();
         if families.is_empty() {
             // Nothing in common: RFC 5492 §3 says to answer with the capabilities we require.
-            let mut data = Vec::new();
-            for f in &self.config.families {
-                let afi: u16 = if f.afi == crate::wire::Afi::Ipv6 { 2 } else { 1 };
-                data.extend_from_slice(&[1, 4]);
-                data.extend_from_slice(&afi.to_be_bytes());
-                data.extend_from_slice(&[0, 1]);
-            }
+            let wanted: Vec<Capability> = self
+                .config
+                .families
+                .iter()
+                .map(|f| Capability::Multiprotocol(*f))
+                .collect();
             return Err(Notification {
                 code: code::OPEN,
-                subcode: code::OPEN_UNSUPPORTED_CAPABILITY,
-                data: Bytes::from(data),
+                subcode: open_error::UNSUPPORTED_CAPABILITY,
+                data: crate::wire::encode_capabilities(&wanted).unwrap_or_default(),
             });
         }
         let has = |p: fn(&Capability) -> bool| open.capabilities.iter().any(p);
@@ -717,9 +693,9 @@ impl Fsm {
 
 fn fsm_subcode(state: State) -> u8 {
     match state {
-        State::OpenSent => code::FSM_UNEXPECTED_IN_OPENSENT,
-        State::OpenConfirm => code::FSM_UNEXPECTED_IN_OPENCONFIRM,
-        _ => code::FSM_UNEXPECTED_IN_ESTABLISHED,
+        State::OpenSent => fsm_error::UNEXPECTED_IN_OPENSENT,
+        State::OpenConfirm => fsm_error::UNEXPECTED_IN_OPENCONFIRM,
+        _ => fsm_error::UNEXPECTED_IN_ESTABLISHED,
     }
 }
 
@@ -729,42 +705,6 @@ pub fn notification(code: u8, subcode: u8) -> Notification {
         code,
         subcode,
         data: Bytes::new(),
-    }
-}
-
-/// A Cease NOTIFICATION, with an RFC 9003 shutdown communication for subcodes 2 and 4.
-pub fn cease(subcode: u8, reason: Option<&str>) -> Notification {
-    let data = match reason {
-        Some(text) if matches!(subcode, 2 | 4) => {
-            // At most 255 octets, cut on a character boundary.
-            let mut end = text.len().min(255);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            let mut d = Vec::with_capacity(end + 1);
-            d.push(end as u8);
-            d.extend_from_slice(&text.as_bytes()[..end]);
-            Bytes::from(d)
-        }
-        _ => Bytes::new(),
-    };
-    Notification {
-        code: code::CEASE,
-        subcode,
-        data,
-    }
-}
-
-/// A Hard Reset (Cease 6/9, RFC 8538 §3) carrying `inner`: its code, subcode and data.
-pub fn hard_reset(inner: &Notification) -> Notification {
-    let mut data = Vec::with_capacity(inner.data.len() + 2);
-    data.push(inner.code);
-    data.push(inner.subcode);
-    data.extend_from_slice(&inner.data);
-    Notification {
-        code: code::CEASE,
-        subcode: 9,
-        data: Bytes::from(data),
     }
 }
 
@@ -1296,7 +1236,7 @@ mod tests {
         let mut fsm = established(config());
         let a = fsm.handle(
             Event::ManualStop {
-                subcode: code::CEASE_ADMIN_SHUTDOWN,
+                subcode: cease::ADMINISTRATIVE_SHUTDOWN,
                 reason: Some("bye".into()),
             },
             now(),
@@ -1343,7 +1283,7 @@ mod tests {
         let mut fsm = established(config());
         let a = fsm.handle(
             Event::AutomaticStop {
-                subcode: code::CEASE_MAX_PREFIXES,
+                subcode: cease::MAX_PREFIXES,
             },
             now(),
         );
@@ -1354,7 +1294,7 @@ mod tests {
     #[test]
     fn notification_received_closes_without_answering() {
         let mut fsm = established(config());
-        let n = cease(code::CEASE_ADMIN_RESET, None);
+        let n = Notification::cease(cease::ADMINISTRATIVE_RESET);
         let a = fsm.handle(Event::NotifMsg(n.clone()), now());
         assert_eq!(sent_notification(&a), None);
         assert!(a.contains(&Action::SessionDown(DownReason::NotificationReceived(n))));
@@ -1501,7 +1441,7 @@ mod tests {
     #[test]
     fn shutdown_communication_is_cut_at_255_bytes_on_a_char_boundary() {
         let long = "é".repeat(200);
-        let n = cease(2, Some(&long));
+        let n = Notification::cease_with(cease::ADMINISTRATIVE_SHUTDOWN, Some(&long));
         assert_eq!(n.data[0] as usize, n.data.len() - 1);
         assert!(n.data.len() <= 256);
         assert!(std::str::from_utf8(&n.data[1..]).is_ok());

@@ -20,8 +20,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::config::PrefixFilter;
 use crate::wire::{
-    AsPath, AsSegment, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes, SegmentKind,
-    Update,
+    Action, AsPath, Family, MAX_MESSAGE_LEN, MpReach, MpUnreach, Origin, PathAttributes, RawAttribute, Update,
 };
 
 type Hasher = foldhash::fast::RandomState;
@@ -214,6 +213,20 @@ pub struct PeerCounters {
     pub received: u64,
     pub accepted: u64,
     pub advertised: u64,
+    /// UPDATEs used without their malformed attributes (RFC 7606 attribute discard).
+    pub attribute_discards: u64,
+    /// UPDATEs whose prefixes were withdrawn instead (RFC 7606 treat-as-withdraw).
+    pub treated_as_withdraw: u64,
+    /// UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
+    pub own_next_hop: u64,
+}
+
+/// How often the peer's UPDATEs got each RFC 7606 treatment, since the peer was added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Treatments {
+    attribute_discard: u64,
+    treat_as_withdraw: u64,
+    own_next_hop: u64,
 }
 
 struct RibPeer {
@@ -233,6 +246,7 @@ struct RibPeer {
     eor_pending: Vec<Family>,
     /// Families with stale paths from a previous session of this peer.
     stale: Vec<Family>,
+    treatments: Treatments,
 }
 
 /// Kind of a best-route change.
@@ -281,6 +295,9 @@ pub struct ImportOutcome {
     pub max_prefixes_exceeded: bool,
     /// End-of-RIB received for this family (stale paths of the family have been removed).
     pub end_of_rib: Option<Family>,
+    /// The UPDATE gave this, our own address on the session, as next hop; its announcements
+    /// were ignored and the peer's earlier routes for them withdrawn (RFC 4271 §6.3).
+    pub own_next_hop: Option<IpAddr>,
 }
 
 /// Adj-RIBs-In, Loc-RIB and Adj-RIBs-Out of the whole speaker.
@@ -328,6 +345,7 @@ impl Rib {
             dirty_all: false,
             eor_pending: Vec::new(),
             stale: Vec::new(),
+            treatments: Treatments::default(),
         };
         match self.peers.iter().skip(1).position(Option::is_none) {
             Some(i) => {
@@ -376,6 +394,9 @@ impl Rib {
                 received: p.accepted + p.rejected.len() as u64,
                 accepted: p.accepted,
                 advertised: p.adj_out.len() as u64,
+                attribute_discards: p.treatments.attribute_discard,
+                treated_as_withdraw: p.treatments.treat_as_withdraw,
+                own_next_hop: p.treatments.own_next_hop,
             },
             None => PeerCounters::default(),
         }
@@ -437,7 +458,7 @@ impl Rib {
                     mark_stale::<Ipv6Net>(&mut self.tables, peer);
                 }
             }
-            self.purge_peer(peer, |prefix| !families.contains(&family_of(prefix)));
+            self.purge_peer(peer, |prefix| !families.contains(&Family::of(prefix)));
         } else {
             self.purge_peer(peer, |_| true);
         }
@@ -464,7 +485,7 @@ impl Rib {
     /// The peer asked for our routes again (RFC 2918): resend the family.
     pub fn route_refresh(&mut self, peer: PeerIdx, family: Family) {
         if let Some(p) = self.peer_mut(peer) {
-            p.adj_out.retain(|prefix, _| family_of(prefix) != family);
+            p.adj_out.retain(|prefix, _| Family::of(prefix) != family);
             p.dirty_all = true;
         }
     }
@@ -492,11 +513,34 @@ impl Rib {
 
     // ---------------------------------------------------------------- import
 
-    /// Applies an UPDATE from `peer`. `treat_as_withdraw` (RFC 7606) withdraws every prefix it
-    /// carries instead.
-    pub fn apply_update(&mut self, peer: PeerIdx, update: Update, treat_as_withdraw: bool) -> ImportOutcome {
+    /// Applies an UPDATE from `peer` with the RFC 7606 treatment its decoding called for
+    /// (`None` for a well-formed one). Treat-as-withdraw withdraws every prefix it carries, and
+    /// such an UPDATE is never an End-of-RIB, whatever is left of it. A session reset never
+    /// reaches here (the session ends instead); should one, it is treated as withdraw.
+    pub fn apply_update(
+        &mut self,
+        peer: PeerIdx,
+        update: Update,
+        treatment: Option<Action>,
+    ) -> ImportOutcome {
         let mut outcome = ImportOutcome::default();
-        let Some(p) = self.peer(peer) else { return outcome };
+        let Some(p) = self.peer_mut(peer) else {
+            return outcome;
+        };
+        let treat_as_withdraw = match treatment {
+            None => false,
+            Some(Action::AttributeDiscard) => {
+                p.treatments.attribute_discard += 1;
+                false
+            }
+            Some(Action::TreatAsWithdraw | Action::SessionReset) => {
+                p.treatments.treat_as_withdraw += 1;
+                true
+            }
+        };
+        let p = &*p;
+        // End-of-RIB (RFC 4724 §2), never from an UPDATE treated as withdraw.
+        let eor = update.end_of_rib().filter(|_| !treat_as_withdraw);
         let Update {
             withdrawn,
             mut attributes,
@@ -505,25 +549,20 @@ impl Rib {
         let mp_reach = attributes.mp_reach.take();
         let mp_unreach = attributes.mp_unreach.take();
 
-        // End-of-RIB (RFC 4724 §2): an empty UPDATE, or one with only an empty MP_UNREACH.
-        if withdrawn.is_empty() && nlri.is_empty() && mp_reach.is_none() {
-            let eor = match &mp_unreach {
-                None if attributes == PathAttributes::default() => Some(Family::IPV4_UNICAST),
-                Some(u) if u.withdrawn.is_empty() && attributes == PathAttributes::default() => {
-                    Some(u.family)
-                }
-                _ => None,
-            };
-            if let Some(f) = eor {
-                outcome.end_of_rib = Some(f);
-                if p.stale.contains(&f) {
-                    self.purge_stale(peer, Some(f));
-                }
-                return outcome;
+        if let Some(f) = eor {
+            outcome.end_of_rib = Some(f);
+            if p.stale.contains(&f) {
+                self.purge_stale(peer, Some(f));
             }
+            return outcome;
         }
 
         let policy = p.policy.clone();
+        let own: Vec<IpAddr> = p
+            .session
+            .iter()
+            .flat_map(|s| std::iter::once(s.local_address).chain(s.local_alt_address))
+            .collect();
         let mut batch = Batch::new(self, peer);
         if treat_as_withdraw {
             let reach = mp_reach.map(|r| r.nlri).unwrap_or_default();
@@ -566,20 +605,39 @@ impl Rib {
             }
             let next_hop_v4 = attributes.next_hop.take();
             let v4_attrs = match next_hop_v4 {
-                Some(nh) if has_v4 && !reject_reason => Some(self.interner.intern(RouteAttrs {
-                    attrs: attributes.clone(),
-                    next_hop: IpAddr::V4(nh),
-                    link_local: None,
-                })),
+                Some(nh) if has_v4 && !reject_reason && !own.contains(&IpAddr::V4(nh)) => {
+                    Some(self.interner.intern(RouteAttrs {
+                        attrs: attributes.clone(),
+                        next_hop: IpAddr::V4(nh),
+                        link_local: None,
+                    }))
+                }
                 _ => None,
             };
-            for prefix in nlri {
-                let prefix = IpNet::V4(prefix);
-                let accepted = v4_attrs.is_some() && policy.import.accepts(&prefix);
-                self.import_one(&mut batch, peer, prefix, v4_attrs.as_ref().filter(|_| accepted));
+            // RFC 4271 §6.3: a NEXT_HOP that is our own address is semantically incorrect; the
+            // route is ignored (withdrawn, as the peer's earlier one must not linger), and the
+            // session stays up.
+            let v4_own = next_hop_v4
+                .map(IpAddr::V4)
+                .filter(|nh| has_v4 && own.contains(nh));
+            if let Some(nh) = v4_own {
+                outcome.own_next_hop = Some(nh);
+                self.withdraw_ignored(&mut batch, peer, nlri.into_iter().map(IpNet::V4));
+            } else {
+                for prefix in nlri {
+                    let prefix = IpNet::V4(prefix);
+                    let accepted = v4_attrs.is_some() && policy.import.accepts(&prefix);
+                    self.import_one(&mut batch, peer, prefix, v4_attrs.as_ref().filter(|_| accepted));
+                }
             }
             if let Some(reach) = mp_reach {
                 let (nh, ll) = split_next_hops(&reach.next_hops);
+                if let Some(nh) = nh.filter(|nh| !reach.nlri.is_empty() && own.contains(nh)) {
+                    outcome.own_next_hop = Some(nh);
+                    self.withdraw_ignored(&mut batch, peer, reach.nlri.into_iter());
+                    self.finish_import(peer, batch, &mut outcome);
+                    return outcome;
+                }
                 let attrs = match nh {
                     Some(nh) if !reject_reason => Some(self.interner.intern(RouteAttrs {
                         attrs: attributes,
@@ -594,13 +652,30 @@ impl Rib {
                 }
             }
         }
-        self.finish(batch);
-        if let Some(p) = self.peer(peer)
-            && let Some(max) = p.policy.max_prefixes
-        {
-            outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
-        }
+        self.finish_import(peer, batch, &mut outcome);
         outcome
+    }
+
+    fn finish_import(&mut self, peer: PeerIdx, batch: Batch, outcome: &mut ImportOutcome) {
+        self.finish(batch);
+        if let Some(p) = self.peer_mut(peer) {
+            if outcome.own_next_hop.is_some() {
+                p.treatments.own_next_hop += 1;
+            }
+            if let Some(max) = p.policy.max_prefixes {
+                outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
+            }
+        }
+    }
+
+    /// Withdraws `peer`'s paths for prefixes whose announcement was ignored.
+    fn withdraw_ignored(&mut self, batch: &mut Batch, peer: PeerIdx, prefixes: impl Iterator<Item = IpNet>) {
+        for prefix in prefixes {
+            if let Some(p) = self.peer_mut(peer) {
+                p.rejected.remove(&prefix);
+            }
+            self.set_path(batch, peer, prefix, None);
+        }
     }
 
     fn import_one(
@@ -908,7 +983,7 @@ impl Rib {
                     .clone()
             });
             let desired = desired.filter(|_| {
-                session.families.contains(&family_of(&prefix)) && p.policy.export.accepts(&prefix)
+                session.families.contains(&Family::of(&prefix)) && p.policy.export.accepts(&prefix)
             });
             let current = p.adj_out.get(&prefix);
             match (current, desired) {
@@ -952,7 +1027,7 @@ impl Rib {
         }
         if !withdrawals_only && p.dirty.is_empty() {
             for f in std::mem::take(&mut p.eor_pending) {
-                updates.push(end_of_rib(f));
+                updates.push(Update::end_of_rib_for(f));
             }
         }
         updates
@@ -993,9 +1068,9 @@ impl Rib {
             }
             out.cluster_list.insert(0, cluster_id);
         }
-        out.unknown.retain(|u| u.flags & 0x80 != 0 && u.flags & 0x40 != 0);
+        out.unknown.retain(RawAttribute::is_optional_transitive);
         for u in &mut out.unknown {
-            u.flags |= 0x20; // Partial: we passed on an optional transitive we do not know
+            u.mark_partial();
         }
         let own_next_hop = |v6: bool| -> IpAddr {
             if let Some(alt) = session.local_alt_address
@@ -1024,7 +1099,7 @@ impl Rib {
             }
         } else {
             let mut path_out = out.as_path.take().unwrap_or_default();
-            prepend(&mut path_out, dst.local_as);
+            path_out.prepend(dst.local_as);
             out.as_path = Some(path_out);
             out.local_pref = None;
             out.originator_id = None;
@@ -1053,13 +1128,6 @@ impl Rib {
     }
 }
 
-fn family_of(prefix: &IpNet) -> Family {
-    match prefix {
-        IpNet::V4(_) => Family::IPV4_UNICAST,
-        IpNet::V6(_) => Family::IPV6_UNICAST,
-    }
-}
-
 fn split_next_hops(hops: &[IpAddr]) -> (Option<IpAddr>, Option<Ipv6Addr>) {
     let ll = hops.iter().find_map(|h| match h {
         IpAddr::V6(a) if a.is_unicast_link_local() => Some(*a),
@@ -1074,43 +1142,6 @@ fn split_next_hops(hops: &[IpAddr]) -> (Option<IpAddr>, Option<Ipv6Addr>) {
         (None, Some(ll)) => (Some(IpAddr::V6(ll)), Some(ll)),
         (None, None) => (None, None),
     }
-}
-
-/// Prepends `asn` to the first AS_SEQUENCE (or a new one, RFC 4271 §5.1.2).
-pub fn prepend(path: &mut AsPath, asn: u32) {
-    match path.segments.first_mut() {
-        Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => s.asns.insert(0, asn),
-        _ => path.segments.insert(
-            0,
-            AsSegment {
-                kind: SegmentKind::Sequence,
-                asns: vec![asn],
-            },
-        ),
-    }
-}
-
-/// AS_PATH length for the decision process: a set counts one, confederation segments none
-/// (RFC 4271 §9.1.2.2 a, RFC 5065 §5.3).
-pub fn path_len(path: Option<&AsPath>) -> u32 {
-    path.map_or(0, |p| {
-        p.segments
-            .iter()
-            .map(|s| match s.kind {
-                SegmentKind::Sequence => s.asns.len() as u32,
-                SegmentKind::Set => 1,
-                _ => 0,
-            })
-            .sum()
-    })
-}
-
-/// The neighbouring AS a route came from: the first AS of the path (for MED comparison).
-fn neighbour_as(path: Option<&AsPath>) -> Option<u32> {
-    let first = path?.segments.first()?;
-    (first.kind == SegmentKind::Sequence)
-        .then(|| first.asns.first().copied())
-        .flatten()
 }
 
 fn mark_stale<P: Pfx>(tables: &mut Tables, peer: PeerIdx) {
@@ -1269,6 +1300,8 @@ impl Decide<'_> {
     fn compare_multipath(&self, a: &Path, b: &Path) -> std::cmp::Ordering {
         use std::cmp::Reverse;
         let (x, y) = (&a.attrs.attrs, &b.attrs.attrs);
+        // RFC 4271 §9.1.2.2 a; no AS_PATH is an empty one.
+        let route_len = |a: &PathAttributes| a.as_path.as_ref().map_or(0, AsPath::route_len);
         // Our own routes first (what other implementations call weight).
         (a.peer != LOCAL)
             .cmp(&(b.peer != LOCAL))
@@ -1278,7 +1311,7 @@ impl Decide<'_> {
                 Reverse(x.local_pref.unwrap_or(DEFAULT_LOCAL_PREF))
                     .cmp(&Reverse(y.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)))
             })
-            .then_with(|| path_len(x.as_path.as_ref()).cmp(&path_len(y.as_path.as_ref())))
+            .then_with(|| route_len(x).cmp(&route_len(y)))
             .then_with(|| {
                 x.origin
                     .unwrap_or(Origin::Incomplete)
@@ -1286,7 +1319,10 @@ impl Decide<'_> {
             })
             .then_with(|| {
                 // MED only between routes from the same neighbouring AS (§9.1.2.2 c).
-                let (na, nb) = (neighbour_as(x.as_path.as_ref()), neighbour_as(y.as_path.as_ref()));
+                let (na, nb) = (
+                    x.as_path.as_ref().and_then(AsPath::first_as),
+                    y.as_path.as_ref().and_then(AsPath::first_as),
+                );
                 if na == nb {
                     x.med.unwrap_or(0).cmp(&y.med.unwrap_or(0))
                 } else {
@@ -1459,31 +1495,13 @@ fn pack_announcements(attrs: &RouteAttrs, prefixes: &[IpNet], max_message_len: u
     out
 }
 
-/// End-of-RIB marker (RFC 4724 §2).
-pub fn end_of_rib(family: Family) -> Update {
-    if family == Family::IPV4_UNICAST {
-        Update::default()
-    } else {
-        Update {
-            attributes: PathAttributes {
-                mp_unreach: Some(MpUnreach {
-                    family,
-                    withdrawn: vec![],
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-}
-
 /// The classic message size limit, for callers without extended messages.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = MAX_MESSAGE_LEN;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Family;
+    use crate::wire::{Action, AsSegment, Family, SegmentKind};
 
     const R1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
@@ -1595,7 +1613,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.2.0.0/24", "10.2.1.0/24"]),
-            false,
+            None,
         );
         assert_eq!(rib.len(), 2);
         assert_eq!(best_peer(&rib, "10.2.0.0/24"), Some(a));
@@ -1608,10 +1626,11 @@ mod tests {
             PeerCounters {
                 received: 2,
                 accepted: 2,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
-        rib.apply_update(a, withdraw(&["10.2.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].kind, ChangeKind::Withdrawn);
         assert_eq!(rib.counters(a).accepted, 1);
     }
@@ -1623,7 +1642,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.2.0.0/24", "10.2.1.0/24"]),
-            false,
+            None,
         );
         let x = rib.paths(&net("10.2.0.0/24"))[0].attrs.clone();
         let y = rib.paths(&net("10.2.1.0/24"))[0].attrs.clone();
@@ -1639,8 +1658,8 @@ mod tests {
         low.local_pref = Some(50);
         let mut high = attrs(&[65009, 65010], "10.0.0.3");
         high.local_pref = Some(200);
-        rib.apply_update(a, announce(low, &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(high, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(low, &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(high, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
 
@@ -1652,18 +1671,18 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         let mut with_set = attrs(&[65003], "10.0.0.3");
         with_set.as_path.as_mut().unwrap().segments.push(AsSegment {
             kind: SegmentKind::Set,
             asns: vec![1, 2, 3],
         });
-        rib.apply_update(b, announce(with_set, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(with_set, &["10.9.0.0/24"]), None);
         // Equal length (2 each): multipath, best by lower router ID.
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 2);
-        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
@@ -1675,10 +1694,10 @@ mod tests {
         let b = up(&mut rib, "10.0.0.3", 65003, 3);
         let mut incomplete = attrs(&[65002], "10.0.0.2");
         incomplete.origin = Some(Origin::Incomplete);
-        rib.apply_update(a, announce(incomplete, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(incomplete, &["10.9.0.0/24"]), None);
         let mut egp = attrs(&[65003], "10.0.0.3");
         egp.origin = Some(Origin::Egp);
-        rib.apply_update(b, announce(egp, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(egp, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
 
@@ -1693,12 +1712,12 @@ mod tests {
             x.med = Some(m);
             x
         };
-        rib.apply_update(a, announce(med(50, "10.0.0.2", 65002), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(med(10, "10.0.0.3", 65002), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(med(50, "10.0.0.2", 65002), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(med(10, "10.0.0.3", 65002), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         // Different neighbour AS: MED is not compared, the router ID decides (a has .2).
-        rib.apply_update(b, withdraw(&["10.9.0.0/24"]), false);
-        rib.apply_update(c, announce(med(1, "10.0.0.4", 65004), &["10.9.0.0/24"]), false);
+        rib.apply_update(b, withdraw(&["10.9.0.0/24"]), None);
+        rib.apply_update(c, announce(med(1, "10.0.0.4", 65004), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
     }
 
@@ -1707,8 +1726,8 @@ mod tests {
         let mut rib = rib();
         let i = up(&mut rib, "10.0.0.2", 65001, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(i, announce(attrs(&[65003], "10.0.0.9"), &["10.9.0.0/24"]), false);
-        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(attrs(&[65003], "10.0.0.9"), &["10.9.0.0/24"]), None);
+        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(e));
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
@@ -1718,12 +1737,12 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65001, 9);
         let b = up(&mut rib, "10.0.0.3", 65001, 5);
-        rib.apply_update(a, announce(attrs(&[65009], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(attrs(&[65009], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65009], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(attrs(&[65009], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
         let mut reflected = attrs(&[65009], "10.0.0.2");
         reflected.originator_id = Some(Ipv4Addr::new(1, 1, 1, 1));
-        rib.apply_update(a, announce(reflected, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(reflected, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
     }
 
@@ -1736,10 +1755,10 @@ mod tests {
         x.originator_id = Some(Ipv4Addr::new(1, 1, 1, 1));
         let mut long = x.clone();
         long.cluster_list = vec![Ipv4Addr::new(7, 7, 7, 7), Ipv4Addr::new(8, 8, 8, 8)];
-        rib.apply_update(a, announce(x.clone(), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(long, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x.clone(), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(long, &["10.9.0.0/24"]), None);
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
-        rib.apply_update(b, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(b, announce(x, &["10.9.0.0/24"]), None);
         // All equal: the lower peer address (10.0.0.2, peer b) wins.
         assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(b));
     }
@@ -1752,20 +1771,20 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         rib.take_changes();
         rib.apply_update(
             b,
             announce(attrs(&[65003, 65009], "10.0.0.3"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         let changes = rib.take_changes();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].kind, ChangeKind::Changed);
         let hops: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()];
         assert_eq!(changes[0].next_hops, hops);
-        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].next_hops, vec![hops[1]]);
     }
 
@@ -1777,8 +1796,8 @@ mod tests {
         });
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let b = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(b, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         assert_eq!(rib.best(&net("10.9.0.0/24")).unwrap().next_hops.len(), 1);
     }
 
@@ -1789,7 +1808,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002, 65001, 65009], "10.0.0.2"), &["10.9.0.0/24"]),
-            false,
+            None,
         );
         assert!(rib.is_empty());
         assert_eq!(
@@ -1797,7 +1816,8 @@ mod tests {
             PeerCounters {
                 received: 1,
                 accepted: 0,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
     }
@@ -1811,10 +1831,10 @@ mod tests {
         let a = up(&mut rib, "10.0.0.2", 65001, 2);
         let mut x = attrs(&[], "10.0.0.2");
         x.originator_id = Some(R1);
-        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), None);
         let mut y = attrs(&[], "10.0.0.2");
         y.cluster_list = vec![Ipv4Addr::new(9, 9, 9, 9)];
-        rib.apply_update(a, announce(y, &["10.8.0.0/24"]), false);
+        rib.apply_update(a, announce(y, &["10.8.0.0/24"]), None);
         assert!(rib.is_empty());
     }
 
@@ -1836,7 +1856,7 @@ mod tests {
                 attrs(&[65002], "10.0.0.2"),
                 &["10.9.0.0/24", "10.9.0.0/16", "192.168.0.0/24"],
             ),
-            false,
+            None,
         );
         assert_eq!(rib.len(), 1);
         assert_eq!(
@@ -1844,7 +1864,8 @@ mod tests {
             PeerCounters {
                 received: 3,
                 accepted: 1,
-                advertised: 0
+                advertised: 0,
+                ..Default::default()
             }
         );
     }
@@ -1859,10 +1880,10 @@ mod tests {
         let o = rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         assert!(!o.max_prefixes_exceeded);
-        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.2.0/24"]), false);
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.2.0/24"]), None);
         assert!(o.max_prefixes_exceeded);
     }
 
@@ -1870,10 +1891,92 @@ mod tests {
     fn treat_as_withdraw_removes_the_peers_earlier_route() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), true);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.apply_update(
+            a,
+            announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]),
+            Some(Action::TreatAsWithdraw),
+        );
         assert!(rib.is_empty());
         assert_eq!(rib.counters(a).received, 0);
+    }
+
+    /// RFC 7606 §2 and RFC 4724 §2: an UPDATE treated as withdraw is never an End-of-RIB, even
+    /// when it named no prefix and every attribute it had was malformed (so it decodes as an
+    /// empty UPDATE).
+    #[test]
+    fn treat_as_withdraw_update_naming_no_prefix_keeps_a_restarting_peers_stale_routes() {
+        let mut rib = rib();
+        let a = up(&mut rib, "10.0.0.2", 65002, 2);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        rib.peer_down(a, true);
+        let gr = SessionInfo {
+            graceful_restart: true,
+            preserved_families: vec![Family::IPV4_UNICAST],
+            ..session(2)
+        };
+        rib.peer_up(a, gr);
+        assert!(rib.has_stale(a));
+
+        // Header, no withdrawn routes, one ORIGIN attribute with the undefined value 7, no NLRI.
+        let mut frame = vec![0xff; 16];
+        frame.extend_from_slice(&[0, 27, 2, 0, 0, 0, 4, 0x40, 1, 1, 7]);
+        let opts = crate::wire::SessionOptions::default();
+        let (m, treatment) = crate::wire::Message::decode_with_outcome(&frame, &opts).unwrap();
+        let crate::wire::Message::Update(u) = m else {
+            panic!("not an UPDATE: {m:?}")
+        };
+        assert_eq!(u, Update::default(), "decodes as the End-of-RIB shape");
+        assert_eq!(treatment.map(|t| t.action), Some(Action::TreatAsWithdraw));
+
+        let o = rib.apply_update(a, u, Some(Action::TreatAsWithdraw));
+        assert_eq!(o.end_of_rib, None);
+        assert!(rib.has_stale(a), "stale routes must wait for the real End-of-RIB");
+        assert!(rib.best(&net("10.9.0.0/24")).is_some());
+        assert_eq!(rib.counters(a).treated_as_withdraw, 1);
+        assert_eq!(rib.counters(a).attribute_discards, 0);
+    }
+
+    #[test]
+    fn route_with_our_own_address_as_next_hop_is_ignored_and_withdraws_the_earlier_one() {
+        let mut rib = rib();
+        let a = up(&mut rib, "10.0.0.2", 65002, 2);
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+        assert_eq!(o.own_next_hop, None);
+        assert!(rib.best(&net("10.9.0.0/24")).is_some());
+        // session(2) puts us at 10.0.0.1.
+        let o = rib.apply_update(a, announce(attrs(&[65002], "10.0.0.1"), &["10.9.0.0/24"]), None);
+        assert_eq!(o.own_next_hop, Some("10.0.0.1".parse().unwrap()));
+        assert!(rib.best(&net("10.9.0.0/24")).is_none());
+        assert_eq!(rib.counters(a).own_next_hop, 1);
+        assert_eq!(
+            rib.counters(a).received,
+            0,
+            "an ignored route is not counted as rejected"
+        );
+
+        let v6 = |nh: &str| Update {
+            attributes: PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(seq(&[65002])),
+                mp_reach: Some(MpReach {
+                    family: Family::IPV6_UNICAST,
+                    next_hops: vec![nh.parse().unwrap()],
+                    nlri: vec![net("2001:db8:9::/48")],
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut s = session(2);
+        s.local_alt_address = Some("2001:db8::1".parse().unwrap());
+        rib.peer_up(a, s);
+        rib.apply_update(a, v6("2001:db8::2"), None);
+        assert!(rib.best(&net("2001:db8:9::/48")).is_some());
+        let o = rib.apply_update(a, v6("2001:db8::1"), None);
+        assert_eq!(o.own_next_hop, Some("2001:db8::1".parse().unwrap()));
+        assert!(rib.best(&net("2001:db8:9::/48")).is_none());
+        assert_eq!(rib.counters(a).own_next_hop, 2);
     }
 
     #[test]
@@ -1893,7 +1996,7 @@ mod tests {
                 attributes: x,
                 ..Default::default()
             },
-            false,
+            None,
         );
         let best = rib.best(&net("fd00:9::/64")).unwrap();
         assert_eq!(best.next_hops, vec!["fd00::2".parse::<IpAddr>().unwrap()]);
@@ -1908,7 +2011,7 @@ mod tests {
             },
             ..Default::default()
         };
-        rib.apply_update(a, mp_withdraw, false);
+        rib.apply_update(a, mp_withdraw, None);
         assert!(rib.is_empty());
     }
 
@@ -1921,7 +2024,7 @@ mod tests {
         let mut x = attrs(&[65009], "10.0.0.9");
         x.local_pref = Some(300);
         x.med = Some(7);
-        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, e);
         assert_eq!(u.len(), 1);
         let a = &u[0].attributes;
@@ -1940,7 +2043,7 @@ mod tests {
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
         let i = up(&mut rib, "10.0.0.2", 65001, 2);
         sent(&mut rib, i);
-        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), false);
+        rib.apply_update(e, announce(attrs(&[65003], "10.0.0.3"), &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, i);
         assert_eq!(u[0].attributes.next_hop, Some(Ipv4Addr::new(10, 0, 0, 3)));
         assert_eq!(u[0].attributes.local_pref, Some(100));
@@ -2010,7 +2113,7 @@ mod tests {
             .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
             .collect();
         let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &refs), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &refs), None);
         let u = sent(&mut rib, e);
         assert_eq!(nlri_count(&u), 2000);
         // 2000 × 4 bytes in 4096-byte messages: 2 or 3 UPDATEs, not 2000.
@@ -2027,7 +2130,7 @@ mod tests {
                     <= 4096
             );
         }
-        rib.apply_update(a, withdraw(&refs), false);
+        rib.apply_update(a, withdraw(&refs), None);
         let u = sent(&mut rib, e);
         assert_eq!(u.iter().map(|u| u.withdrawn.len()).sum::<usize>(), 2000);
         assert!(u.len() <= 3);
@@ -2039,9 +2142,9 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, e)), 1);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert!(sent(&mut rib, e).is_empty());
     }
 
@@ -2050,10 +2153,10 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
-        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), false);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.8.0.0/24"]), false);
+        rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.8.0.0/24"]), None);
         let u = rib.take_updates(e, 4096, true);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].withdrawn.len(), 1);
@@ -2069,7 +2172,7 @@ mod tests {
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
         let mut x = attrs(&[], "10.0.0.2");
         x.communities = vec![NO_EXPORT];
-        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(i, announce(x, &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, e)), 0);
     }
 
@@ -2089,7 +2192,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.1.0/24", "10.8.1.0/24"]),
-            false,
+            None,
         );
         let u = sent(&mut rib, e);
         assert_eq!(u[0].nlri, vec!["10.9.1.0/24".parse::<Ipv4Net>().unwrap()]);
@@ -2119,7 +2222,7 @@ mod tests {
     #[test]
     fn reflector_sends_client_routes_to_all_with_originator_id_and_cluster_list() {
         let (mut rib, c1, c2, n) = reflector();
-        rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), None);
         for p in [c2, n] {
             let u = sent(&mut rib, p);
             assert_eq!(nlri_count(&u), 1);
@@ -2135,7 +2238,7 @@ mod tests {
     #[test]
     fn reflector_sends_non_client_routes_to_clients_only() {
         let (mut rib, c1, c2, n) = reflector();
-        rib.apply_update(n, announce(attrs(&[], "10.0.0.4"), &["10.9.0.0/24"]), false);
+        rib.apply_update(n, announce(attrs(&[], "10.0.0.4"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, c1)), 1);
         assert_eq!(nlri_count(&sent(&mut rib, c2)), 1);
         assert_eq!(nlri_count(&sent(&mut rib, n)), 0);
@@ -2146,7 +2249,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65001, 2);
         let b = up(&mut rib, "10.0.0.3", 65001, 3);
-        rib.apply_update(a, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert_eq!(nlri_count(&sent(&mut rib, b)), 0);
     }
 
@@ -2157,7 +2260,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         let e = rib.add_peer(policy("10.0.0.3", 65003));
         rib.peer_up(
@@ -2169,8 +2272,8 @@ mod tests {
         );
         let u = sent(&mut rib, e);
         assert_eq!(nlri_count(&u), 2);
-        assert_eq!(u[u.len() - 2], end_of_rib(Family::IPV4_UNICAST));
-        assert_eq!(u[u.len() - 1], end_of_rib(Family::IPV6_UNICAST));
+        assert_eq!(u[u.len() - 2], Update::end_of_rib_for(Family::IPV4_UNICAST));
+        assert_eq!(u[u.len() - 1], Update::end_of_rib_for(Family::IPV6_UNICAST));
     }
 
     #[test]
@@ -2178,7 +2281,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
         rib.peer_down(a, false);
         assert!(rib.is_empty());
@@ -2193,7 +2296,7 @@ mod tests {
         rib.apply_update(
             a,
             announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24", "10.9.1.0/24"]),
-            false,
+            None,
         );
         rib.take_changes();
         rib.peer_down(a, true);
@@ -2210,9 +2313,9 @@ mod tests {
         };
         rib.peer_up(a, gr);
         assert_eq!(rib.len(), 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         assert!(!rib.paths(&net("10.9.0.0/24"))[0].stale);
-        let o = rib.apply_update(a, Update::default(), false);
+        let o = rib.apply_update(a, Update::default(), None);
         assert_eq!(o.end_of_rib, Some(Family::IPV4_UNICAST));
         assert_eq!(rib.len(), 1);
         assert!(rib.best(&net("10.9.1.0/24")).is_none());
@@ -2232,7 +2335,7 @@ mod tests {
                 ..session(2)
             },
         );
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         assert!(rib.is_empty());
         assert!(!rib.has_stale(a));
@@ -2247,7 +2350,7 @@ mod tests {
             ..session(2)
         };
         rib.peer_up(a, gr);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.originate(net("fd00:1::/64"));
         let mut x = attrs(&[65002], "0.0.0.0");
         x.next_hop = None;
@@ -2262,7 +2365,7 @@ mod tests {
                 attributes: x,
                 ..Default::default()
             },
-            false,
+            None,
         );
         rib.peer_down(a, true);
         assert!(rib.best(&net("10.9.0.0/24")).is_none());
@@ -2273,7 +2376,7 @@ mod tests {
     fn graceful_restart_stale_routes_go_when_the_restart_timer_expires() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         assert!(rib.has_stale(a));
         rib.purge_stale(a, None);
@@ -2284,7 +2387,7 @@ mod tests {
     fn restarted_peer_without_forwarding_bit_loses_its_stale_routes() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.peer_down(a, true);
         rib.peer_up(
             a,
@@ -2301,7 +2404,7 @@ mod tests {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
         let e = up(&mut rib, "10.0.0.3", 65003, 3);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         sent(&mut rib, e);
         assert!(sent(&mut rib, e).is_empty());
         rib.route_refresh(e, Family::IPV4_UNICAST);
@@ -2312,7 +2415,7 @@ mod tests {
     fn removing_a_peer_withdraws_its_routes_and_frees_its_slot() {
         let mut rib = rib();
         let a = up(&mut rib, "10.0.0.2", 65002, 2);
-        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
         rib.remove_peer(a);
         assert!(rib.is_empty());
         assert_eq!(rib.add_peer(policy("10.0.0.5", 65005)), a);
@@ -2336,7 +2439,7 @@ mod tests {
                 value: bytes::Bytes::from_static(b"cd"),
             },
         ];
-        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), false);
+        rib.apply_update(a, announce(x, &["10.9.0.0/24"]), None);
         let u = sent(&mut rib, e);
         assert_eq!(u[0].attributes.unknown.len(), 1);
         assert_eq!(u[0].attributes.unknown[0].flags, 0xE0);

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::config::PeerConfig;
 use crate::fsm::{self, Action, Collision, DownReason, Event, Fsm, FsmConfig, Negotiated, State, Timer};
-use crate::wire::{self, Family, Message, Open, RouteRefresh, SessionOptions, Update};
+use crate::wire::{self, Family, Message, Open, RouteRefresh, SessionOptions, Treatment, Update};
 
 /// Orders from the core to a session.
 #[derive(Debug)]
@@ -56,7 +56,7 @@ pub enum SessionEvent {
         local_alt_address: Option<IpAddr>,
         options: SessionOptions,
     },
-    Updates(Vec<Update>),
+    Updates(Vec<ReceivedUpdate>),
     RouteRefresh(Family),
     /// The session left Established (or failed before); `last_error` is for status output.
     Down {
@@ -65,6 +65,14 @@ pub enum SessionEvent {
     },
     /// The task ended (after a manual stop or abort).
     Ended,
+}
+
+/// An UPDATE as decoded, with the RFC 7606 treatment the decoder applied to it (`None` when
+/// it was well-formed): the RIB must know, since a treat-as-withdraw UPDATE is no End-of-RIB.
+#[derive(Debug)]
+pub struct ReceivedUpdate {
+    pub update: Update,
+    pub treatment: Option<Treatment>,
 }
 
 #[derive(Debug)]
@@ -102,7 +110,8 @@ enum WriterMsg {
 enum ConnInput {
     Connected(TcpStream),
     ConnectFailed(String),
-    Message(Box<Message>),
+    /// A decoded message and, for an UPDATE, the RFC 7606 treatment it got.
+    Message(Box<Message>, Option<Treatment>),
     DecodeError(wire::Error),
     Closed,
 }
@@ -167,7 +176,7 @@ struct Session {
     reported_state: Option<State>,
     finished_writers: Vec<JoinHandle<()>>,
     /// UPDATEs collected while draining inputs, sent to the core in one message.
-    pending: Vec<Update>,
+    pending: Vec<ReceivedUpdate>,
 }
 
 /// Runs a session until it is stopped by hand or aborted.
@@ -437,7 +446,7 @@ impl Session {
         let id = self.conns[loser].id;
         let actions = self.conns[loser].fsm.handle(
             Event::ManualStop {
-                subcode: fsm::code::CEASE_COLLISION,
+                subcode: wire::cease::CONNECTION_COLLISION_RESOLUTION,
                 reason: None,
             },
             std::time::Instant::now(),
@@ -476,14 +485,14 @@ impl Session {
             ConnInput::DecodeError(e) => {
                 let n = e.to_notification();
                 let event = match n.code {
-                    fsm::code::MESSAGE_HEADER => Event::BgpHeaderErr(n),
-                    fsm::code::OPEN => Event::BgpOpenMsgErr(n),
+                    crate::wire::code::MESSAGE_HEADER => Event::BgpHeaderErr(n),
+                    crate::wire::code::OPEN => Event::BgpOpenMsgErr(n),
                     _ => Event::UpdateMsgErr(n),
                 };
                 tracing::info!(peer = %self.params.peer.address, "bad message: {e}");
                 self.feed(id, event).await;
             }
-            ConnInput::Message(m) => match *m {
+            ConnInput::Message(m, treatment) => match *m {
                 Message::Open(open) => {
                     self.conns[i].options =
                         SessionOptions::negotiate(&self.params.fsm.open(), &open, self.params.ebgp);
@@ -498,7 +507,7 @@ impl Session {
                     let established = self.conns[i].fsm.state() == State::Established;
                     self.feed(id, Event::UpdateMsg).await;
                     if established {
-                        self.pending.push(u);
+                        self.pending.push(ReceivedUpdate { update: u, treatment });
                         if self.pending.len() >= 256 {
                             self.flush_updates().await;
                         }
@@ -554,7 +563,7 @@ impl Session {
             }
             _ => {
                 // Established (or already resolving a collision): the newcomer loses (§6.8).
-                let n = fsm::cease(fsm::code::CEASE_COLLISION, None);
+                let n = wire::Notification::cease(wire::cease::CONNECTION_COLLISION_RESOLUTION);
                 if let Ok(b) = Message::Notification(n).encode(&SessionOptions::default()) {
                     let mut stream = stream;
                     tokio::spawn(async move {
@@ -666,11 +675,15 @@ async fn reader(
                 Ok(Some(len)) if buf.len() >= len => {
                     let frame = buf.split_to(len);
                     match Message::decode_with_outcome(&frame, &opts) {
-                        Ok((m, _treatment)) => {
+                        Ok((m, treatment)) => {
                             if let Message::Open(o) = &m {
                                 opts = SessionOptions::negotiate(&local_open, o, ebgp);
                             }
-                            if tx.send((id, ConnInput::Message(Box::new(m)))).await.is_err() {
+                            if tx
+                                .send((id, ConnInput::Message(Box::new(m), treatment)))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }

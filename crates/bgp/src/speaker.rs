@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
 use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
-use crate::fsm::{self, DownReason, Event, FsmConfig, State};
+use crate::fsm::{DownReason, Event, FsmConfig, State};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
@@ -578,8 +578,16 @@ impl Core {
             }
             SessionEvent::Updates(updates) => {
                 let mut exceeded = false;
-                for u in updates {
-                    let outcome = self.rib.apply_update(idx, u, false);
+                for received in updates {
+                    let action = received.treatment.as_ref().map(|t| t.action);
+                    if let Some(t) = &received.treatment {
+                        log_treatment(ev.peer, t);
+                    }
+                    let outcome = self.rib.apply_update(idx, received.update, action);
+                    if let Some(nh) = outcome.own_next_hop {
+                        tracing::warn!(peer = %ev.peer, next_hop = %nh,
+                            "UPDATE names our own address as next hop; its routes are ignored (RFC 4271 §6.3)");
+                    }
                     exceeded |= outcome.max_prefixes_exceeded;
                     if outcome.end_of_rib.is_some() && !self.rib.has_stale(idx) {
                         p.stale_deadline = None;
@@ -588,7 +596,7 @@ impl Core {
                 if exceeded {
                     tracing::warn!(peer = %ev.peer, "maximum prefixes exceeded");
                     let _ = p.tx.send(ToSession::Event(Event::AutomaticStop {
-                        subcode: fsm::code::CEASE_MAX_PREFIXES,
+                        subcode: crate::wire::cease::MAX_PREFIXES,
                     }));
                 }
             }
@@ -604,7 +612,7 @@ impl Core {
                 if was_established {
                     // RFC 4724: keep a graceful peer's routes when the connection just dropped;
                     // RFC 8538: also after a NOTIFICATION from it, unless a Hard Reset (6/9).
-                    let soft = |n: &crate::wire::Notification| !(n.code == 6 && n.subcode == 9);
+                    let soft = |n: &crate::wire::Notification| !n.is_hard_reset();
                     let keep = p.peer_restart_time.is_some()
                         && match &reason {
                             DownReason::ConnectionLost => true,
@@ -686,6 +694,9 @@ impl Core {
                     prefixes_received: c.received,
                     prefixes_accepted: c.accepted,
                     prefixes_advertised: c.advertised,
+                    updates_attribute_discard: c.attribute_discards,
+                    updates_treated_as_withdraw: c.treated_as_withdraw,
+                    updates_own_next_hop: c.own_next_hop,
                     last_error: p.last_error.clone(),
                 }
             })
@@ -728,11 +739,11 @@ impl Core {
         let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
-                None => self.remove_peer(addr, fsm::code::CEASE_PEER_DECONFIGURED),
+                None => self.remove_peer(addr, crate::wire::cease::PEER_DECONFIGURED),
                 Some(w) => {
                     let p = &self.peers[&addr];
                     if identity_changed || session_changed(&p.config, w) {
-                        self.remove_peer(addr, fsm::code::CEASE_OTHER_CONFIG_CHANGE);
+                        self.remove_peer(addr, crate::wire::cease::OTHER_CONFIGURATION_CHANGE);
                         self.add_peer(w.clone());
                     } else if p.config != *w {
                         let import_changed = p.config.import != w.import;
@@ -764,7 +775,7 @@ impl Core {
                 ToSession::Abort
             } else {
                 ToSession::Event(Event::ManualStop {
-                    subcode: fsm::code::CEASE_ADMIN_SHUTDOWN,
+                    subcode: crate::wire::cease::ADMINISTRATIVE_SHUTDOWN,
                     reason: Some("caracal shutting down".into()),
                 })
             };
@@ -787,6 +798,22 @@ impl Core {
 }
 
 /// Whether a peer's change needs a new session (as opposed to new policy on the same one).
+/// RFC 7606 §2 asks that malformed UPDATEs be logged even though the session stays up.
+fn log_treatment(peer: IpAddr, t: &crate::wire::Treatment) {
+    let issues: Vec<String> = t
+        .issues
+        .iter()
+        .map(|i| format!("attribute {}: {}", i.type_code, i.error))
+        .collect();
+    let issues = issues.join("; ");
+    match t.action {
+        crate::wire::Action::AttributeDiscard => {
+            tracing::warn!(%peer, %issues, "malformed UPDATE: attributes discarded (RFC 7606)")
+        }
+        _ => tracing::warn!(%peer, %issues, "malformed UPDATE: treated as withdraw (RFC 7606)"),
+    }
+}
+
 fn session_changed(a: &PeerConfig, b: &PeerConfig) -> bool {
     a.remote_as != b.remote_as
         || a.local_as != b.local_as

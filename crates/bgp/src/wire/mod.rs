@@ -25,7 +25,8 @@ mod update;
 
 pub use error::{EncodeError, Error, Result};
 pub use message::{MessageType, frame_len};
-pub use notification::{cease, code};
+pub use notification::{MAX_SHUTDOWN_COMMUNICATION, cease, code, fsm_error, open_error};
+pub use open::encode_capabilities;
 pub use options::{DecodeOptions, EncodeOptions, SessionOptions};
 pub use pack::{encode_end_of_rib, encode_updates, encode_withdrawals};
 pub use update::{Action, AttrIssue, Treatment, UpdateOutcome, decode_update};
@@ -220,6 +221,20 @@ pub struct RawAttribute {
     pub flags: u8,
     pub type_code: u8,
     pub value: Bytes,
+}
+
+impl RawAttribute {
+    /// An optional transitive attribute, the only kind of unknown one passed on (RFC 4271 §9).
+    pub fn is_optional_transitive(&self) -> bool {
+        let ot = attr_flag::OPTIONAL | attr_flag::TRANSITIVE;
+        self.flags & ot == ot
+    }
+
+    /// Sets the Partial bit: a speaker passed the attribute on without knowing it (RFC 4271
+    /// §5).
+    pub fn mark_partial(&mut self) {
+        self.flags |= attr_flag::PARTIAL;
+    }
 }
 
 /// Path attributes of an UPDATE (RFC 4271 §5). Absent attributes are `None` or empty.

@@ -14,7 +14,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Notification;
-use super::error::{EncodeError, Error, Result};
+use super::error::{Error, Result};
 
 /// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313).
 pub mod code {
@@ -40,6 +40,23 @@ pub mod cease {
     pub const HARD_RESET: u8 = 9;
 }
 
+/// OPEN Message Error subcodes (RFC 4271 §6.2, RFC 5492).
+pub mod open_error {
+    pub const UNSUPPORTED_VERSION: u8 = 1;
+    pub const BAD_PEER_AS: u8 = 2;
+    pub const BAD_BGP_ID: u8 = 3;
+    pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = 4;
+    pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
+    pub const UNSUPPORTED_CAPABILITY: u8 = 7;
+}
+
+/// Finite State Machine Error subcodes (RFC 6608).
+pub mod fsm_error {
+    pub const UNEXPECTED_IN_OPENSENT: u8 = 1;
+    pub const UNEXPECTED_IN_OPENCONFIRM: u8 = 2;
+    pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
+}
+
 /// Longest shutdown communication (RFC 9003 §2).
 pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
 
@@ -58,20 +75,20 @@ impl Notification {
     }
 
     /// A Cease/Administrative Shutdown (`reset == false`) or Administrative Reset (`true`)
-    /// with a shutdown communication (RFC 9003). An empty message sends no data at all.
-    pub fn shutdown(reset: bool, message: &str) -> Result<Notification, EncodeError> {
+    /// with a shutdown communication (RFC 9003). An empty message sends no data at all. The one
+    /// rule for a longer message: it is cut to [`MAX_SHUTDOWN_COMMUNICATION`] octets on a
+    /// character boundary, since stopping a session must not fail over its explanation.
+    pub fn shutdown(reset: bool, message: &str) -> Notification {
         let subcode = if reset {
             cease::ADMINISTRATIVE_RESET
         } else {
             cease::ADMINISTRATIVE_SHUTDOWN
         };
-        if message.len() > MAX_SHUTDOWN_COMMUNICATION {
-            return Err(EncodeError::FieldTooLong {
-                what: "shutdown communication",
-                length: message.len(),
-                max: MAX_SHUTDOWN_COMMUNICATION,
-            });
+        let mut end = message.len().min(MAX_SHUTDOWN_COMMUNICATION);
+        while !message.is_char_boundary(end) {
+            end -= 1;
         }
+        let message = &message[..end];
         let mut n = Notification::cease(subcode);
         if !message.is_empty() {
             let mut data = BytesMut::with_capacity(1 + message.len());
@@ -79,7 +96,35 @@ impl Notification {
             data.put_slice(message.as_bytes());
             n.data = data.freeze();
         }
-        Ok(n)
+        n
+    }
+
+    /// A Cease with `subcode`, carrying `reason` as shutdown communication when the subcode
+    /// takes one (Administrative Shutdown or Reset, RFC 9003).
+    pub fn cease_with(subcode: u8, reason: Option<&str>) -> Notification {
+        match (subcode, reason) {
+            (cease::ADMINISTRATIVE_SHUTDOWN, Some(r)) => Notification::shutdown(false, r),
+            (cease::ADMINISTRATIVE_RESET, Some(r)) => Notification::shutdown(true, r),
+            _ => Notification::cease(subcode),
+        }
+    }
+
+    /// A Hard Reset (Cease 6/9, RFC 8538 §3) carrying `inner`: its code, subcode and data.
+    pub fn hard_reset(inner: &Notification) -> Notification {
+        let mut data = BytesMut::with_capacity(inner.data.len() + 2);
+        data.put_u8(inner.code);
+        data.put_u8(inner.subcode);
+        data.put_slice(&inner.data);
+        Notification {
+            code: code::CEASE,
+            subcode: cease::HARD_RESET,
+            data: data.freeze(),
+        }
+    }
+
+    /// Whether this is a Hard Reset (RFC 8538 §3).
+    pub fn is_hard_reset(&self) -> bool {
+        self.code == code::CEASE && self.subcode == cease::HARD_RESET
     }
 
     /// The shutdown communication (RFC 9003) of a Cease/Administrative Shutdown or Reset.

@@ -180,6 +180,16 @@ fn decode_graceful_restart(value: &[u8]) -> Result<GracefulRestart> {
     })
 }
 
+/// Capabilities encoded as in the OPEN's Capabilities parameter (code, length, value each),
+/// which is also the data of an Unsupported Capability NOTIFICATION (RFC 5492 §3).
+pub fn encode_capabilities(caps: &[Capability]) -> Result<Bytes, EncodeError> {
+    let mut out = BytesMut::new();
+    for c in caps {
+        encode_capability(c, &mut out)?;
+    }
+    Ok(out.freeze())
+}
+
 fn encode_capability(cap: &Capability, out: &mut BytesMut) -> Result<(), EncodeError> {
     out.put_u8(cap.code());
     match cap {
