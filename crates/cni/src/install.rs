@@ -206,7 +206,7 @@ mod tests {
             d.path().display()
         )))
         .unwrap();
-        assert_eq!(install(&o, &fake_exe).unwrap(), [target.clone()]);
+        assert_eq!(install(&o, &fake_exe).unwrap(), std::slice::from_ref(&target));
         assert_eq!(std::fs::read(&target).unwrap(), b"\x7fELF new");
         assert_eq!(
             std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,

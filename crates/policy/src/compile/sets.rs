@@ -134,6 +134,7 @@ impl Compiler {
 
     /// The set for `key` in `family`, computed once and kept while referenced; `members` when
     /// the caller has them, otherwise computed as `fill` says.
+    #[allow(clippy::too_many_arguments)] // the set's identity, definition and how to fill it
     pub(super) fn ensure_set(
         &mut self,
         family: Family,
