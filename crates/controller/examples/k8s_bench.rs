@@ -82,7 +82,6 @@ fn main() {
     pod_ready_times(&c, "bench", 2);
 
     let mut caracal = pod_ready_times(&c, "bench", n);
-    let lab = c.lab().name().to_string();
     for (i, node) in ["node1", "node2"].iter().enumerate() {
         let dir = c.lab().node_dir(node).unwrap().join("root/etc-cni-net.d");
         let data = c.lab().node_dir(node).unwrap().join("ptp-ipam");
@@ -92,7 +91,6 @@ fn main() {
         )
         .unwrap();
     }
-    let _ = lab;
     // containerd reloads its CNI folder on change; give it a moment.
     std::thread::sleep(Duration::from_secs(3));
     pod_ready_times(&c, "bench", 2);

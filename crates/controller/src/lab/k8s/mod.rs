@@ -653,13 +653,28 @@ fn ensure_private_mount(dir: &Path) -> Result<()> {
 
 /// `kubectl --kubeconfig K args...`, its stdout, or an error with its stderr.
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(crate::testbed::kubetest::kubectl_path())
+    kubectl_with_input(kubeconfig, args, None)
+}
+
+/// [`kubectl`] with `stdin` fed to it (`kubectl apply -f -`).
+pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut child = Command::new(crate::testbed::kubetest::kubectl_path())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("running kubectl")?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        std::io::Write::write_all(&mut pipe, text.as_bytes()).context("writing to kubectl")?;
+    }
+    let out = child.wait_with_output().context("waiting for kubectl")?;
     if !out.status.success() {
         bail!(
             "kubectl {}: {}",

@@ -7,9 +7,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -261,31 +259,7 @@ pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> S
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut child = Command::new(crate::testbed::kubetest::kubectl_path())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| err(format!("running kubectl: {e}")))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).map_err(err)?;
-    }
-    let out = child.wait_with_output().map_err(err)?;
-    if !out.status.success() {
-        return Err(err(format!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::kubectl_with_input(kubeconfig, args, stdin).map_err(|e| err(format!("{e:#}")))
 }
 
 /// What one `agnhost connect` said.
