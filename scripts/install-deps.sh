@@ -10,6 +10,8 @@ PACKAGES=(
   openssl jq ca-certificates curl git build-essential pkg-config
   # the lab's offline images: agnhost's busybox applets, OpenBSD nc, dash as /bin/sh, bash
   busybox-static netcat-openbsd dash bash
+  # /etc/protocols, which caracal's image copies
+  netbase
 )
 
 missing=()

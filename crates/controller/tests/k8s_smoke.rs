@@ -3,7 +3,7 @@
 //! containerd, kubelet and kube-proxy; a BIRD ToR), the nodes are NotReady, `kubectl apply -f
 //! crds/ -f deploy/` installs caracal from its image, the nodes turn Ready, kubelet-created pods
 //! on both nodes reach each other over BGP-learned routes, a NetworkPolicy applied with kubectl
-//! is enforced, and teardown leaves no process, mount, cgroup or namespace behind.
+//! is enforced (a named port too), and teardown leaves no process, mount, cgroup or namespace behind.
 //!
 //! Needs root, containerd and runc (scripts/install-deps.sh) and the Kubernetes binaries
 //! (tests/kube/build.sh). Without them it says why and passes, unless `CARACAL_REQUIRE_K8S=1`
@@ -122,6 +122,21 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
     );
     // Only b is isolated: b still reaches a.
     assert_eq!(c.connect("smoke", "b", &format!("{a}:8080")), "ok");
+
+    // A named port, resolved from the pod's container ports into an ip,port set: allowing
+    // ingress on `http` opens 8080 again (policies add up), and nothing else.
+    c.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-b-http, namespace: smoke}\nspec:\n  podSelector: {matchLabels: {app: b}}\n  ingress: [{ports: [{port: http}]}]\n",
+    );
+    c.wait("the named port opens a -> b:8080", 30, |c| {
+        Ok(c.connect("smoke", "a", &format!("{b}:8080")) == "ok")
+    });
+    // 8081 has no listener: refused if the policy let it through, a timeout if it dropped it.
+    let other = c.connect("smoke", "a", &format!("{b}:8081"));
+    assert!(
+        other.contains("TIMEOUT") || other.contains("timeout"),
+        "a -> b:8081 should be dropped by policy, got: {other}"
+    );
 
     c.lab.take().unwrap().down().expect("teardown");
     let left = leftovers(&name);

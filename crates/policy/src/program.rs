@@ -68,6 +68,31 @@ impl Protocol {
             Protocol::Icmpv6 => "ipv6-icmp",
         }
     }
+
+    /// The IANA protocol number. ipset resolves protocol names through `/etc/protocols`, which a
+    /// minimal node image may not have, so set members are written with the number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
+            Protocol::Icmpv6 => 58,
+        }
+    }
+
+    /// A protocol by its name (as `/etc/protocols` spells it) or its number.
+    pub fn from_name_or_number(text: &str) -> Option<Protocol> {
+        [
+            Protocol::Tcp,
+            Protocol::Udp,
+            Protocol::Sctp,
+            Protocol::Icmp,
+            Protocol::Icmpv6,
+        ]
+        .into_iter()
+        .find(|p| p.name() == text || text.parse() == Ok(p.number()))
+    }
 }
 
 /// Direction an ipset is matched in (`-m set --match-set NAME src|dst`).

@@ -151,7 +151,7 @@ spec:
       image: registry.k8s.io/e2e-test-images/agnhost:2.56
       imagePullPolicy: IfNotPresent
       args: ["netexec", "--http-port=8080"]
-      ports: [{{containerPort: 8080, protocol: TCP}}]
+      ports: [{{name: http, containerPort: 8080, protocol: TCP}}]
 "#
     )
 }

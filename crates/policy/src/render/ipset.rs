@@ -80,7 +80,7 @@ pub fn member_arg(name: &str, set: &IpSet, member: &SetMember) -> Result<String>
         (SetKind::HashNet, SetMember::NoMatch(n)) if fam_ok(n.addr()) => Ok(format!("{} nomatch", net(n))),
         (SetKind::HashIpPort, SetMember::IpPort { ip, protocol, port }) if fam_ok(*ip) => {
             let p = match protocol {
-                Protocol::Tcp | Protocol::Udp | Protocol::Sctp => protocol.name(),
+                Protocol::Tcp | Protocol::Udp | Protocol::Sctp => protocol.number(),
                 other => return Err(err(format!("ip,port member with protocol {}", other.name()))),
             };
             Ok(format!("{ip},{p}:{port}"))
@@ -198,12 +198,9 @@ fn parse_member(kind: SetKind, arg: &str, nomatch: bool) -> Option<SetMember> {
         SetKind::HashIpPort => {
             let (ip, rest) = arg.split_once(',')?;
             let (proto, port) = rest.split_once(':')?;
-            let protocol = match proto {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                "sctp" => Protocol::Sctp,
-                _ => return None,
-            };
+            // `ipset save` prints the name where /etc/protocols has one, else the number.
+            let protocol = Protocol::from_name_or_number(proto)
+                .filter(|p| matches!(p, Protocol::Tcp | Protocol::Udp | Protocol::Sctp))?;
             Some(SetMember::IpPort {
                 ip: ip.parse().ok()?,
                 protocol,
@@ -272,9 +269,39 @@ mod tests {
         assert!(text.contains("add cara-n 10.2.0.1\n"), "{text}");
         assert!(text.contains("add cara-n 10.1.0.0/16 nomatch\n"));
         assert!(text.contains("create cara-p6 hash:ip,port family inet6"));
+        // Numbers, not names: ipset needs /etc/protocols for names, and the image may lack it.
+        assert!(text.contains("add cara-p6 fd00::1,132:80\n"), "{text}");
         let (back, other) = parse_save(&text).unwrap();
         assert_eq!(back, sets);
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn ip_port_members_read_back_by_protocol_name_or_number() {
+        let text =
+            "create cara-p hash:ip,port family inet\nadd cara-p 10.0.0.1,tcp:80\nadd cara-p 10.0.0.1,17:81\n";
+        let (sets, _) = parse_save(text).unwrap();
+        let members: Vec<_> = sets["cara-p"].members.iter().cloned().collect();
+        assert_eq!(
+            members,
+            [
+                SetMember::IpPort {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    protocol: Protocol::Tcp,
+                    port: 80
+                },
+                SetMember::IpPort {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    protocol: Protocol::Udp,
+                    port: 81
+                },
+            ]
+        );
+        let bad = "create cara-p hash:ip,port family inet\nadd cara-p 10.0.0.1,icmp:0\n";
+        assert!(
+            parse_save(bad).is_err(),
+            "an ip,port member of another protocol is refused"
+        );
     }
 
     #[test]
