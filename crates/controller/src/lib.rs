@@ -4,6 +4,7 @@
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
+//! - [`lbipam`]: LoadBalancer IP allocation from LoadBalancerPools, by the elected agent.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
 //!   conformance prober.
 #![forbid(unsafe_code)]
@@ -13,5 +14,6 @@ pub mod cmd;
 pub mod dataplane;
 pub mod datastore;
 pub mod lab;
+pub mod lbipam;
 pub mod logging;
 pub mod testbed;

@@ -1,0 +1,276 @@
+//! The LB IPAM controller's I/O: while this agent leads, watches Services and
+//! LoadBalancerPools (as triggers only), and at each trigger (debounced) or resync lists both
+//! afresh, runs the allocator and writes what changed: `status.loadBalancer.ingress`, Events on
+//! the Services, the pools' status.
+//!
+//! Every reconcile reads the Services from the API server rather than from a cache, so a
+//! reconcile always sees the controller's own earlier writes: a stale cache could hand an
+//! address just written to one Service to another. Status patches carry the resourceVersion
+//! read, so a write based on an outdated Service fails with 409 and is redone.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::{api::core::v1::Service, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        events::{Event, EventType, Recorder, Reporter},
+        metadata_watcher, watcher,
+    },
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{
+    allocate::{self, ServiceEvent},
+    crd::LoadBalancerPool,
+    election::{Elector, Identity, Timing},
+    lease,
+    pool::check_pools,
+    report::{self, Said},
+    service::{ServiceKey, ServiceView},
+};
+use crate::agent::health::LoopHealth;
+
+/// Where and under which names the controller works.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This node's name: the Lease's holderIdentity and the Events' reporting instance.
+    pub node: String,
+    /// The Lease's namespace (the agent's: `$POD_NAMESPACE`, else `kube-system`).
+    pub namespace: String,
+    pub lease_name: String,
+    pub timing: Timing,
+    /// Gather watch events this long before reconciling.
+    pub debounce: Duration,
+    /// Reconcile at least this often.
+    pub resync: Duration,
+}
+
+impl Settings {
+    pub fn for_node(node: &str) -> Settings {
+        Settings {
+            node: node.to_string(),
+            namespace: std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "kube-system".into()),
+            lease_name: super::LEASE_NAME.to_string(),
+            timing: Timing::default(),
+            debounce: Duration::from_millis(100),
+            resync: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A process-unique instance name: the node, the PID and the start time.
+fn instance(node: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{node}-{}-{nanos:x}", std::process::id())
+}
+
+/// Runs the election and, while leading, the controller, until `stop`. Never fails: API
+/// errors are logged and retried.
+pub async fn run(client: Client, settings: Settings, stop: watch::Receiver<bool>, health: LoopHealth) -> anyhow::Result<()> {
+    health.ready();
+    let elector = Elector::new(
+        Identity {
+            holder: settings.node.clone(),
+            instance: instance(&settings.node),
+        },
+        settings.timing,
+    );
+    let (leader_tx, mut leader) = watch::channel(false);
+    let election = tokio::spawn(lease::run(
+        client.clone(),
+        settings.namespace.clone(),
+        settings.lease_name.clone(),
+        elector,
+        leader_tx,
+        stop.clone(),
+        health,
+    ));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: super::REPORTER.into(),
+            instance: Some(settings.node.clone()),
+        },
+    );
+    loop {
+        // Until we lead (or the election ends: we are stopping).
+        if leader.wait_for(|l| *l).await.is_err() {
+            break;
+        }
+        tracing::info!(node = %settings.node, "lb-ipam: leading, allocating LoadBalancer addresses");
+        tokio::select! {
+            _ = leader.wait_for(|l| !*l) => tracing::info!("lb-ipam: no longer leading, stopped allocating"),
+            () = lead(&client, &recorder, &settings) => {}
+        }
+    }
+    let _ = election.await;
+    Ok(())
+}
+
+/// Reconciles at every (debounced) change of a Service or pool, and every `resync`.
+async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
+    let config = watcher::Config::default().any_semantic();
+    let services = metadata_watcher(Api::<Service>::all(client.clone()), config.clone())
+        .default_backoff()
+        .map(|e| e.map(|_| ()).map_err(|e| format!("Services: {e}")));
+    let pools = metadata_watcher(Api::<LoadBalancerPool>::all(client.clone()), config)
+        .default_backoff()
+        .map(|e| e.map(|_| ()).map_err(|e| format!("LoadBalancerPools: {e}")));
+    let mut triggers = stream::select(services.boxed(), pools.boxed());
+    let mut said = Said::default();
+    loop {
+        let mut retry = false;
+        let started = Instant::now();
+        match reconcile(client, recorder, &mut said).await {
+            Ok(r) => {
+                retry = r.conflicts > 0;
+                if r.changed > 0 || r.conflicts > 0 {
+                    tracing::info!(
+                        changed = r.changed,
+                        conflicts = r.conflicts,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "lb-ipam: reconciled"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!("lb-ipam: reconcile failed, retrying: {e}");
+                retry = true;
+            }
+        }
+        let wait = if retry { Duration::from_secs(1) } else { settings.resync };
+        // The next trigger, then whatever else arrives within the debounce.
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            t = triggers.next() => {
+                match t {
+                    Some(Err(e)) => tracing::warn!("lb-ipam: watch failed, retrying: {e}"),
+                    None => return,
+                    Some(Ok(())) => {}
+                }
+                let deadline = tokio::time::sleep(settings.debounce);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = &mut deadline => break,
+                        t = triggers.next() => if t.is_none() { return },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one reconcile did.
+#[derive(Debug, Default)]
+struct Reconciled {
+    changed: usize,
+    conflicts: usize,
+}
+
+async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> anyhow::Result<Reconciled> {
+    use anyhow::Context as _;
+    let pools_api = Api::<LoadBalancerPool>::all(client.clone());
+    let pools = pools_api
+        .list(&ListParams::default())
+        .await
+        .context("list LoadBalancerPools (is crds/loadbalancerpool.yaml installed?)")?
+        .items;
+    let services = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("list Services")?
+        .items;
+    let checked = check_pools(&pools);
+    let views: Vec<ServiceView> = services.iter().map(ServiceView::from_k8s).collect();
+    let plan = allocate::allocate(&checked, &views);
+    let by_key: BTreeMap<ServiceKey, &Service> = views.iter().map(|v| v.key.clone()).zip(services.iter()).collect();
+
+    let mut done = Reconciled::default();
+    let mut written: Vec<&ServiceKey> = Vec::new();
+    for (key, ips) in &plan.changes {
+        let Some(svc) = by_key.get(key) else { continue };
+        match patch_ingress(client, key, svc, ips).await {
+            Ok(()) => {
+                tracing::info!(service = %key, addresses = ?ips, "lb-ipam: wrote status.loadBalancer.ingress");
+                written.push(key);
+                done.changed += 1;
+            }
+            Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 409) => {
+                tracing::debug!(service = %key, "lb-ipam: the Service changed meanwhile; redoing");
+                done.conflicts += 1;
+            }
+            Err(e) => {
+                tracing::warn!(service = %key, "lb-ipam: could not write status.loadBalancer.ingress: {e}");
+                done.conflicts += 1;
+            }
+        }
+    }
+    // Normal events only for writes that happened; warnings once each.
+    let events: Vec<ServiceEvent> = plan
+        .events
+        .iter()
+        .filter(|e| e.warning || written.contains(&&e.service))
+        .cloned()
+        .collect();
+    for e in said.news(&events) {
+        let Some(svc) = by_key.get(&e.service) else { continue };
+        let event = Event {
+            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+            reason: e.reason.to_string(),
+            note: Some(e.message.clone()),
+            action: "AllocateLoadBalancerIP".into(),
+            secondary: None,
+        };
+        if e.warning {
+            tracing::warn!(service = %e.service, reason = e.reason, "lb-ipam: {}", e.message);
+        }
+        if let Err(err) = recorder.publish(&event, &svc.object_ref(&())).await {
+            tracing::warn!(service = %e.service, "lb-ipam: could not write an Event ({}): {err}", e.reason);
+            said.forget(e);
+        }
+    }
+    let now = Timestamp::now();
+    for pool in &pools {
+        let Some(r) = plan.pools.get(pool.name()) else { continue };
+        let status = report::pool_status(r, pool.status.as_ref(), pool.metadata.generation, now);
+        if pool.status.as_ref() == Some(&status) {
+            continue;
+        }
+        let patch = json!({"status": status});
+        if let Err(e) = pools_api
+            .patch_status(pool.name(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(pool = pool.name(), "lb-ipam: could not write the pool's status: {e}");
+        }
+    }
+    Ok(done)
+}
+
+/// Replaces `status.loadBalancer.ingress` if the Service is still at the version read.
+async fn patch_ingress(client: &Client, key: &ServiceKey, svc: &Service, ips: &[IpAddr]) -> kube::Result<()> {
+    let api = Api::<Service>::namespaced(client.clone(), &key.namespace);
+    let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+    let patch = json!({
+        "metadata": {"resourceVersion": svc.metadata.resource_version},
+        "status": {"loadBalancer": {"ingress": ingress}},
+    });
+    api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
