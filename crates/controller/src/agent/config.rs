@@ -8,6 +8,7 @@
 //! readiness_file: /var/run/caracal/ready
 //! pod_cidrs: [10.244.1.0/24]       # default: the Node object's spec.podCIDRs
 //! policy: true                     # program NetworkPolicy and GlobalPolicy
+//! lb_ipam: true                    # take part in the LoadBalancer IP allocator's election
 //! bgp:                             # a speaker config (see crates/bgp/README.md), without
 //!   router_id: 10.0.1.2            # `originate`: the agent originates this node's pod CIDRs
 //!   local_as: 65101
@@ -48,6 +49,10 @@ pub struct AgentConfig {
     pub pod_cidrs: Vec<IpNet>,
     #[serde(default = "yes")]
     pub policy: bool,
+    /// Take part in the election of the one agent that hands LoadBalancerPool addresses to
+    /// `type: LoadBalancer` Services (crate::lbipam); needs the Kubernetes API.
+    #[serde(default)]
+    pub lb_ipam: bool,
     /// The CNI config list template (with `__POD_CIDR_V4__`; default: caracal-cni's built-in
     /// one) and where to write it.
     pub cni_conflist_template: Option<PathBuf>,
@@ -181,6 +186,7 @@ mod tests {
         assert!(c.bgp_node_mesh);
         assert_eq!(c.bgp_mesh_graceful_restart_time, 120);
         assert_eq!(c.policy_resync_secs, 90);
+        assert!(c.lb_ipam, "the DaemonSet allocates LoadBalancer addresses");
         let bgp = c.bgp.expect("a bgp section");
         // The agent fills in the router ID from the node's InternalIP.
         assert_eq!(bgp.router_id, None);

@@ -32,8 +32,13 @@ pub use policy::{
 
 use crate::datastore::Snapshot;
 
-/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM.
-pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>) -> Result<()> {
+/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM; with a `client` and
+/// `lb_ipam`, also the LoadBalancer IP allocator's election and controller.
+pub async fn run(
+    config: AgentConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    client: Option<kube::Client>,
+) -> Result<()> {
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -45,7 +50,16 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
     let h = health.register("bgp", "the speaker is not configured yet");
-    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx, h));
+    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx.clone(), h));
+    // Outside the JoinSet: it retries on its own, and on stop it releases its Lease.
+    let lb_ipam = match client.filter(|_| config.lb_ipam) {
+        Some(client) => {
+            let h = health.register("lb-ipam", "starting");
+            let settings = crate::lbipam::Settings::for_node(&config.node_name);
+            Some(tokio::spawn(crate::lbipam::run(client, settings, stop_rx, h)))
+        }
+        None => None,
+    };
     // Not one of the reconcilers: it never ends on its own, and its failure to bind is fatal.
     let health_server = match config.health_listen {
         Some(addr) => {
@@ -86,6 +100,9 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
         }
     }
     tasks.abort_all();
+    if let Some(h) = lb_ipam {
+        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+    }
     if let Some(h) = health_server {
         h.abort();
     }

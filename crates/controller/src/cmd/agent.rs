@@ -85,12 +85,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     config.node_name = node.clone();
     let manifests = args.manifests.clone().or_else(|| config.manifests.clone());
+    let mut kube = None;
     let ds: Datastore = match &manifests {
         Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
             .await
             .with_context(|| format!("read manifests from {}", dir.display()))?,
         None => {
             let client = kube_client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
+            kube = Some(client.clone());
             tracing::info!(%node, "watching the Kubernetes API");
             let options = KubeOptions {
                 debounce: Duration::from_millis(args.debounce_ms),
@@ -113,7 +115,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 log_model(&log_node, &rx.borrow_and_update().clone());
             }
         });
-        crate::agent::run(config, rx).await?;
+        crate::agent::run(config, rx, kube).await?;
         drop(ds);
         return Ok(ExitCode::SUCCESS);
     }

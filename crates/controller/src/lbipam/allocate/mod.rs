@@ -240,8 +240,8 @@ impl Run<'_> {
             if self.holds(s, family).is_some() || s.requested_ip(family).is_some() {
                 continue;
             }
-            let candidates: Vec<&Pool> = self
-                .pools
+            let pools = self.pools;
+            let candidates: Vec<&Pool> = pools
                 .values()
                 .filter(|p| p.allocates() && p.auto_assign && p.has_family(family) && p.selects(&s.labels))
                 .collect();
@@ -352,7 +352,7 @@ pub fn allocate(pools: &BTreeMap<String, Pool>, services: &[ServiceView]) -> Pla
     // Services that stopped being LoadBalancers give back what they hold from a pool.
     for s in order.iter().filter(|s| s.owner == Owner::NotLoadBalancer) {
         let (gone, kept): (Vec<IpAddr>, Vec<IpAddr>) =
-            s.current.iter().partition(|ip| pools.values().any(|p| p.contains(ip)));
+            s.current.iter().copied().partition(|ip| pools.values().any(|p| p.contains(ip)));
         for ip in &gone {
             run.release(s, *ip, "the Service is no longer of type LoadBalancer".into());
         }
