@@ -18,11 +18,11 @@ use futures::{StreamExt, stream};
 use k8s_openapi::{api::core::v1::Service, jiff::Timestamp};
 use kube::{
     Api, Client, Resource,
-    api::{ListParams, Patch, PatchParams},
+    api::{ListParams, PartialObjectMeta, Patch, PatchParams},
     runtime::{
         WatchStreamExt,
         events::{Event, EventType, Recorder, Reporter},
-        metadata_watcher, watcher,
+        watcher,
     },
 };
 use serde_json::json;
@@ -124,20 +124,19 @@ pub async fn run(client: Client, settings: Settings, stop: watch::Receiver<bool>
 /// Reconciles at every (debounced) change of a Service or pool, and every `resync`.
 async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
     let config = watcher::Config::default().any_semantic();
-    let services = metadata_watcher(Api::<Service>::all(client.clone()), config.clone())
+    // Metadata only: the watches are triggers, each reconcile lists the objects afresh.
+    let services = watcher(Api::<PartialObjectMeta<Service>>::all(client.clone()), config.clone())
         .default_backoff()
         .map(|e| e.map(|_| ()).map_err(|e| format!("Services: {e}")));
-    let pools = metadata_watcher(Api::<LoadBalancerPool>::all(client.clone()), config)
+    let pools = watcher(Api::<PartialObjectMeta<LoadBalancerPool>>::all(client.clone()), config)
         .default_backoff()
         .map(|e| e.map(|_| ()).map_err(|e| format!("LoadBalancerPools: {e}")));
     let mut triggers = stream::select(services.boxed(), pools.boxed());
     let mut said = Said::default();
     loop {
-        let mut retry = false;
         let started = Instant::now();
-        match reconcile(client, recorder, &mut said).await {
+        let retry = match reconcile(client, recorder, &mut said).await {
             Ok(r) => {
-                retry = r.conflicts > 0;
                 if r.changed > 0 || r.conflicts > 0 {
                     tracing::info!(
                         changed = r.changed,
@@ -146,12 +145,13 @@ async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
                         "lb-ipam: reconciled"
                     );
                 }
+                r.conflicts > 0
             }
             Err(e) => {
-                tracing::warn!("lb-ipam: reconcile failed, retrying: {e}");
-                retry = true;
+                tracing::warn!("lb-ipam: reconcile failed, retrying: {e:#}");
+                true
             }
-        }
+        };
         let wait = if retry { Duration::from_secs(1) } else { settings.resync };
         // The next trigger, then whatever else arrives within the debounce.
         tokio::select! {

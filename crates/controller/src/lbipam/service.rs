@@ -205,7 +205,7 @@ status: {loadBalancer: {ingress: [{ip: '2001:db8::1'}, {hostname: lb.example}, {
         let err = |a: Option<&str>, s: Option<&str>| parse_request(a, s).unwrap_err();
         let v4: IpAddr = "192.0.2.5".parse().unwrap();
         let v6: IpAddr = "2001:db8::5".parse().unwrap();
-        assert_eq!(ok(None, None), vec![]);
+        assert_eq!(ok(None, None), Vec::<IpAddr>::new());
         assert_eq!(ok(Some("192.0.2.5, 2001:db8::5"), None), vec![v4, v6]);
         assert_eq!(ok(None, Some("192.0.2.5")), vec![v4]);
         assert_eq!(ok(Some("2001:db8::5,192.0.2.5"), Some("192.0.2.5")), vec![v6, v4]);
