@@ -30,10 +30,16 @@ fn service(name: &str, extra_meta: &str, extra_spec: &str) -> String {
 }
 
 fn pool(name: &str, spec: &str) -> String {
-    format!("apiVersion: caracal.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    format!(
+        "apiVersion: caracal.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
 }
 
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, timeout: Duration, mut f: impl FnMut() -> F) -> T {
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
@@ -128,26 +134,39 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
     let wait = Duration::from_secs(20);
 
     // The schema names the field of a malformed CIDR.
-    let bad = api.kubectl(&["apply", "-f", "-"], &pool("bogus", "{cidrs: [not-a-cidr]}")).await;
+    let bad = api
+        .kubectl(&["apply", "-f", "-"], &pool("bogus", "{cidrs: [not-a-cidr]}"))
+        .await;
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && stderr.contains("spec.cidrs"), "{stderr}");
 
-    api.kubectl_ok(&["apply", "-f", "-"], &pool("main", "{cidrs: [10.10.0.0/30]}")).await;
-    let agents = [start_agent(&api, "node-a").await, start_agent(&api, "node-b").await];
+    api.kubectl_ok(&["apply", "-f", "-"], &pool("main", "{cidrs: [10.10.0.0/30]}"))
+        .await;
+    let agents = [
+        start_agent(&api, "node-a").await,
+        start_agent(&api, "node-b").await,
+    ];
     let first = eventually("a leader", wait, || holder(&leases)).await;
     assert!(first == "node-a" || first == "node-b", "{first}");
 
     // Automatic and requested addresses; other classes and ClusterIP Services are left alone.
     let manifests = [
         service("web", "", ""),
-        service("api", ", annotations: {caracal.dev/loadBalancerIPs: 10.10.0.3}", ""),
+        service(
+            "api",
+            ", annotations: {caracal.dev/loadBalancerIPs: 10.10.0.3}",
+            "",
+        ),
         service("other", "", ", loadBalancerClass: example.com/lb"),
     ];
     for m in &manifests {
         api.kubectl_ok(&["apply", "-f", "-"], m).await;
     }
-    api.kubectl_ok(&["create", "service", "clusterip", "plain", "-n", NS, "--tcp=80"], "")
-        .await;
+    api.kubectl_ok(
+        &["create", "service", "clusterip", "plain", "-n", NS, "--tcp=80"],
+        "",
+    )
+    .await;
     let got = eventually("web and api addressed", wait, || async {
         let a = addresses(&services).await;
         (a["web"] == ["10.10.0.0"] && a["api"] == ["10.10.0.3"]).then_some(a)
@@ -158,22 +177,31 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
     // A requested address that is taken: a Warning, nothing assigned.
     api.kubectl_ok(
         &["apply", "-f", "-"],
-        &service("dup", ", annotations: {caracal.dev/loadBalancerIPs: 10.10.0.0}", ""),
+        &service(
+            "dup",
+            ", annotations: {caracal.dev/loadBalancerIPs: 10.10.0.0}",
+            "",
+        ),
     )
     .await;
-    let note = eventually("RequestedIPInUse", wait, || warning(&events, "dup", "RequestedIPInUse")).await;
+    let note = eventually("RequestedIPInUse", wait, || {
+        warning(&events, "dup", "RequestedIPInUse")
+    })
+    .await;
     assert!(note.contains("10.10.0.0 is held by shop/web"), "{note}");
 
     // Two more fill the pool; the third is told it is exhausted.
     for name in ["c1", "c2"] {
-        api.kubectl_ok(&["apply", "-f", "-"], &service(name, "", "")).await;
+        api.kubectl_ok(&["apply", "-f", "-"], &service(name, "", ""))
+            .await;
         let svc = name.to_string();
         eventually(&format!("{name} addressed"), wait, || async {
             (addresses(&services).await[&svc].len() == 1).then_some(())
         })
         .await;
     }
-    api.kubectl_ok(&["apply", "-f", "-"], &service("c3", "", "")).await;
+    api.kubectl_ok(&["apply", "-f", "-"], &service("c3", "", ""))
+        .await;
     let note = eventually("PoolExhausted", wait, || warning(&events, "c3", "PoolExhausted")).await;
     assert!(note.contains("pool main"), "{note}");
     let before = addresses(&services).await;
@@ -191,14 +219,32 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
     assert_eq!(status, "4/0/True");
 
     // An overlapping newer pool is in conflict; a pool with host bits is invalid, by name.
-    api.kubectl_ok(&["apply", "-f", "-"], &pool("newer", "{cidrs: [10.10.0.0/31]}")).await;
-    api.kubectl_ok(&["apply", "-f", "-"], &pool("hostbits", "{cidrs: [10.20.0.5/24]}")).await;
+    api.kubectl_ok(&["apply", "-f", "-"], &pool("newer", "{cidrs: [10.10.0.0/31]}"))
+        .await;
+    api.kubectl_ok(
+        &["apply", "-f", "-"],
+        &pool("hostbits", "{cidrs: [10.20.0.5/24]}"),
+    )
+    .await;
     for (name, jsonpath, want) in [
-        ("newer", "{.status.conditions[?(@.type==\"Conflict\")].message}", "older pool main"),
-        ("hostbits", "{.status.conditions[?(@.type==\"Valid\")].message}", "spec.cidrs[0]: 10.20.0.5/24 has host bits set"),
+        (
+            "newer",
+            "{.status.conditions[?(@.type==\"Conflict\")].message}",
+            "older pool main",
+        ),
+        (
+            "hostbits",
+            "{.status.conditions[?(@.type==\"Valid\")].message}",
+            "spec.cidrs[0]: 10.20.0.5/24 has host bits set",
+        ),
     ] {
         eventually(&format!("{name} status"), wait, || async {
-            let out = api.kubectl(&["get", "lbpool", name, "-o", &format!("jsonpath={jsonpath}")], "").await;
+            let out = api
+                .kubectl(
+                    &["get", "lbpool", name, "-o", &format!("jsonpath={jsonpath}")],
+                    "",
+                )
+                .await;
             String::from_utf8_lossy(&out.stdout).contains(want).then_some(())
         })
         .await;
@@ -213,7 +259,11 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
         holder(&leases).await.filter(|h| *h != first)
     })
     .await;
-    assert!(takeover.elapsed() < Duration::from_secs(3), "released, not expired: {:?}", takeover.elapsed());
+    assert!(
+        takeover.elapsed() < Duration::from_secs(3),
+        "released, not expired: {:?}",
+        takeover.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(addresses(&services).await, before, "a new leader moves nothing");
 
@@ -234,9 +284,17 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
         ("patch", "services"),
     ] {
         let out = api
-            .kubectl_as(kubetest::NODE_AGENT, &["auth", "can-i", verb, resource, "-n", "kube-system"], "")
+            .kubectl_as(
+                kubetest::NODE_AGENT,
+                &["auth", "can-i", verb, resource, "-n", "kube-system"],
+                "",
+            )
             .await;
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{verb} {resource}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "no",
+            "{verb} {resource}"
+        );
     }
     for a in agents {
         a.stop.send_replace(true);

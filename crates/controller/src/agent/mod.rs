@@ -49,14 +49,15 @@ pub async fn run(
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
+    let lb_stop = stop_rx.clone();
     let h = health.register("bgp", "the speaker is not configured yet");
-    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx.clone(), h));
+    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx, h));
     // Outside the JoinSet: it retries on its own, and on stop it releases its Lease.
     let lb_ipam = match client.filter(|_| config.lb_ipam) {
         Some(client) => {
             let h = health.register("lb-ipam", "starting");
             let settings = crate::lbipam::Settings::for_node(&config.node_name);
-            Some(tokio::spawn(crate::lbipam::run(client, settings, stop_rx, h)))
+            Some(tokio::spawn(crate::lbipam::run(client, settings, lb_stop, h)))
         }
         None => None,
     };

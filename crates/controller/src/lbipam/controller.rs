@@ -80,7 +80,12 @@ fn instance(node: &str) -> String {
 
 /// Runs the election and, while leading, the controller, until `stop`. Never fails: API
 /// errors are logged and retried.
-pub async fn run(client: Client, settings: Settings, stop: watch::Receiver<bool>, health: LoopHealth) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    stop: watch::Receiver<bool>,
+    health: LoopHealth,
+) -> anyhow::Result<()> {
     health.ready();
     let elector = Elector::new(
         Identity {
@@ -125,12 +130,18 @@ pub async fn run(client: Client, settings: Settings, stop: watch::Receiver<bool>
 async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
     let config = watcher::Config::default().any_semantic();
     // Metadata only: the watches are triggers, each reconcile lists the objects afresh.
-    let services = watcher(Api::<PartialObjectMeta<Service>>::all(client.clone()), config.clone())
-        .default_backoff()
-        .map(|e| e.map(|_| ()).map_err(|e| format!("Services: {e}")));
-    let pools = watcher(Api::<PartialObjectMeta<LoadBalancerPool>>::all(client.clone()), config)
-        .default_backoff()
-        .map(|e| e.map(|_| ()).map_err(|e| format!("LoadBalancerPools: {e}")));
+    let services = watcher(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        config.clone(),
+    )
+    .default_backoff()
+    .map(|e| e.map(|_| ()).map_err(|e| format!("Services: {e}")));
+    let pools = watcher(
+        Api::<PartialObjectMeta<LoadBalancerPool>>::all(client.clone()),
+        config,
+    )
+    .default_backoff()
+    .map(|e| e.map(|_| ()).map_err(|e| format!("LoadBalancerPools: {e}")));
     let mut triggers = stream::select(services.boxed(), pools.boxed());
     let mut said = Said::default();
     loop {
@@ -152,7 +163,11 @@ async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
                 true
             }
         };
-        let wait = if retry { Duration::from_secs(1) } else { settings.resync };
+        let wait = if retry {
+            Duration::from_secs(1)
+        } else {
+            settings.resync
+        };
         // The next trigger, then whatever else arrives within the debounce.
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -198,7 +213,8 @@ async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> any
     let checked = check_pools(&pools);
     let views: Vec<ServiceView> = services.iter().map(ServiceView::from_k8s).collect();
     let plan = allocate::allocate(&checked, &views);
-    let by_key: BTreeMap<ServiceKey, &Service> = views.iter().map(|v| v.key.clone()).zip(services.iter()).collect();
+    let by_key: BTreeMap<ServiceKey, &Service> =
+        views.iter().map(|v| v.key.clone()).zip(services.iter()).collect();
 
     let mut done = Reconciled::default();
     let mut written: Vec<&ServiceKey> = Vec::new();
@@ -228,9 +244,15 @@ async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> any
         .cloned()
         .collect();
     for e in said.news(&events) {
-        let Some(svc) = by_key.get(&e.service) else { continue };
+        let Some(svc) = by_key.get(&e.service) else {
+            continue;
+        };
         let event = Event {
-            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: e.reason.to_string(),
             note: Some(e.message.clone()),
             action: "AllocateLoadBalancerIP".into(),
@@ -246,7 +268,9 @@ async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> any
     }
     let now = Timestamp::now();
     for pool in &pools {
-        let Some(r) = plan.pools.get(pool.name()) else { continue };
+        let Some(r) = plan.pools.get(pool.name()) else {
+            continue;
+        };
         let status = report::pool_status(r, pool.status.as_ref(), pool.metadata.generation, now);
         if pool.status.as_ref() == Some(&status) {
             continue;
@@ -256,7 +280,10 @@ async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> any
             .patch_status(pool.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            tracing::warn!(pool = pool.name(), "lb-ipam: could not write the pool's status: {e}");
+            tracing::warn!(
+                pool = pool.name(),
+                "lb-ipam: could not write the pool's status: {e}"
+            );
         }
     }
     Ok(done)

@@ -141,7 +141,10 @@ mod tests {
         assert!(spec["required"].as_array().unwrap().contains(&"cidrs".into()));
         let cidrs = &spec["properties"]["cidrs"];
         assert_eq!(cidrs["minItems"], 1);
-        assert_eq!(cidrs["items"]["maxLength"], 64, "bounded for the CEL cost estimate");
+        assert_eq!(
+            cidrs["items"]["maxLength"], 64,
+            "bounded for the CEL cost estimate"
+        );
         assert!(
             cidrs["x-kubernetes-validations"][0]["rule"]
                 .as_str()
@@ -170,7 +173,8 @@ spec:
         assert!(pool.spec.avoid_buggy_ips);
         assert!(pool.spec.auto_assign, "autoAssign defaults to true");
         assert!(!pool.spec.disabled);
-        let no_cidrs = "apiVersion: caracal.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {name: a}\nspec: {}";
+        let no_cidrs =
+            "apiVersion: caracal.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {name: a}\nspec: {}";
         assert!(serde_yaml::from_str::<LoadBalancerPool>(no_cidrs).is_err());
     }
 }

@@ -67,8 +67,19 @@ pub struct LeaseRecord {
 
 impl LeaseRecord {
     fn same_content(&self, other: &LeaseRecord) -> bool {
-        (&self.holder, &self.instance, self.duration_secs, self.renew_time, self.transitions)
-            == (&other.holder, &other.instance, other.duration_secs, other.renew_time, other.transitions)
+        (
+            &self.holder,
+            &self.instance,
+            self.duration_secs,
+            self.renew_time,
+            self.transitions,
+        ) == (
+            &other.holder,
+            &other.instance,
+            other.duration_secs,
+            other.renew_time,
+            other.transitions,
+        )
     }
 }
 
@@ -79,7 +90,10 @@ pub enum Step {
     Create,
     /// Take the Lease over (a new `acquireTime`, `leaseTransitions` + 1) if it is still at
     /// `resource_version`.
-    Acquire { resource_version: String, transitions: i32 },
+    Acquire {
+        resource_version: String,
+        transitions: i32,
+    },
     /// Write a new `renewTime` on our own Lease if it is still at `resource_version`.
     Renew { resource_version: String },
     /// Someone else holds it: read again later.
@@ -233,7 +247,10 @@ mod tests {
         assert!(!e.is_leader(t0));
         e.outcome(Outcome::Written);
         assert!(e.is_leader(t0 + secs(9)));
-        assert!(!e.is_leader(t0 + secs(10)), "leads renew_deadline after the write");
+        assert!(
+            !e.is_leader(t0 + secs(10)),
+            "leads renew_deadline after the write"
+        );
         assert_eq!(e.next_wake(t0), secs(5));
     }
 
@@ -252,7 +269,12 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Elector::new(me("n1", "a"), Timing::default());
         let step = e.decide(Some(&held("n1", "a", 100, "41")), t0);
-        assert_eq!(step, Step::Renew { resource_version: "41".into() });
+        assert_eq!(
+            step,
+            Step::Renew {
+                resource_version: "41".into()
+            }
+        );
         e.outcome(Outcome::Written);
         assert!(e.is_leader(t0));
     }
@@ -284,7 +306,10 @@ mod tests {
         for (lease, after, want) in cases {
             let t0 = Instant::now();
             let mut e = Elector::new(me("n1", "a"), Timing::default());
-            assert_eq!(e.decide(Some(lease), t0), if after == 0 { want.clone() } else { Step::Wait });
+            assert_eq!(
+                e.decide(Some(lease), t0),
+                if after == 0 { want.clone() } else { Step::Wait }
+            );
             if after > 0 {
                 assert_eq!(e.decide(Some(lease), t0 + secs(after)), want, "after {after}s");
             }
@@ -298,7 +323,12 @@ mod tests {
         // Its renewTime is far in the past by our wall clock, but it keeps changing.
         for i in 0..10u64 {
             let lease = held("n2", "b", 100 + i as i64, &format!("{i}"));
-            assert_eq!(e.decide(Some(&lease), t0 + secs(5 * i)), Step::Wait, "at {}s", 5 * i);
+            assert_eq!(
+                e.decide(Some(&lease), t0 + secs(5 * i)),
+                Step::Wait,
+                "at {}s",
+                5 * i
+            );
         }
     }
 
@@ -312,7 +342,10 @@ mod tests {
         };
         e.decide(Some(&lease), t0);
         assert_eq!(e.decide(Some(&lease), t0 + secs(30)), Step::Wait);
-        assert!(matches!(e.decide(Some(&lease), t0 + secs(60)), Step::Acquire { .. }));
+        assert!(matches!(
+            e.decide(Some(&lease), t0 + secs(60)),
+            Step::Acquire { .. }
+        ));
     }
 
     /// A DaemonSet roll: the new agent on the same node has the same holderIdentity but another
@@ -328,7 +361,10 @@ mod tests {
             resource_version: Some("10".into()),
             ..held("n1", "old", 5, "10")
         };
-        assert!(matches!(new.decide(Some(&released), t0 + secs(1)), Step::Acquire { .. }));
+        assert!(matches!(
+            new.decide(Some(&released), t0 + secs(1)),
+            Step::Acquire { .. }
+        ));
     }
 
     #[test]
@@ -416,7 +452,10 @@ mod tests {
             let leaders = electors.iter().filter(|e| e.is_leader(now)).count();
             assert!(leaders <= 1, "two leaders at tick {tick}");
         }
-        assert!(electors[1].is_leader(t0 + Duration::from_millis(500 * 119)), "n2 took over");
+        assert!(
+            electors[1].is_leader(t0 + Duration::from_millis(500 * 119)),
+            "n2 took over"
+        );
         assert_eq!(lease.unwrap().holder.as_deref(), Some("n2"));
     }
 }

@@ -115,10 +115,25 @@ pub async fn run(
             }
             Ok(read) => {
                 let step = elector.decide(read.as_ref().map(record).as_ref(), started);
-                if let Some(lease) = written_lease(&elector, &name, &namespace, read.as_ref(), &step, Timestamp::now()) {
+                if let Some(lease) = written_lease(
+                    &elector,
+                    &name,
+                    &namespace,
+                    read.as_ref(),
+                    &step,
+                    Timestamp::now(),
+                ) {
                     let result = match step {
-                        Step::Create => timed("create the Lease", api.create(&PostParams::default(), &lease)).await,
-                        _ => timed("update the Lease", api.replace(&name, &PostParams::default(), &lease)).await,
+                        Step::Create => {
+                            timed("create the Lease", api.create(&PostParams::default(), &lease)).await
+                        }
+                        _ => {
+                            timed(
+                                "update the Lease",
+                                api.replace(&name, &PostParams::default(), &lease),
+                            )
+                            .await
+                        }
                     };
                     let outcome = match result {
                         Ok(_) => Outcome::Written,
@@ -166,7 +181,9 @@ async fn release(api: &Api<Lease>, name: &str, elector: &Elector) {
         };
         let r = record(&lease);
         let me = elector.identity();
-        if r.holder.as_deref() != Some(me.holder.as_str()) || r.instance.as_deref() != Some(me.instance.as_str()) {
+        if r.holder.as_deref() != Some(me.holder.as_str())
+            || r.instance.as_deref() != Some(me.instance.as_str())
+        {
             return Ok(());
         }
         if let Some(spec) = lease.spec.as_mut() {
@@ -176,12 +193,16 @@ async fn release(api: &Api<Lease>, name: &str, elector: &Elector) {
         if let Some(a) = lease.metadata.annotations.as_mut() {
             a.remove(INSTANCE_ANNOTATION);
         }
-        api.replace(name, &PostParams::default(), &lease).await.map(|_| ())
+        api.replace(name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
     })
     .await;
     match result {
         Ok(()) => tracing::info!(lease = %name, "lb-ipam: released the Lease"),
-        Err(e) => tracing::warn!(lease = %name, "lb-ipam: could not release the Lease ({e}); it expires instead"),
+        Err(e) => {
+            tracing::warn!(lease = %name, "lb-ipam: could not release the Lease ({e}); it expires instead")
+        }
     }
 }
 
@@ -219,7 +240,11 @@ mod tests {
         let taken = written_lease(&e, "caracal-lb-ipam", "kube-system", Some(&theirs), &step, now).unwrap();
         let r = record(&taken);
         assert_eq!((r.holder.as_deref(), r.transitions), (Some("node-1"), 5));
-        assert_eq!(r.resource_version.as_deref(), Some("77"), "replaced at the version read");
+        assert_eq!(
+            r.resource_version.as_deref(),
+            Some("77"),
+            "replaced at the version read"
+        );
         assert!(written_lease(&e, "l", "ns", Some(&theirs), &Step::Wait, now).is_none());
     }
 }

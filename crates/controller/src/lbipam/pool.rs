@@ -49,7 +49,10 @@ pub enum PoolState {
     /// The spec is wrong; the message names the field.
     Invalid(String),
     /// It overlaps an older pool (named), which keeps the range.
-    Conflict { with: String, message: String },
+    Conflict {
+        with: String,
+        message: String,
+    },
 }
 
 /// One pool, checked.
@@ -81,7 +84,9 @@ impl Pool {
             let net = match parse_net(text) {
                 Some(net) => net,
                 None => {
-                    errors.push(format!("spec.cidrs[{i}]: {text:?} is not an IPv4 or IPv6 CIDR or address"));
+                    errors.push(format!(
+                        "spec.cidrs[{i}]: {text:?} is not an IPv4 or IPv6 CIDR or address"
+                    ));
                     continue;
                 }
             };
@@ -271,7 +276,11 @@ fn to_u128(ip: &IpAddr) -> u128 {
 
 fn from_u128(a: u128, family: Family) -> IpAddr {
     match family {
-        Family::V4 => IpAddr::V4(u32::try_from(a).expect("an IPv4 network holds 32-bit addresses").into()),
+        Family::V4 => IpAddr::V4(
+            u32::try_from(a)
+                .expect("an IPv4 network holds 32-bit addresses")
+                .into(),
+        ),
         Family::V6 => IpAddr::V6(a.into()),
     }
 }
@@ -298,8 +307,14 @@ mod tests {
         let cases = [
             ("{cidrs: []}", "spec.cidrs: at least one CIDR"),
             ("{cidrs: [10.0.0.0/24, bogus]}", "spec.cidrs[1]: \"bogus\" is not"),
-            ("{cidrs: [10.0.0.5/24]}", "spec.cidrs[0]: 10.0.0.5/24 has host bits set (the network is 10.0.0.0/24)"),
-            ("{cidrs: [10.0.0.0/24, 10.0.0.128/25]}", "spec.cidrs[1]: 10.0.0.128/25 overlaps spec.cidrs[0] 10.0.0.0/24"),
+            (
+                "{cidrs: [10.0.0.5/24]}",
+                "spec.cidrs[0]: 10.0.0.5/24 has host bits set (the network is 10.0.0.0/24)",
+            ),
+            (
+                "{cidrs: [10.0.0.0/24, 10.0.0.128/25]}",
+                "spec.cidrs[1]: 10.0.0.128/25 overlaps spec.cidrs[0] 10.0.0.0/24",
+            ),
             (
                 "{cidrs: [10.0.0.0/24], serviceSelector: {matchExpressions: [{key: a, operator: Is}]}}",
                 "spec.serviceSelector: matchExpressions[0]: unknown operator",
@@ -328,14 +343,20 @@ mod tests {
         let older = pool("zeta", 1, "{cidrs: [10.0.0.0/24]}");
         let newer = pool("alpha", 2, "{cidrs: ['2001:db8::/64', 10.0.0.128/25]}");
         let apart = pool("beta", 3, "{cidrs: [10.0.1.0/24]}");
-        for list in [vec![older.clone(), newer.clone(), apart.clone()], vec![apart, newer, older]] {
+        for list in [
+            vec![older.clone(), newer.clone(), apart.clone()],
+            vec![apart, newer, older],
+        ] {
             let pools = check_pools(&list);
             assert_eq!(pools["zeta"].state, PoolState::Usable);
             assert_eq!(pools["beta"].state, PoolState::Usable);
             match &pools["alpha"].state {
                 PoolState::Conflict { with, message } => {
                     assert_eq!(with, "zeta");
-                    assert!(message.contains("10.0.0.128/25 overlaps 10.0.0.0/24 of the older pool zeta"), "{message}");
+                    assert!(
+                        message.contains("10.0.0.128/25 overlaps 10.0.0.0/24 of the older pool zeta"),
+                        "{message}"
+                    );
                 }
                 other => panic!("{other:?}"),
             }
@@ -349,7 +370,10 @@ mod tests {
         let pools = check_pools(&[bad, good]);
         assert_eq!(pools["b"].state, PoolState::Usable);
         assert!(matches!(pools["a"].state, PoolState::Invalid(_)));
-        assert!(pools["a"].contains(&ip("10.0.0.1")), "its parseable CIDRs still count for keeping");
+        assert!(
+            pools["a"].contains(&ip("10.0.0.1")),
+            "its parseable CIDRs still count for keeping"
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub fn pool_status(
         ),
         PoolState::Conflict { message, .. } => (
             ("True", "Valid", String::new()),
-            ("True", "Overlap", format!("{message}; this pool hands out no addresses")),
+            (
+                "True",
+                "Overlap",
+                format!("{message}; this pool hands out no addresses"),
+            ),
         ),
     };
     let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
@@ -136,7 +140,11 @@ mod tests {
     fn conditions_for_each_state() {
         let cases = [
             (PoolState::Usable, ("True", "Valid"), ("False", "NoOverlap")),
-            (PoolState::Invalid("spec.cidrs[0]: x".into()), ("False", "InvalidSpec"), ("False", "NoOverlap")),
+            (
+                PoolState::Invalid("spec.cidrs[0]: x".into()),
+                ("False", "InvalidSpec"),
+                ("False", "NoOverlap"),
+            ),
             (
                 PoolState::Conflict {
                     with: "old".into(),
@@ -149,12 +157,25 @@ mod tests {
         for (state, valid, conflict) in cases {
             let s = pool_status(&report(state.clone()), None, Some(2), t(10));
             let c = |ty: &str| s.conditions.iter().find(|c| c.type_ == ty).unwrap().clone();
-            assert_eq!((c(VALID).status.as_str(), c(VALID).reason.as_str()), valid, "{state:?}");
-            assert_eq!((c(CONFLICT).status.as_str(), c(CONFLICT).reason.as_str()), conflict, "{state:?}");
+            assert_eq!(
+                (c(VALID).status.as_str(), c(VALID).reason.as_str()),
+                valid,
+                "{state:?}"
+            );
+            assert_eq!(
+                (c(CONFLICT).status.as_str(), c(CONFLICT).reason.as_str()),
+                conflict,
+                "{state:?}"
+            );
             assert_eq!(c(VALID).observed_generation, Some(2));
             assert_eq!((s.total, s.used, s.available), (256, 3, 253));
         }
-        let s = pool_status(&report(PoolState::Invalid("spec.cidrs[0]: bad".into())), None, None, t(1));
+        let s = pool_status(
+            &report(PoolState::Invalid("spec.cidrs[0]: bad".into())),
+            None,
+            None,
+            t(1),
+        );
         assert_eq!(s.conditions[0].message, "spec.cidrs[0]: bad");
     }
 
@@ -168,7 +189,11 @@ mod tests {
             message: "m".into(),
         };
         let changed = pool_status(&report(conflict), Some(&first), Some(1), t(99));
-        assert_eq!(changed.conditions[0].last_transition_time, Time(t(10)), "Valid did not change");
+        assert_eq!(
+            changed.conditions[0].last_transition_time,
+            Time(t(10)),
+            "Valid did not change"
+        );
         assert_eq!(changed.conditions[1].last_transition_time, Time(t(99)));
     }
 
@@ -203,6 +228,10 @@ mod tests {
         assert!(said.news(&[]).is_empty());
         assert_eq!(said.news(std::slice::from_ref(&warn)).len(), 1, "back again");
         said.forget(&warn);
-        assert_eq!(said.news(std::slice::from_ref(&warn)).len(), 1, "not written: try again");
+        assert_eq!(
+            said.news(std::slice::from_ref(&warn)).len(),
+            1,
+            "not written: try again"
+        );
     }
 }

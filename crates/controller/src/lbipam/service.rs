@@ -170,8 +170,14 @@ mod tests {
     fn ownership_by_type_and_class() {
         let cases = [
             ("{type: LoadBalancer}", Owner::Caracal),
-            ("{type: LoadBalancer, loadBalancerClass: caracal.dev/lb}", Owner::Caracal),
-            ("{type: LoadBalancer, loadBalancerClass: metallb.io/metallb}", Owner::Other),
+            (
+                "{type: LoadBalancer, loadBalancerClass: caracal.dev/lb}",
+                Owner::Caracal,
+            ),
+            (
+                "{type: LoadBalancer, loadBalancerClass: metallb.io/metallb}",
+                Owner::Other,
+            ),
             ("{type: ClusterIP}", Owner::NotLoadBalancer),
             ("{}", Owner::NotLoadBalancer),
         ];
@@ -192,7 +198,13 @@ status: {loadBalancer: {ingress: [{ip: '2001:db8::1'}, {hostname: lb.example}, {
         assert_eq!(v.key.to_string(), "shop/web");
         assert_eq!(v.families, vec![Family::V6, Family::V4]);
         assert!(v.prefer_dual_stack);
-        assert_eq!(v.current, vec!["2001:db8::1".parse::<IpAddr>().unwrap(), "192.0.2.1".parse().unwrap()]);
+        assert_eq!(
+            v.current,
+            vec![
+                "2001:db8::1".parse::<IpAddr>().unwrap(),
+                "192.0.2.1".parse().unwrap()
+            ]
+        );
         assert_eq!(v.labels["app"], "web");
         assert_eq!(v.labels["io.kubernetes.service.namespace"], "shop");
         assert_eq!(v.labels["io.kubernetes.service.name"], "web");

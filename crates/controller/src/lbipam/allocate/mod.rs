@@ -126,7 +126,11 @@ impl Run<'_> {
                 continue;
             }
             if let Some(first) = self.holds(s, family) {
-                self.release(s, ip, format!("the Service already holds {first}, one address per family"));
+                self.release(
+                    s,
+                    ip,
+                    format!("the Service already holds {first}, one address per family"),
+                );
                 continue;
             }
             if let Err(why) = self.may_keep(s, &ip) {
@@ -170,7 +174,11 @@ impl Run<'_> {
         let requested = match &s.requested {
             Ok(r) => r.clone(),
             Err(why) => {
-                self.warn(s, reason::INVALID_REQUEST, format!("{why}; no address is assigned or changed"));
+                self.warn(
+                    s,
+                    reason::INVALID_REQUEST,
+                    format!("{why}; no address is assigned or changed"),
+                );
                 return;
             }
         };
@@ -180,7 +188,10 @@ impl Run<'_> {
                 self.warn(
                     s,
                     reason::REQUESTED_FAMILY,
-                    format!("{ip} is requested but {} is not in spec.ipFamilies", family.name()),
+                    format!(
+                        "{ip} is requested but {} is not in spec.ipFamilies",
+                        family.name()
+                    ),
                 );
                 continue;
             }
@@ -190,7 +201,11 @@ impl Run<'_> {
             }
             let keeps = had.map(|h| format!("; it keeps {h}")).unwrap_or_default();
             if let Some(other) = self.holder.get(&ip).cloned() {
-                self.warn(s, reason::REQUESTED_IN_USE, format!("requested {ip} is held by {other}{keeps}"));
+                self.warn(
+                    s,
+                    reason::REQUESTED_IN_USE,
+                    format!("requested {ip} is held by {other}{keeps}"),
+                );
                 continue;
             }
             match self.may_hand_out(s, &ip) {
@@ -218,9 +233,15 @@ impl Run<'_> {
             if let Some(why) = p.why_not_allocating() {
                 why_not.push(why);
             } else if !p.selects(&s.labels) {
-                why_not.push(format!("pool {}'s serviceSelector does not select this Service", p.name));
+                why_not.push(format!(
+                    "pool {}'s serviceSelector does not select this Service",
+                    p.name
+                ));
             } else if !p.may_hand_out(ip) {
-                why_not.push(format!("pool {} avoids addresses ending in .0 and .255 (avoidBuggyIPs)", p.name));
+                why_not.push(format!(
+                    "pool {} avoids addresses ending in .0 and .255 (avoidBuggyIPs)",
+                    p.name
+                ));
             } else {
                 return Ok(());
             }
@@ -279,9 +300,15 @@ impl Run<'_> {
             if let Some(w) = p.why_not_allocating() {
                 why.push(w);
             } else if !p.auto_assign {
-                why.push(format!("pool {} only hands out requested addresses (autoAssign: false)", p.name));
+                why.push(format!(
+                    "pool {} only hands out requested addresses (autoAssign: false)",
+                    p.name
+                ));
             } else if !p.selects(&s.labels) {
-                why.push(format!("pool {}'s serviceSelector does not select this Service", p.name));
+                why.push(format!(
+                    "pool {}'s serviceSelector does not select this Service",
+                    p.name
+                ));
             }
         }
         let detail = if why.is_empty() {
@@ -297,7 +324,11 @@ impl Run<'_> {
 }
 
 fn names(pools: &[&Pool]) -> String {
-    pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+    pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs the three passes over every Service; see the module documentation.
@@ -316,7 +347,11 @@ pub fn allocate(pools: &BTreeMap<String, Pool>, services: &[ServiceView]) -> Pla
             run.holder.entry(*ip).or_insert_with(|| s.key.clone());
         }
     }
-    let ours: Vec<&ServiceView> = order.iter().copied().filter(|s| s.owner == Owner::Caracal).collect();
+    let ours: Vec<&ServiceView> = order
+        .iter()
+        .copied()
+        .filter(|s| s.owner == Owner::Caracal)
+        .collect();
     for s in &ours {
         run.keep(s);
     }
@@ -351,8 +386,11 @@ pub fn allocate(pools: &BTreeMap<String, Pool>, services: &[ServiceView]) -> Pla
     }
     // Services that stopped being LoadBalancers give back what they hold from a pool.
     for s in order.iter().filter(|s| s.owner == Owner::NotLoadBalancer) {
-        let (gone, kept): (Vec<IpAddr>, Vec<IpAddr>) =
-            s.current.iter().copied().partition(|ip| pools.values().any(|p| p.contains(ip)));
+        let (gone, kept): (Vec<IpAddr>, Vec<IpAddr>) = s
+            .current
+            .iter()
+            .copied()
+            .partition(|ip| pools.values().any(|p| p.contains(ip)));
         for ip in &gone {
             run.release(s, *ip, "the Service is no longer of type LoadBalancer".into());
         }
@@ -384,7 +422,10 @@ pub fn allocate(pools: &BTreeMap<String, Pool>, services: &[ServiceView]) -> Pla
         let total = p.size();
         let used = taken.iter().filter(|ip| p.contains(ip)).count() as u128;
         let available = if p.allocates() {
-            let used_allocatable = taken.iter().filter(|ip| p.contains(ip) && p.may_hand_out(ip)).count() as u128;
+            let used_allocatable = taken
+                .iter()
+                .filter(|ip| p.contains(ip) && p.may_hand_out(ip))
+                .count() as u128;
             total.saturating_sub(used_allocatable)
         } else {
             0
