@@ -156,17 +156,17 @@ async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
                         "lb-ipam: reconciled"
                     );
                 }
-                r.conflicts > 0
+                if r.conflicts > 0 { Retry::Soon } else { Retry::No }
             }
             Err(e) => {
-                tracing::warn!("lb-ipam: reconcile failed, retrying: {e:#}");
-                true
+                tracing::warn!("lb-ipam: reconcile failed, retrying in 5 s: {e:#}");
+                Retry::Later
             }
         };
-        let wait = if retry {
-            Duration::from_secs(1)
-        } else {
-            settings.resync
+        let wait = match retry {
+            Retry::No => settings.resync,
+            Retry::Soon => Duration::from_secs(1),
+            Retry::Later => Duration::from_secs(5),
         };
         // The next trigger, then whatever else arrives within the debounce.
         tokio::select! {
@@ -188,6 +188,16 @@ async fn lead(client: &Client, recorder: &Recorder, settings: &Settings) {
             }
         }
     }
+}
+
+/// When to reconcile again without a trigger.
+enum Retry {
+    /// At the resync.
+    No,
+    /// A write met a changed Service: in a second.
+    Soon,
+    /// The lists failed (API server away, CRD missing): in five.
+    Later,
 }
 
 /// What one reconcile did.

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use super::election::{Elector, INSTANCE_ANNOTATION, LeaseRecord, Outcome, Step};
 use crate::agent::health::LoopHealth;
 
-/// Every API call of the election gives up after this long, so a hung request cannot keep a
-/// leader believing it leads.
-const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// Every API call of the election gives up after this long: a read and a write fit in the
+/// slack between the renew period (5 s) and the renew deadline (10 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The parts of a Lease the election looks at.
 pub fn record(lease: &Lease) -> LeaseRecord {
@@ -78,16 +78,24 @@ pub fn written_lease(
     Some(lease)
 }
 
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+/// Why an API call of the election failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum CallError {
+    /// 409: someone else wrote first.
+    #[error("409 Conflict: the Lease changed meanwhile")]
+    Conflict,
+    #[error("{0}")]
+    Other(String),
 }
 
-async fn timed<T>(what: &str, f: impl Future<Output = kube::Result<T>>) -> Result<T, String> {
+async fn timed<T>(what: &str, f: impl Future<Output = kube::Result<T>>) -> Result<T, CallError> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if is_conflict(&e) => Err("409".into()),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
+        Ok(Err(kube::Error::Api(s))) if s.code == 409 => Err(CallError::Conflict),
+        Ok(Err(e)) => Err(CallError::Other(format!("{what}: {e}"))),
+        Err(_) => Err(CallError::Other(format!(
+            "{what}: no answer within {CALL_TIMEOUT:?}"
+        ))),
     }
 }
 
@@ -103,62 +111,60 @@ pub async fn run(
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let mut last_error = String::new();
+    let mut log_error = |e: String| {
+        if e != last_error {
+            tracing::warn!(lease = %name, %namespace, "lb-ipam election: {e}");
+            last_error = e;
+        }
+    };
+    let publish = |elector: &Elector| {
+        let leading = elector.is_leader(Instant::now());
+        leader.send_if_modified(|l| {
+            let changed = *l != leading;
+            if changed {
+                tracing::info!(lease = %name, holder = %elector.identity().holder, leading, "lb-ipam leadership changed");
+            }
+            *l = leading;
+            changed
+        });
+    };
     loop {
         health.beat();
+        // Before the calls too: a leader whose deadline passed while it slept stops now, not
+        // after requests that may take CALL_TIMEOUT each.
+        publish(&elector);
         let started = Instant::now();
         match timed("read the Lease", api.get_opt(&name)).await {
-            Err(e) => {
-                if e != last_error {
-                    tracing::warn!(lease = %name, %namespace, "lb-ipam election: {e}");
-                    last_error = e;
-                }
-            }
+            Err(CallError::Conflict) => {}
+            Err(CallError::Other(e)) => log_error(e),
             Ok(read) => {
                 let step = elector.decide(read.as_ref().map(record).as_ref(), started);
-                if let Some(lease) = written_lease(
+                let lease = written_lease(
                     &elector,
                     &name,
                     &namespace,
                     read.as_ref(),
                     &step,
                     Timestamp::now(),
-                ) {
+                );
+                if let Some(lease) = lease {
+                    let pp = PostParams::default();
                     let result = match step {
-                        Step::Create => {
-                            timed("create the Lease", api.create(&PostParams::default(), &lease)).await
-                        }
-                        _ => {
-                            timed(
-                                "update the Lease",
-                                api.replace(&name, &PostParams::default(), &lease),
-                            )
-                            .await
-                        }
+                        Step::Create => timed("create the Lease", api.create(&pp, &lease)).await,
+                        _ => timed("update the Lease", api.replace(&name, &pp, &lease)).await,
                     };
-                    let outcome = match result {
+                    elector.outcome(match result {
                         Ok(_) => Outcome::Written,
-                        Err(e) if e == "409" => Outcome::Conflict,
-                        Err(e) => {
-                            if e != last_error {
-                                tracing::warn!(lease = %name, %namespace, "lb-ipam election: {e}");
-                                last_error = e;
-                            }
+                        Err(CallError::Conflict) => Outcome::Conflict,
+                        Err(CallError::Other(e)) => {
+                            log_error(e);
                             Outcome::Failed
                         }
-                    };
-                    elector.outcome(outcome);
+                    });
                 }
             }
         }
-        let leading = elector.is_leader(Instant::now());
-        leader.send_if_modified(|l| {
-            let changed = *l != leading;
-            if changed {
-                tracing::info!(lease = %name, %namespace, holder = %elector.identity().holder, leading, "lb-ipam leadership changed");
-            }
-            *l = leading;
-            changed
-        });
+        publish(&elector);
         let wake = elector.next_wake(Instant::now());
         tokio::select! {
             _ = tokio::time::sleep(wake) => {}
