@@ -15,15 +15,14 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use k8s_openapi::{api::core::v1::Service, jiff::Timestamp};
+use k8s_openapi::{
+    api::{core::v1::Service, events::v1::Event as K8sEvent},
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client, Resource,
-    api::{ListParams, PartialObjectMeta, Patch, PatchParams},
-    runtime::{
-        WatchStreamExt,
-        events::{Event, EventType, Recorder, Reporter},
-        watcher,
-    },
+    api::{ListParams, PartialObjectMeta, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -104,13 +103,10 @@ pub async fn run(
         stop.clone(),
         health,
     ));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: super::REPORTER.into(),
-            instance: Some(settings.node.clone()),
-        },
-    );
+    let recorder = Recorder {
+        client: client.clone(),
+        instance: settings.node.clone(),
+    };
     loop {
         // Until we lead (or the election ends: we are stopping).
         if leader.wait_for(|l| *l).await.is_err() {
@@ -200,6 +196,14 @@ enum Retry {
     Later,
 }
 
+/// Writes Events (events.k8s.io/v1), each once: [`Said`] keeps repeats away, so there are no
+/// series to patch.
+struct Recorder {
+    client: Client,
+    /// The reporting instance: this node.
+    instance: String,
+}
+
 /// What one reconcile did.
 #[derive(Debug, Default)]
 struct Reconciled {
@@ -257,21 +261,12 @@ async fn reconcile(client: &Client, recorder: &Recorder, said: &mut Said) -> any
         let Some(svc) = by_key.get(&e.service) else {
             continue;
         };
-        let event = Event {
-            type_: if e.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.to_string(),
-            note: Some(e.message.clone()),
-            action: "AllocateLoadBalancerIP".into(),
-            secondary: None,
-        };
         if e.warning {
             tracing::warn!(service = %e.service, reason = e.reason, "lb-ipam: {}", e.message);
         }
-        if let Err(err) = recorder.publish(&event, &svc.object_ref(&())).await {
+        let event = report::event_object(e, svc.object_ref(&()), &recorder.instance, Timestamp::now());
+        let api = Api::<K8sEvent>::namespaced(recorder.client.clone(), &e.service.namespace);
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(service = %e.service, "lb-ipam: could not write an Event ({}): {err}", e.reason);
             said.forget(e);
         }

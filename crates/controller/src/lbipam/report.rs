@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    api::{core::v1::ObjectReference, events::v1::Event},
+    apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, ObjectMeta, Time},
     jiff::Timestamp,
 };
 
 use super::{
+    REPORTER,
     allocate::{PoolReport, ServiceEvent},
     crd::LoadBalancerPoolStatus,
     pool::PoolState,
@@ -117,6 +119,26 @@ impl Said {
     }
 }
 
+/// The Event object for one finding about a Service (`regarding`), in the Service's namespace.
+pub fn event_object(e: &ServiceEvent, regarding: ObjectReference, instance: &str, now: Timestamp) -> Event {
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", e.service.name, now.as_nanosecond())),
+            namespace: Some(e.service.namespace.clone()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(now)),
+        type_: Some(if e.warning { "Warning" } else { "Normal" }.to_string()),
+        reason: Some(e.reason.to_string()),
+        note: Some(e.message.clone()),
+        action: Some("AllocateLoadBalancerIP".to_string()),
+        reporting_controller: Some(REPORTER.to_string()),
+        reporting_instance: Some(instance.to_string()),
+        regarding: Some(regarding),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +224,35 @@ mod tests {
         let mut r = report(PoolState::Usable);
         r.total = u128::MAX;
         assert_eq!(pool_status(&r, None, None, t(1)).total, i64::MAX);
+    }
+
+    #[test]
+    fn events_name_the_service_reason_note_and_reporter() {
+        let e = ServiceEvent {
+            service: ServiceKey {
+                namespace: "shop".into(),
+                name: "web".into(),
+            },
+            warning: true,
+            reason: reason::EXHAUSTED,
+            message: "no free IPv4 address".into(),
+        };
+        let regarding = ObjectReference {
+            kind: Some("Service".into()),
+            name: Some("web".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        };
+        let ev = event_object(&e, regarding.clone(), "node-1", t(5));
+        assert_eq!(ev.metadata.namespace.as_deref(), Some("shop"));
+        assert!(ev.metadata.name.as_deref().unwrap().starts_with("web."));
+        assert_eq!(ev.type_.as_deref(), Some("Warning"));
+        assert_eq!(ev.reason.as_deref(), Some("PoolExhausted"));
+        assert_eq!(ev.note.as_deref(), Some("no free IPv4 address"));
+        assert_eq!(ev.reporting_controller.as_deref(), Some("caracal.dev/lb-ipam"));
+        assert_eq!(ev.reporting_instance.as_deref(), Some("node-1"));
+        assert_eq!(ev.regarding, Some(regarding));
+        assert!(ev.event_time.is_some(), "events.k8s.io/v1 requires eventTime");
     }
 
     #[test]
