@@ -100,9 +100,9 @@ async fn start_agent(api: &KubeApi, node: &str) -> Agent {
         // Short, so the takeover after a leader's crash fits a test; the order of the
         // periods is the DaemonSet's.
         timing: Timing {
-            lease_duration: Duration::from_secs(3),
-            renew_deadline: Duration::from_secs(2),
-            renew_every: Duration::from_millis(500),
+            lease_duration: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(3),
+            renew_every: Duration::from_millis(1000),
             retry_every: Duration::from_millis(300),
         },
         debounce: Duration::from_millis(50),
@@ -121,6 +121,10 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("caracal=info")
+        .with_test_writer()
+        .try_init();
     let Some(api) = KubeApi::start().await.expect("start etcd and kube-apiserver") else {
         return;
     };
@@ -204,6 +208,27 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
         .await;
     let note = eventually("PoolExhausted", wait, || warning(&events, "c3", "PoolExhausted")).await;
     assert!(note.contains("pool main"), "{note}");
+    // Only the leader acted: every Event so far is its.
+    let reporters: std::collections::BTreeSet<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some(lbipam::REPORTER))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    let transitions = leases
+        .get(lbipam::LEASE_NAME)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.lease_transitions);
+    assert_eq!(
+        reporters,
+        [first.clone()].into(),
+        "events by one agent only (lease transitions: {transitions:?})"
+    );
     let before = addresses(&services).await;
     assert!(before["c3"].is_empty() && before["dup"].is_empty(), "{before:?}");
 
@@ -260,7 +285,7 @@ async fn one_elected_agent_assigns_keeps_and_explains_load_balancer_addresses() 
     })
     .await;
     assert!(
-        takeover.elapsed() < Duration::from_secs(3),
+        takeover.elapsed() < Duration::from_secs(5),
         "released, not expired: {:?}",
         takeover.elapsed()
     );
