@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
-use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
+use crate::control::{self, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status};
 use crate::fsm::{DownReason, Event, FsmConfig, State};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
@@ -716,7 +716,13 @@ impl Core {
             .iter()
             .map(|r| RouteStatus::new(r, self.rib.peer_address(r.peer)))
             .collect();
-        Routes { routes }
+        let rejected = self
+            .rib
+            .rejected()
+            .iter()
+            .map(|r| RejectedStatus::new(r, self.rib.peer_address(r.peer)))
+            .collect();
+        Routes { routes, rejected }
     }
 
     fn reload(&mut self, new: SpeakerConfig) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::tables::Batch;
-use super::{ImportOutcome, LOCAL, PeerIdx, PeerPolicy, Rib, RouteAttrs};
+use super::{ImportOutcome, LOCAL, PeerIdx, PeerPolicy, RejectReason, Rib, RouteAttrs};
 use crate::wire::{Action, AsPath, Origin, PathAttributes, Update};
 
 impl Rib {
@@ -71,25 +71,19 @@ impl Rib {
                 .map(IpNet::V4)
                 .chain(reach)
                 .chain(unreach);
-            for prefix in all {
-                if let Some(p) = self.peer_mut(peer) {
-                    p.rejected.remove(&prefix);
-                }
-                self.set_path(&mut batch, peer, prefix, None);
-            }
+            self.withdraw_prefixes(&mut batch, peer, all);
             self.finish(batch);
             return outcome;
         }
-        let reject_reason = self.loops(&policy, &attributes);
+        let looped = self.loops(&policy, &attributes);
 
-        for w in withdrawn {
-            self.set_path(&mut batch, peer, IpNet::V4(w), None);
-        }
-        if let Some(u) = mp_unreach {
-            for w in u.withdrawn {
-                self.set_path(&mut batch, peer, w, None);
-            }
-        }
+        // A withdrawn route is no longer received, whether it was accepted or rejected.
+        let unreach = mp_unreach.map(|u| u.withdrawn).unwrap_or_default();
+        self.withdraw_prefixes(
+            &mut batch,
+            peer,
+            withdrawn.into_iter().map(IpNet::V4).chain(unreach),
+        );
 
         let has_v4 = !nlri.is_empty();
         let has_mp = mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty());
@@ -102,15 +96,16 @@ impl Rib {
                 attributes.cluster_list.clear();
             }
             let next_hop_v4 = attributes.next_hop.take();
-            let v4_attrs = match next_hop_v4 {
-                Some(nh) if has_v4 && !reject_reason && !own.contains(&IpAddr::V4(nh)) => {
-                    Some(self.interner.intern(RouteAttrs {
+            let v4_attrs = match (looped, next_hop_v4) {
+                (Some(reason), _) => Err(reason),
+                (None, Some(nh)) if has_v4 && !own.contains(&IpAddr::V4(nh)) => {
+                    Ok(self.interner.intern(RouteAttrs {
                         attrs: attributes.clone(),
                         next_hop: IpAddr::V4(nh),
                         link_local: None,
                     }))
                 }
-                _ => None,
+                (None, _) => Err(RejectReason::NoNextHop),
             };
             // RFC 4271 §6.3: a NEXT_HOP that is our own address is semantically incorrect; the
             // route is ignored (withdrawn, as the peer's earlier one must not linger), and the
@@ -120,33 +115,34 @@ impl Rib {
                 .filter(|nh| has_v4 && own.contains(nh));
             if let Some(nh) = v4_own {
                 outcome.own_next_hop = Some(nh);
-                self.withdraw_ignored(&mut batch, peer, nlri.into_iter().map(IpNet::V4));
+                self.withdraw_prefixes(&mut batch, peer, nlri.into_iter().map(IpNet::V4));
             } else {
                 for prefix in nlri {
                     let prefix = IpNet::V4(prefix);
-                    let accepted = v4_attrs.is_some() && policy.import.accepts(&prefix);
-                    self.import_one(&mut batch, peer, prefix, v4_attrs.as_ref().filter(|_| accepted));
+                    let verdict = import_verdict(&policy, &prefix, &v4_attrs);
+                    self.import_one(&mut batch, peer, prefix, verdict);
                 }
             }
             if let Some(reach) = mp_reach {
                 let (nh, ll) = split_next_hops(&reach.next_hops);
                 if let Some(nh) = nh.filter(|nh| !reach.nlri.is_empty() && own.contains(nh)) {
                     outcome.own_next_hop = Some(nh);
-                    self.withdraw_ignored(&mut batch, peer, reach.nlri.into_iter());
+                    self.withdraw_prefixes(&mut batch, peer, reach.nlri.into_iter());
                     self.finish_import(peer, batch, &mut outcome);
                     return outcome;
                 }
-                let attrs = match nh {
-                    Some(nh) if !reject_reason => Some(self.interner.intern(RouteAttrs {
+                let attrs = match (looped, nh) {
+                    (Some(reason), _) => Err(reason),
+                    (None, Some(nh)) => Ok(self.interner.intern(RouteAttrs {
                         attrs: attributes,
                         next_hop: nh,
                         link_local: ll,
                     })),
-                    _ => None,
+                    (None, None) => Err(RejectReason::NoNextHop),
                 };
                 for prefix in reach.nlri {
-                    let accepted = attrs.is_some() && policy.import.accepts(&prefix);
-                    self.import_one(&mut batch, peer, prefix, attrs.as_ref().filter(|_| accepted));
+                    let verdict = import_verdict(&policy, &prefix, &attrs);
+                    self.import_one(&mut batch, peer, prefix, verdict);
                 }
             }
         }
@@ -166,10 +162,13 @@ impl Rib {
         }
     }
 
-    /// Withdraws `peer`'s paths for prefixes whose announcement was ignored.
-    fn withdraw_ignored(&mut self, batch: &mut Batch, peer: PeerIdx, prefixes: impl Iterator<Item = IpNet>) {
+    /// Withdraws `peer`'s paths for prefixes withdrawn or whose announcement was ignored, and
+    /// forgets their rejection.
+    fn withdraw_prefixes(&mut self, batch: &mut Batch, peer: PeerIdx, prefixes: impl Iterator<Item = IpNet>) {
         for prefix in prefixes {
-            if let Some(p) = self.peer_mut(peer) {
+            if let Some(p) = self.peer_mut(peer)
+                && !p.rejected.is_empty()
+            {
                 p.rejected.remove(&prefix);
             }
             self.set_path(batch, peer, prefix, None);
@@ -181,25 +180,25 @@ impl Rib {
         batch: &mut Batch,
         peer: PeerIdx,
         prefix: IpNet,
-        attrs: Option<&Arc<RouteAttrs>>,
+        verdict: Result<&Arc<RouteAttrs>, RejectReason>,
     ) {
         let p = self.peers[peer as usize].as_mut().expect("peer exists");
-        match attrs {
-            Some(_) => {
+        match verdict {
+            Ok(_) => {
                 if !p.rejected.is_empty() {
                     p.rejected.remove(&prefix);
                 }
             }
-            None => {
-                p.rejected.insert(prefix);
+            Err(reason) => {
+                p.rejected.insert(prefix, reason);
             }
         }
-        self.set_path(batch, peer, prefix, attrs.cloned());
+        self.set_path(batch, peer, prefix, verdict.ok().cloned());
     }
 
     /// Loop detection: our AS in an eBGP AS_PATH (RFC 4271 §9.1.2), our router ID as
     /// ORIGINATOR_ID or our cluster ID in CLUSTER_LIST (RFC 4456 §8).
-    fn loops(&self, policy: &PeerPolicy, attrs: &PathAttributes) -> bool {
+    fn loops(&self, policy: &PeerPolicy, attrs: &PathAttributes) -> Option<RejectReason> {
         if !policy.ibgp()
             && let Some(path) = &attrs.as_path
             && path.segments.iter().any(|s| {
@@ -208,17 +207,17 @@ impl Rib {
                     .any(|a| *a == policy.local_as || *a == self.config.local_as)
             })
         {
-            return true;
+            return Some(RejectReason::AsPathLoop);
         }
         if attrs.originator_id == Some(self.config.router_id) {
-            return true;
+            return Some(RejectReason::OriginatorIdLoop);
         }
         if let Some(cluster) = self.config.cluster_id
             && attrs.cluster_list.contains(&cluster)
         {
-            return true;
+            return Some(RejectReason::ClusterListLoop);
         }
-        false
+        None
     }
 
     /// Originates `prefix` from this speaker.
@@ -262,6 +261,20 @@ impl Rib {
         }
         out.sort();
         out
+    }
+}
+
+/// The attribute set `prefix` is stored with, or why it is rejected: the UPDATE's own verdict
+/// (a loop, no next hop) first, then the peer's import filter.
+fn import_verdict<'a>(
+    policy: &PeerPolicy,
+    prefix: &IpNet,
+    attrs: &'a Result<Arc<RouteAttrs>, RejectReason>,
+) -> Result<&'a Arc<RouteAttrs>, RejectReason> {
+    match attrs {
+        Ok(a) if policy.import.accepts(prefix) => Ok(a),
+        Ok(_) => Err(RejectReason::ImportFilter),
+        Err(reason) => Err(*reason),
     }
 }
 

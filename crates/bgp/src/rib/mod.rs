@@ -136,8 +136,8 @@ struct RibPeer {
     session: Option<SessionInfo>,
     /// Accepted paths in the tables from this peer (excluding stale ones).
     accepted: u64,
-    /// Prefixes received but rejected by import policy or loop detection.
-    rejected: HashSet<IpNet, Hasher>,
+    /// Prefixes received but rejected, with the reason.
+    rejected: Map<IpNet, RejectReason>,
     /// Adj-RIB-Out: what the peer has been sent.
     adj_out: Map<IpNet, Arc<RouteAttrs>>,
     /// Prefixes whose advertisement may have to change.
@@ -149,6 +149,48 @@ struct RibPeer {
     /// Families with stale paths from a previous session of this peer.
     stale: Vec<Family>,
     treatments: Treatments,
+}
+
+/// Why a received route was not taken into the Loc-RIB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Our AS in the AS_PATH of a route from another AS (RFC 4271 §9.1.2).
+    AsPathLoop,
+    /// Our router ID as ORIGINATOR_ID (RFC 4456 §8).
+    OriginatorIdLoop,
+    /// Our cluster ID in the CLUSTER_LIST (RFC 4456 §8).
+    ClusterListLoop,
+    /// The UPDATE gave no next hop for the route's family.
+    NoNextHop,
+    /// The peer's import filter denied the prefix.
+    ImportFilter,
+}
+
+impl RejectReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RejectReason::AsPathLoop => "our AS in the AS_PATH",
+            RejectReason::OriginatorIdLoop => "our router ID as ORIGINATOR_ID",
+            RejectReason::ClusterListLoop => "our cluster ID in the CLUSTER_LIST",
+            RejectReason::NoNextHop => "no next hop",
+            RejectReason::ImportFilter => "denied by the import filter",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A received route the RIB holds no path for, and why (`caracal bgp status --routes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectedRoute {
+    pub prefix: IpNet,
+    pub peer: PeerIdx,
+    pub reason: RejectReason,
 }
 
 /// Kind of a best-route change.

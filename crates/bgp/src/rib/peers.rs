@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::tables::{Batch, Paths, Pfx, Tables};
-use super::{Map, PeerCounters, PeerIdx, PeerPolicy, Rib, RibPeer, SessionInfo, Treatments};
+use super::{Map, PeerCounters, PeerIdx, PeerPolicy, RejectedRoute, Rib, RibPeer, SessionInfo, Treatments};
 use crate::wire::Family;
 
 impl Rib {
@@ -17,7 +17,7 @@ impl Rib {
             policy,
             session: None,
             accepted: 0,
-            rejected: HashSet::default(),
+            rejected: Map::default(),
             adj_out: Map::default(),
             dirty: HashSet::default(),
             dirty_all: false,
@@ -179,6 +179,25 @@ impl Rib {
                 p.dirty_all = true;
             }
         }
+    }
+
+    /// Every route received and rejected, with the reason, sorted by prefix then peer.
+    pub fn rejected(&self) -> Vec<RejectedRoute> {
+        let mut out: Vec<RejectedRoute> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as PeerIdx, p.as_ref()?)))
+            .flat_map(|(peer, p)| {
+                p.rejected.iter().map(move |(prefix, reason)| RejectedRoute {
+                    prefix: *prefix,
+                    peer,
+                    reason: *reason,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| (r.prefix, r.peer));
+        out
     }
 
     /// The peer's address, for status output.

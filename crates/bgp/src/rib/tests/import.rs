@@ -19,6 +19,10 @@ fn ebgp_route_with_our_as_in_path_is_rejected() {
             ..Default::default()
         }
     );
+    assert_eq!(
+        reasons(&rib),
+        vec![(net("10.9.0.0/24"), a, RejectReason::AsPathLoop)]
+    );
 }
 
 #[test]
@@ -35,6 +39,13 @@ fn reflected_route_with_our_originator_id_or_cluster_id_is_rejected() {
     y.cluster_list = vec![Ipv4Addr::new(9, 9, 9, 9)];
     rib.apply_update(a, announce(y, &["10.8.0.0/24"]), None);
     assert!(rib.is_empty());
+    assert_eq!(
+        reasons(&rib),
+        vec![
+            (net("10.8.0.0/24"), a, RejectReason::ClusterListLoop),
+            (net("10.9.0.0/24"), a, RejectReason::OriginatorIdLoop),
+        ]
+    );
 }
 
 #[test]
@@ -67,6 +78,51 @@ fn import_filter_rejects_and_a_later_rejection_withdraws() {
             ..Default::default()
         }
     );
+    assert_eq!(
+        reasons(&rib),
+        vec![
+            (net("10.9.0.0/16"), a, RejectReason::ImportFilter),
+            (net("192.168.0.0/24"), a, RejectReason::ImportFilter),
+        ]
+    );
+}
+
+#[test]
+fn a_rejected_route_keeps_its_latest_reason_until_accepted_or_withdrawn() {
+    let mut rib = rib();
+    let a = up(&mut rib, "10.0.0.2", 65002, 2);
+    let b = up(&mut rib, "10.0.0.3", 65003, 3);
+    rib.apply_update(
+        a,
+        announce(attrs(&[65002, 65001], "10.0.0.2"), &["10.9.0.0/24"]),
+        None,
+    );
+    rib.apply_update(
+        b,
+        announce(attrs(&[65003, 65001], "10.0.0.3"), &["10.9.0.0/24"]),
+        None,
+    );
+    assert_eq!(
+        reasons(&rib),
+        vec![
+            (net("10.9.0.0/24"), a, RejectReason::AsPathLoop),
+            (net("10.9.0.0/24"), b, RejectReason::AsPathLoop),
+        ]
+    );
+    let mut no_hop = attrs(&[65002], "10.0.0.2");
+    no_hop.next_hop = None;
+    rib.apply_update(a, announce(no_hop, &["10.9.0.0/24"]), None);
+    assert_eq!(reasons(&rib)[0], (net("10.9.0.0/24"), a, RejectReason::NoNextHop));
+    rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
+    assert_eq!(best_peer(&rib, "10.9.0.0/24"), Some(a));
+    assert_eq!(
+        reasons(&rib),
+        vec![(net("10.9.0.0/24"), b, RejectReason::AsPathLoop)]
+    );
+    // Withdrawing a rejected route forgets it: it is no longer received.
+    rib.apply_update(b, withdraw(&["10.9.0.0/24"]), None);
+    assert_eq!(reasons(&rib), vec![]);
+    assert_eq!(rib.counters(b).received, 0);
 }
 
 #[test]

@@ -96,6 +96,14 @@ fn sent(rib: &mut Rib, peer: PeerIdx) -> Vec<Update> {
     rib.take_updates(peer, 4096, false)
 }
 
+/// The RIB's rejected routes as (prefix, peer, reason).
+fn reasons(rib: &Rib) -> Vec<(IpNet, PeerIdx, RejectReason)> {
+    rib.rejected()
+        .into_iter()
+        .map(|r| (r.prefix, r.peer, r.reason))
+        .collect()
+}
+
 fn nlri_count(updates: &[Update]) -> usize {
     updates
         .iter()
