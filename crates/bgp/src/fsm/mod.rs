@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::gr;
 use crate::wire::{
-    AS_TRANS, Capability, Family, GracefulRestart, Notification, Open, cease, code, fsm_error, open_error,
+    AS_TRANS, Capability, Family, GracefulRestart, Notification, Open, code, fsm_error, open_error,
 };
 
 /// Hold time used in OpenSent, before the peer's OPEN sets the real one (RFC 4271 §8.2.2
@@ -299,36 +300,20 @@ impl Fsm {
         self.negotiated.as_ref().map(|n| n.peer_id)
     }
 
-    /// Both sides set the graceful-restart N bit (RFC 8538): a NOTIFICATION no longer ends
-    /// graceful restart by itself, so one meant to drop the routes must be a Hard Reset.
+    /// Both sides set the graceful-restart N bit (RFC 8538).
     fn notification_gr(&self) -> bool {
-        self.config
-            .graceful_restart
-            .as_ref()
-            .is_some_and(|g| g.notification)
-            && self
-                .negotiated
+        gr::notification_bit(
+            self.config.graceful_restart.as_ref(),
+            self.negotiated
                 .as_ref()
-                .and_then(|n| n.peer_graceful_restart.as_ref())
-                .is_some_and(|g| g.notification)
+                .and_then(|n| n.peer_graceful_restart.as_ref()),
+        )
     }
 
-    /// The Cease this speaker sends to stop a session: wrapped in a Hard Reset (6/9, the
-    /// original code, subcode and data in its data) when the N bit was exchanged and the
-    /// subcode is one RFC 8538 §5 says should clear the peer's routes (maximum prefixes,
-    /// administrative shutdown, peer de-configured); as it is otherwise.
+    /// The Cease this speaker sends to stop a session (a Hard Reset when it must clear the
+    /// peer's routes, [`gr::outgoing_cease`]).
     fn outgoing_cease(&self, subcode: u8, reason: Option<&str>) -> Notification {
-        let n = Notification::cease_with(subcode, reason);
-        let clears = [
-            cease::MAX_PREFIXES,
-            cease::ADMINISTRATIVE_SHUTDOWN,
-            cease::PEER_DECONFIGURED,
-        ];
-        if self.notification_gr() && clears.contains(&subcode) {
-            Notification::hard_reset(&n)
-        } else {
-            n
-        }
+        gr::outgoing_cease(self.notification_gr(), subcode, reason)
     }
 
     /// Feeds one event; returns what the driver must do, in order.

@@ -1,6 +1,7 @@
 //! The FSM tested event by event.
 
 use super::*;
+use crate::wire::cease;
 
 fn config() -> FsmConfig {
     FsmConfig {
