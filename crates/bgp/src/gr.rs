@@ -48,7 +48,7 @@
 use std::time::Duration;
 
 use crate::fsm::DownReason;
-use crate::wire::{Family, GracefulRestart, Notification, cease};
+use crate::wire::{CeaseSubcode, Family, GracefulRestart, Notification};
 
 /// How long a peer that came back may take to send End-of-RIB when it advertises no restart
 /// time of its own (RFC 4724 §4.2 leaves this "stale routes" time to the implementation).
@@ -262,14 +262,13 @@ pub fn notification_bit(ours: Option<&GracefulRestart>, theirs: Option<&Graceful
 /// code, subcode and data in its data) when the N bit was exchanged and the subcode is one RFC
 /// 8538 §5 says should clear the peer's routes (maximum prefixes, administrative shutdown, peer
 /// de-configured); as it is otherwise.
-pub fn outgoing_cease(notification_bit: bool, subcode: u8, reason: Option<&str>) -> Notification {
+pub fn outgoing_cease(notification_bit: bool, subcode: CeaseSubcode, reason: Option<&str>) -> Notification {
     let n = Notification::cease_with(subcode, reason);
-    let clears = [
-        cease::MAX_PREFIXES,
-        cease::ADMINISTRATIVE_SHUTDOWN,
-        cease::PEER_DECONFIGURED,
-    ];
-    if notification_bit && clears.contains(&subcode) {
+    let clears = matches!(
+        subcode,
+        CeaseSubcode::MaxPrefixes | CeaseSubcode::AdministrativeShutdown | CeaseSubcode::PeerDeconfigured
+    );
+    if notification_bit && clears {
         Notification::hard_reset(&n)
     } else {
         n
@@ -380,7 +379,7 @@ mod tests {
 
     #[test]
     fn notifications_and_hold_expiry_keep_the_routes_only_with_the_n_bit() {
-        let soft = Notification::cease(cease::ADMINISTRATIVE_RESET);
+        let soft = Notification::cease(CeaseSubcode::AdministrativeReset);
         let hard = Notification::hard_reset(&soft);
         let cases = [
             (DownReason::HoldTimerExpired, false, false),
@@ -462,11 +461,11 @@ mod tests {
     #[test]
     fn with_the_n_bit_a_stop_that_clears_routes_is_a_hard_reset() {
         let n = |sub| outgoing_cease(true, sub, None);
-        assert!(n(cease::ADMINISTRATIVE_SHUTDOWN).is_hard_reset());
-        assert!(n(cease::MAX_PREFIXES).is_hard_reset());
-        assert!(n(cease::PEER_DECONFIGURED).is_hard_reset());
-        assert!(!n(cease::OTHER_CONFIGURATION_CHANGE).is_hard_reset());
-        assert!(!outgoing_cease(false, cease::ADMINISTRATIVE_SHUTDOWN, None).is_hard_reset());
+        assert!(n(CeaseSubcode::AdministrativeShutdown).is_hard_reset());
+        assert!(n(CeaseSubcode::MaxPrefixes).is_hard_reset());
+        assert!(n(CeaseSubcode::PeerDeconfigured).is_hard_reset());
+        assert!(!n(CeaseSubcode::OtherConfigurationChange).is_hard_reset());
+        assert!(!outgoing_cease(false, CeaseSubcode::AdministrativeShutdown, None).is_hard_reset());
         assert!(notification_bit(Some(&cap(1, true)), Some(&cap(1, true))));
         assert!(!notification_bit(Some(&cap(1, true)), Some(&cap(1, false))));
         assert!(!notification_bit(None, Some(&cap(1, true))));

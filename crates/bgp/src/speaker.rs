@@ -26,7 +26,7 @@ use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
-use crate::wire::{Message, SessionOptions};
+use crate::wire::{CeaseSubcode, Message, SessionOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -502,7 +502,7 @@ impl Core {
     }
 
     /// Stops a session and forgets the peer (its routes are withdrawn).
-    fn remove_peer(&mut self, address: IpAddr, subcode: u8) {
+    fn remove_peer(&mut self, address: IpAddr, subcode: CeaseSubcode) {
         if let Some(p) = self.peers.remove(&address) {
             let _ = p.tx.send(ToSession::Event(Event::ManualStop {
                 subcode,
@@ -579,7 +579,7 @@ impl Core {
                 if exceeded {
                     tracing::warn!(peer = %ev.peer, "maximum prefixes exceeded");
                     let _ = p.tx.send(ToSession::Event(Event::AutomaticStop {
-                        subcode: crate::wire::cease::MAX_PREFIXES,
+                        subcode: CeaseSubcode::MaxPrefixes,
                     }));
                 }
             }
@@ -711,11 +711,11 @@ impl Core {
         let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
-                None => self.remove_peer(addr, crate::wire::cease::PEER_DECONFIGURED),
+                None => self.remove_peer(addr, CeaseSubcode::PeerDeconfigured),
                 Some(w) => {
                     let p = &self.peers[&addr];
                     if identity_changed || session_changed(&p.config, w) {
-                        self.remove_peer(addr, crate::wire::cease::OTHER_CONFIGURATION_CHANGE);
+                        self.remove_peer(addr, CeaseSubcode::OtherConfigurationChange);
                         self.add_peer(w.clone());
                     } else if p.config != *w {
                         let import_changed = p.config.import != w.import;
@@ -747,7 +747,7 @@ impl Core {
                 ToSession::Abort
             } else {
                 ToSession::Event(Event::ManualStop {
-                    subcode: crate::wire::cease::ADMINISTRATIVE_SHUTDOWN,
+                    subcode: CeaseSubcode::AdministrativeShutdown,
                     reason: Some("caracal shutting down".into()),
                 })
             };

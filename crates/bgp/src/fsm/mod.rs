@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::gr;
 use crate::wire::{
-    AS_TRANS, Capability, Family, GracefulRestart, Notification, Open, code, fsm_error, open_error,
+    AS_TRANS, Capability, CeaseSubcode, Family, FsmSubcode, GracefulRestart, Notification, Open, OpenSubcode,
 };
 
 /// Hold time used in OpenSent, before the peer's OPEN sets the real one (RFC 4271 §8.2.2
@@ -58,11 +58,14 @@ pub enum Event {
     /// [1] Start, connecting actively unless the peer is configured passive ([5]).
     ManualStart,
     /// [2] Stop, with the Cease subcode and an optional shutdown communication (RFC 9003).
-    ManualStop { subcode: u8, reason: Option<String> },
+    ManualStop {
+        subcode: CeaseSubcode,
+        reason: Option<String>,
+    },
     /// [3] Automatic start (used by the IdleHold restart).
     AutomaticStart,
     /// [8] Automatic stop, e.g. max-prefix exceeded (Cease 6/1).
-    AutomaticStop { subcode: u8 },
+    AutomaticStop { subcode: CeaseSubcode },
     /// [9]
     ConnectRetryTimerExpires,
     /// [10]
@@ -312,7 +315,7 @@ impl Fsm {
 
     /// The Cease this speaker sends to stop a session (a Hard Reset when it must clear the
     /// peer's routes, [`gr::outgoing_cease`]).
-    fn outgoing_cease(&self, subcode: u8, reason: Option<&str>) -> Notification {
+    fn outgoing_cease(&self, subcode: CeaseSubcode, reason: Option<&str>) -> Notification {
         gr::outgoing_cease(self.notification_gr(), subcode, reason)
     }
 
@@ -431,7 +434,7 @@ impl Fsm {
             }
 
             (S::OpenSent | S::OpenConfirm | S::Established, E::HoldTimerExpires) => {
-                let n = notification(code::HOLD_TIMER_EXPIRED, 0);
+                let n = Notification::hold_timer_expired();
                 out.push(Action::SendNotification(n));
                 out.push(Action::CloseConnection);
                 self.connect_retry_counter += 1;
@@ -465,8 +468,7 @@ impl Fsm {
                 // A second connection: the driver runs collision detection on its own FSM.
             }
             (S::OpenConfirm | S::Established, E::ConnectRetryTimerExpires | E::DelayOpenTimerExpires) => {
-                let sub = fsm_subcode(self.state);
-                self.fail(&mut out, notification(code::FSM, sub));
+                self.fail(&mut out, unexpected_in(self.state));
             }
             (S::OpenSent, E::ConnectRetryTimerExpires | E::DelayOpenTimerExpires) => {}
 
@@ -498,8 +500,7 @@ impl Fsm {
                 E::KeepAliveMsg | E::UpdateMsg | E::RouteRefresh | E::BgpOpen(_),
             ) => {
                 // RFC 6608: a message that is not expected in this state.
-                let sub = fsm_subcode(self.state);
-                self.fail(&mut out, notification(code::FSM, sub));
+                self.fail(&mut out, unexpected_in(self.state));
             }
         }
         out
@@ -589,23 +590,17 @@ impl Fsm {
     pub fn check_open(&self, open: &Open) -> Result<Negotiated, Notification> {
         if open.version != 4 {
             // The data is the largest version we support (§6.2).
-            return Err(Notification {
-                code: code::OPEN,
-                subcode: open_error::UNSUPPORTED_VERSION,
-                data: Bytes::from_static(&[0, 4]),
-            });
+            return Err(Notification::open_error(
+                OpenSubcode::UnsupportedVersion,
+                Bytes::from_static(&[0, 4]),
+            ));
         }
-        let four_octet = open.capabilities.iter().find_map(|c| match c {
-            Capability::FourOctetAs(asn) => Some(*asn),
-            _ => None,
-        });
-        let peer_as = four_octet.unwrap_or(u32::from(open.my_as));
+        let peer_as = open.asn();
         if peer_as != self.config.remote_as {
-            return Err(Notification {
-                code: code::OPEN,
-                subcode: open_error::BAD_PEER_AS,
-                data: Bytes::copy_from_slice(&open.my_as.to_be_bytes()),
-            });
+            return Err(Notification::open_error(
+                OpenSubcode::BadPeerAs,
+                Bytes::copy_from_slice(&open.my_as.to_be_bytes()),
+            ));
         }
         let ibgp = peer_as == self.config.local_as;
         let id = open.router_id;
@@ -613,27 +608,18 @@ impl Fsm {
             // RFC 6286 §2.2: an identical identifier is only an error inside one AS.
             (ibgp && id == self.config.router_id)
         {
-            return Err(notification(code::OPEN, open_error::BAD_BGP_ID));
+            return Err(Notification::open_error(OpenSubcode::BadBgpId, Bytes::new()));
         }
         if open.hold_time == 1 || open.hold_time == 2 {
-            return Err(notification(code::OPEN, open_error::UNACCEPTABLE_HOLD_TIME));
+            return Err(Notification::open_error(
+                OpenSubcode::UnacceptableHoldTime,
+                Bytes::new(),
+            ));
         }
         let hold_time = open.hold_time.min(self.config.hold_time);
 
-        let peer_families: Vec<Family> = open
-            .capabilities
-            .iter()
-            .filter_map(|c| match c {
-                Capability::Multiprotocol(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
         // RFC 4760 §8: a speaker without the MP capability talks IPv4 unicast only.
-        let peer_families = if peer_families.is_empty() {
-            vec![Family::IPV4_UNICAST]
-        } else {
-            peer_families
-        };
+        let peer_families = open.families();
         let families: Vec<Family> = self
             .config
             .families
@@ -649,11 +635,10 @@ impl Fsm {
                 .iter()
                 .map(|f| Capability::Multiprotocol(*f))
                 .collect();
-            return Err(Notification {
-                code: code::OPEN,
-                subcode: open_error::UNSUPPORTED_CAPABILITY,
-                data: crate::wire::encode_capabilities(&wanted).unwrap_or_default(),
-            });
+            return Err(Notification::open_error(
+                OpenSubcode::UnsupportedCapability,
+                crate::wire::encode_capabilities(&wanted).unwrap_or_default(),
+            ));
         }
         let has = |p: fn(&Capability) -> bool| open.capabilities.iter().any(p);
         Ok(Negotiated {
@@ -661,36 +646,25 @@ impl Fsm {
             peer_id: id,
             hold_time,
             keepalive: hold_time / 3,
-            four_octet_as: four_octet.is_some(),
+            four_octet_as: has(|c| matches!(c, Capability::FourOctetAs(_))),
             families,
             route_refresh: self.config.route_refresh
                 && has(|c| matches!(c, Capability::RouteRefresh | Capability::EnhancedRouteRefresh)),
             extended_message: self.config.extended_message
                 && has(|c| matches!(c, Capability::ExtendedMessage)),
-            peer_graceful_restart: open.capabilities.iter().find_map(|c| match c {
-                Capability::GracefulRestart(gr) => Some(gr.clone()),
-                _ => None,
-            }),
+            peer_graceful_restart: open.graceful_restart().cloned(),
             peer_capabilities: open.capabilities.clone(),
         })
     }
 }
 
-fn fsm_subcode(state: State) -> u8 {
-    match state {
-        State::OpenSent => fsm_error::UNEXPECTED_IN_OPENSENT,
-        State::OpenConfirm => fsm_error::UNEXPECTED_IN_OPENCONFIRM,
-        _ => fsm_error::UNEXPECTED_IN_ESTABLISHED,
-    }
-}
-
-/// A NOTIFICATION with no data.
-pub fn notification(code: u8, subcode: u8) -> Notification {
-    Notification {
-        code,
-        subcode,
-        data: Bytes::new(),
-    }
+/// The FSM Error for a message not expected in `state` (RFC 6608).
+fn unexpected_in(state: State) -> Notification {
+    Notification::fsm_error(match state {
+        State::OpenSent => FsmSubcode::UnexpectedInOpenSent,
+        State::OpenConfirm => FsmSubcode::UnexpectedInOpenConfirm,
+        _ => FsmSubcode::UnexpectedInEstablished,
+    })
 }
 
 /// What to do when two connections to the same peer both reach the point of comparing BGP

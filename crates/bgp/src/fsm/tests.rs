@@ -1,7 +1,6 @@
 //! The FSM tested event by event.
 
 use super::*;
-use crate::wire::cease;
 
 fn config() -> FsmConfig {
     FsmConfig {
@@ -48,6 +47,15 @@ fn established(config: FsmConfig) -> Fsm {
     fsm
 }
 
+/// A NOTIFICATION as the codec's errors make them, by wire value.
+fn notification(code: u8, subcode: u8) -> Notification {
+    Notification {
+        code,
+        subcode,
+        data: Bytes::new(),
+    }
+}
+
 fn sent_notification(actions: &[Action]) -> Option<(u8, u8)> {
     actions.iter().find_map(|a| match a {
         Action::SendNotification(n) => Some((n.code, n.subcode)),
@@ -91,7 +99,7 @@ fn with_the_n_bit_exchanged_a_shutdown_is_sent_as_a_hard_reset() {
     let mut fsm = with_n_bit(config(), true, true);
     let a = fsm.handle(
         Event::ManualStop {
-            subcode: 2,
+            subcode: CeaseSubcode::AdministrativeShutdown,
             reason: Some("bye".into()),
         },
         now(),
@@ -104,11 +112,21 @@ fn with_the_n_bit_exchanged_a_shutdown_is_sent_as_a_hard_reset() {
         "inner 6/2 with its communication"
     );
     let mut fsm = with_n_bit(config(), true, true);
-    let n = sent(&fsm.handle(Event::AutomaticStop { subcode: 1 }, now()));
+    let n = sent(&fsm.handle(
+        Event::AutomaticStop {
+            subcode: CeaseSubcode::MaxPrefixes,
+        },
+        now(),
+    ));
     assert_eq!((n.code, n.subcode, &n.data[..]), (6, 9, &[6u8, 1][..]));
     // Connection collision and out-of-resources keep graceful restart (RFC 8538 §5).
     let mut fsm = with_n_bit(config(), true, true);
-    let n = sent(&fsm.handle(Event::AutomaticStop { subcode: 8 }, now()));
+    let n = sent(&fsm.handle(
+        Event::AutomaticStop {
+            subcode: CeaseSubcode::OutOfResources,
+        },
+        now(),
+    ));
     assert_eq!((n.code, n.subcode), (6, 8));
 }
 
@@ -118,7 +136,7 @@ fn without_both_n_bits_a_shutdown_is_a_plain_cease() {
         let mut fsm = with_n_bit(config(), ours, theirs);
         let a = fsm.handle(
             Event::ManualStop {
-                subcode: 3,
+                subcode: CeaseSubcode::PeerDeconfigured,
                 reason: None,
             },
             now(),
@@ -496,7 +514,7 @@ fn manual_stop_in_established_sends_cease_6_2_with_shutdown_communication() {
     let mut fsm = established(config());
     let a = fsm.handle(
         Event::ManualStop {
-            subcode: cease::ADMINISTRATIVE_SHUTDOWN,
+            subcode: CeaseSubcode::AdministrativeShutdown,
             reason: Some("bye".into()),
         },
         now(),
@@ -529,7 +547,7 @@ fn manual_stop_before_open_sends_no_notification() {
     fsm.handle(Event::ManualStart, now());
     let a = fsm.handle(
         Event::ManualStop {
-            subcode: 2,
+            subcode: CeaseSubcode::AdministrativeShutdown,
             reason: None,
         },
         now(),
@@ -543,7 +561,7 @@ fn max_prefix_automatic_stop_sends_cease_6_1() {
     let mut fsm = established(config());
     let a = fsm.handle(
         Event::AutomaticStop {
-            subcode: cease::MAX_PREFIXES,
+            subcode: CeaseSubcode::MaxPrefixes,
         },
         now(),
     );
@@ -554,7 +572,7 @@ fn max_prefix_automatic_stop_sends_cease_6_1() {
 #[test]
 fn notification_received_closes_without_answering() {
     let mut fsm = established(config());
-    let n = Notification::cease(cease::ADMINISTRATIVE_RESET);
+    let n = Notification::cease(CeaseSubcode::AdministrativeReset);
     let a = fsm.handle(Event::NotifMsg(n.clone()), now());
     assert_eq!(sent_notification(&a), None);
     assert!(a.contains(&Action::SessionDown(DownReason::NotificationReceived(n))));
@@ -701,7 +719,7 @@ fn describe_names_the_error() {
 #[test]
 fn shutdown_communication_is_cut_at_255_bytes_on_a_char_boundary() {
     let long = "é".repeat(200);
-    let n = Notification::cease_with(cease::ADMINISTRATIVE_SHUTDOWN, Some(&long));
+    let n = Notification::cease_with(CeaseSubcode::AdministrativeShutdown, Some(&long));
     assert_eq!(n.data[0] as usize, n.data.len() - 1);
     assert!(n.data.len() <= 256);
     assert!(std::str::from_utf8(&n.data[1..]).is_ok());

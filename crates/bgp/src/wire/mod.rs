@@ -25,7 +25,7 @@ mod update;
 
 pub use error::{EncodeError, Error, Result};
 pub use message::{MessageType, frame_len};
-pub use notification::{MAX_SHUTDOWN_COMMUNICATION, cease, code, fsm_error, open_error};
+pub use notification::{CeaseSubcode, ErrorCode, FsmSubcode, MAX_SHUTDOWN_COMMUNICATION, OpenSubcode};
 pub use open::encode_capabilities;
 pub use options::{DecodeOptions, EncodeOptions, SessionOptions};
 pub use pack::{encode_end_of_rib, encode_updates, encode_withdrawals};

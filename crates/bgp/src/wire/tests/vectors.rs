@@ -338,9 +338,37 @@ fn shutdown_communication_longer_than_255_octets_is_refused() {
 }
 
 #[test]
+fn typed_codes_carry_the_iana_values_both_ways() {
+    assert_eq!(u8::from(ErrorCode::Cease), 6);
+    assert_eq!(u8::from(CeaseSubcode::HardReset), 9);
+    assert_eq!(u8::from(OpenSubcode::UnsupportedCapability), 7);
+    assert_eq!(u8::from(FsmSubcode::UnexpectedInEstablished), 3);
+    for v in 0..=u8::MAX {
+        if let Some(c) = ErrorCode::from_u8(v) {
+            assert_eq!(u8::from(c), v);
+        }
+        if let Some(c) = CeaseSubcode::from_u8(v) {
+            assert_eq!(u8::from(c), v);
+        }
+    }
+    assert_eq!(ErrorCode::from_u8(8), None);
+    let n = Notification::cease(CeaseSubcode::PeerDeconfigured);
+    assert_eq!((n.code, n.subcode), (6, 3));
+    assert_eq!(n.cease_subcode(), Some(CeaseSubcode::PeerDeconfigured));
+    // A subcode means nothing without its code: 2 is Administrative Shutdown only under Cease.
+    let open = Notification::open_error(OpenSubcode::BadPeerAs, Bytes::new());
+    assert_eq!(
+        (open.error_code(), open.cease_subcode()),
+        (Some(ErrorCode::Open), None)
+    );
+    let fsm = Notification::fsm_error(FsmSubcode::UnexpectedInOpenSent);
+    assert_eq!((fsm.code, fsm.subcode), (5, 1));
+}
+
+#[test]
 fn hold_timer_expired_notification_round_trips() {
     let bytes = msg(3, &[4, 0]);
-    let m = Message::Notification(Notification::new(4, 0));
+    let m = Message::Notification(Notification::hold_timer_expired());
     assert_eq!(Message::decode(&bytes, &four(true)).unwrap(), m);
     assert_eq!(m.encode(&four(true)).unwrap().to_vec(), bytes);
 }
