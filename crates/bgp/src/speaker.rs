@@ -26,7 +26,7 @@ use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
-use crate::wire::{CeaseSubcode, Message, SessionOptions};
+use crate::wire::{CeaseSubcode, SessionOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -612,19 +612,16 @@ impl Core {
                 continue;
             }
             let announce = mrai.is_zero() || p.last_flush.is_none_or(|t| now >= t + mrai);
-            let updates = self.rib.take_updates(p.idx, options.max_message_len(), !announce);
+            let diff = self.rib.take_diff(p.idx, !announce);
             if announce {
                 p.last_flush = Some(now);
             }
             if self.rib.has_pending(p.idx) {
                 p.flush_at = Some(p.last_flush.unwrap_or(now) + mrai);
             }
-            let mut msgs = Vec::with_capacity(updates.len());
-            for u in updates {
-                match Message::Update(u).encode(options) {
-                    Ok(b) => msgs.push(b),
-                    Err(e) => tracing::error!(peer = %p.config.address, "cannot encode UPDATE: {e}"),
-                }
+            let (msgs, errors) = diff.encode(options);
+            for e in errors {
+                tracing::error!(peer = %p.config.address, "cannot encode UPDATE: {e}");
             }
             if !msgs.is_empty() {
                 let _ = p.tx.send(ToSession::Send(msgs));

@@ -1,15 +1,88 @@
-//! Adj-RIB-Out: what each peer has been sent, what it must be sent next, and the UPDATEs
-//! that carry the difference.
+//! Adj-RIB-Out: what each peer has been sent, and the difference it must be sent next, as an
+//! [`AdjRibOutDiff`] (withdrawals, and announcements grouped by shared attributes) that the
+//! session driver encodes with the codec's packer (`wire::encode_updates` and friends).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ipnet::IpNet;
 
 use super::decision::Decide;
 use super::{Hasher, Map, PeerIdx, Rib, RouteAttrs};
-use crate::wire::{Family, MpReach, MpUnreach, PathAttributes, Update};
+use crate::wire::{
+    EncodeError, EncodeOptions, Family, MpReach, PathAttributes, encode_end_of_rib, encode_updates,
+    encode_withdrawals,
+};
+
+/// What a peer must be sent next, in order: withdrawals, announcements, End-of-RIB markers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdjRibOutDiff {
+    /// Prefixes no longer advertised: IPv4 first, each family sorted.
+    pub withdrawals: Vec<IpNet>,
+    /// Prefixes advertised anew or with changed attributes, one group per attribute set and
+    /// family, ordered by their first prefix.
+    pub announcements: Vec<Announcement>,
+    /// Families whose initial table is complete (RFC 4724 §2).
+    pub end_of_rib: Vec<Family>,
+}
+
+/// Prefixes of one family that share their attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The attributes as the packer takes them: an IPv4 next hop in NEXT_HOP, any other in an
+    /// MP_REACH_NLRI template without NLRI (RFC 4760; an RFC 2545 link-local one after it).
+    pub attributes: PathAttributes,
+    /// Sorted.
+    pub prefixes: Vec<IpNet>,
+}
+
+impl AdjRibOutDiff {
+    pub fn is_empty(&self) -> bool {
+        self.withdrawals.is_empty() && self.announcements.is_empty() && self.end_of_rib.is_empty()
+    }
+
+    /// Encodes the diff with the codec's packer, as few UPDATEs as fit the session's largest
+    /// message. A group that cannot be encoded is left out and its error returned; the rest
+    /// is still sent.
+    pub fn encode(&self, opts: &EncodeOptions) -> (Vec<Bytes>, Vec<EncodeError>) {
+        let mut msgs = Vec::new();
+        let mut errors = Vec::new();
+        let mut take = |r: Result<Vec<Bytes>, EncodeError>| match r {
+            Ok(m) => msgs.extend(m),
+            Err(e) => errors.push(e),
+        };
+        if !self.withdrawals.is_empty() {
+            take(encode_withdrawals(&self.withdrawals, opts));
+        }
+        for a in &self.announcements {
+            take(encode_updates(&a.attributes, &a.prefixes, opts));
+        }
+        for f in &self.end_of_rib {
+            take(encode_end_of_rib(*f, opts).map(|m| vec![m]));
+        }
+        (msgs, errors)
+    }
+}
+
+/// `a` as the packer takes it for prefixes of `family`.
+fn wire_attributes(a: &RouteAttrs, family: Family) -> PathAttributes {
+    let mut out = a.attrs.clone();
+    match a.next_hop {
+        IpAddr::V4(nh) if family == Family::IPV4_UNICAST => out.next_hop = Some(nh),
+        nh => {
+            let mut next_hops = vec![nh];
+            next_hops.extend(a.link_local.map(IpAddr::V6));
+            out.mp_reach = Some(MpReach {
+                family,
+                next_hops,
+                nlri: Vec::new(),
+            });
+        }
+    }
+    out
+}
 
 impl Rib {
     /// Whether `peer` has anything to send.
@@ -19,18 +92,15 @@ impl Rib {
         })
     }
 
-    /// Computes what `peer` must be sent, updates its Adj-RIB-Out and returns the UPDATEs,
-    /// packing every prefix that shares an attribute set into as few messages as fit in
-    /// `max_message_len`. With `withdrawals_only`, announcements stay pending (MRAI running).
-    pub fn take_updates(
-        &mut self,
-        peer: PeerIdx,
-        max_message_len: usize,
-        withdrawals_only: bool,
-    ) -> Vec<Update> {
-        let Some(p) = self.peer(peer) else { return vec![] };
+    /// Computes what `peer` must be sent and updates its Adj-RIB-Out as if it had been: every
+    /// prefix that shares an exported attribute set is in one group. With `withdrawals_only`,
+    /// announcements stay pending (MRAI running).
+    pub fn take_diff(&mut self, peer: PeerIdx, withdrawals_only: bool) -> AdjRibOutDiff {
+        let Some(p) = self.peer(peer) else {
+            return AdjRibOutDiff::default();
+        };
         let Some(session) = p.session.clone() else {
-            return vec![];
+            return AdjRibOutDiff::default();
         };
         let candidates: Vec<IpNet> = if p.dirty_all {
             let mut all: Vec<IpNet> = p.adj_out.keys().copied().collect();
@@ -105,148 +175,28 @@ impl Rib {
         p.dirty.clear();
         p.dirty_all = false;
         p.dirty.extend(keep_dirty);
-        let mut updates = pack_withdrawals(withdraw, max_message_len);
-        let mut groups: Vec<(Arc<RouteAttrs>, Vec<IpNet>)> = announce.into_values().collect();
-        groups.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
-        for (attrs, mut prefixes) in groups {
-            prefixes.sort();
-            updates.extend(pack_announcements(&attrs, &prefixes, max_message_len));
-        }
-        if !withdrawals_only && p.dirty.is_empty() {
-            for f in std::mem::take(&mut p.eor_pending) {
-                updates.push(Update::end_of_rib_for(f));
-            }
-        }
-        updates
-    }
-}
-
-/// Bytes an attribute set takes on the wire at most (4-byte headers, 2-octet AS paths with
-/// AS4_PATH), so that packing never overflows a message.
-pub(super) fn attrs_size_bound(a: &RouteAttrs) -> usize {
-    let x = &a.attrs;
-    let asns: usize = x
-        .as_path
-        .as_ref()
-        .map_or(0, |p| p.segments.iter().map(|s| 2 + 6 * s.asns.len() + 2).sum());
-    let unknown: usize = x.unknown.iter().map(|u| 4 + u.value.len()).sum();
-    4 + 1 // ORIGIN
-        + 8 + asns // AS_PATH and AS4_PATH headers
-        + 4 + 4 // NEXT_HOP
-        + 8 // MED
-        + 8 // LOCAL_PREF
-        + 4 // ATOMIC_AGGREGATE
-        + 2 * (4 + 8) // AGGREGATOR, AS4_AGGREGATOR
-        + 4 + 4 * x.communities.len()
-        + 4 + 12 * x.large_communities.len()
-        + 8 // ORIGINATOR_ID
-        + 4 + 4 * x.cluster_list.len()
-        + unknown
-        + 4 + 5 + 33 + 1 // MP_REACH header with two IPv6 next hops
-}
-
-fn prefix_size(p: &IpNet) -> usize {
-    1 + (p.prefix_len() as usize).div_ceil(8)
-}
-
-/// Room for NLRI/withdrawn prefixes in one UPDATE after the header and length fields.
-fn room(max_message_len: usize, attrs: usize) -> usize {
-    max_message_len.saturating_sub(crate::wire::HEADER_LEN + 4 + attrs)
-}
-
-fn chunks(prefixes: &[IpNet], room: usize) -> Vec<Vec<IpNet>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut used = 0;
-    for p in prefixes {
-        let s = prefix_size(p);
-        if used + s > room && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-            used = 0;
-        }
-        used += s;
-        cur.push(*p);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn pack_withdrawals(prefixes: Vec<IpNet>, max_message_len: usize) -> Vec<Update> {
-    let (mut v4, mut v6): (Vec<IpNet>, Vec<IpNet>) = prefixes.into_iter().partition(|p| p.addr().is_ipv4());
-    v4.sort();
-    v6.sort();
-    let mut out = Vec::new();
-    for chunk in chunks(&v4, room(max_message_len, 0)) {
-        out.push(Update {
-            withdrawn: chunk
-                .into_iter()
-                .filter_map(|p| match p {
-                    IpNet::V4(p) => Some(p),
-                    IpNet::V6(_) => None,
-                })
-                .collect(),
+        let mut diff = AdjRibOutDiff {
+            withdrawals: withdraw,
             ..Default::default()
-        });
-    }
-    // MP_UNREACH: 4 header + 3 AFI/SAFI.
-    for chunk in chunks(&v6, room(max_message_len, 7)) {
-        out.push(Update {
-            attributes: PathAttributes {
-                mp_unreach: Some(MpUnreach {
-                    family: Family::IPV6_UNICAST,
-                    withdrawn: chunk,
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        });
-    }
-    out
-}
-
-fn pack_announcements(attrs: &RouteAttrs, prefixes: &[IpNet], max_message_len: usize) -> Vec<Update> {
-    let room = room(max_message_len, attrs_size_bound(attrs));
-    let mut out = Vec::new();
-    for chunk in chunks(prefixes, room.max(17)) {
-        let mut a = attrs.attrs.clone();
-        match attrs.next_hop {
-            IpAddr::V4(nh) if chunk[0].addr().is_ipv4() => {
-                a.next_hop = Some(nh);
-                out.push(Update {
-                    attributes: a,
-                    nlri: chunk
-                        .into_iter()
-                        .filter_map(|p| match p {
-                            IpNet::V4(p) => Some(p),
-                            IpNet::V6(_) => None,
-                        })
-                        .collect(),
-                    ..Default::default()
-                });
-            }
-            nh => {
-                let family = if chunk[0].addr().is_ipv4() {
-                    Family::IPV4_UNICAST
-                } else {
-                    Family::IPV6_UNICAST
-                };
-                let mut next_hops = vec![nh];
-                if let Some(ll) = attrs.link_local {
-                    next_hops.push(IpAddr::V6(ll));
+        };
+        diff.withdrawals.sort_by_key(|p| (p.addr().is_ipv6(), *p));
+        for (attrs, prefixes) in announce.into_values() {
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = prefixes.into_iter().partition(|p| p.addr().is_ipv4());
+            for (family, mut prefixes) in [(Family::IPV4_UNICAST, v4), (Family::IPV6_UNICAST, v6)] {
+                if !prefixes.is_empty() {
+                    prefixes.sort();
+                    diff.announcements.push(Announcement {
+                        attributes: wire_attributes(&attrs, family),
+                        prefixes,
+                    });
                 }
-                a.mp_reach = Some(MpReach {
-                    family,
-                    next_hops,
-                    nlri: chunk,
-                });
-                out.push(Update {
-                    attributes: a,
-                    ..Default::default()
-                });
             }
         }
+        diff.announcements
+            .sort_by(|a, b| a.prefixes[0].cmp(&b.prefixes[0]));
+        if !withdrawals_only && p.dirty.is_empty() {
+            diff.end_of_rib = std::mem::take(&mut p.eor_pending);
+        }
+        diff
     }
-    out
 }

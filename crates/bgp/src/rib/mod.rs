@@ -24,7 +24,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::config::PrefixFilter;
-use crate::wire::{Family, MAX_MESSAGE_LEN, PathAttributes};
+use crate::wire::{Family, PathAttributes};
 
 mod adj_out;
 mod decision;
@@ -35,6 +35,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use adj_out::{AdjRibOutDiff, Announcement};
 use tables::{Interner, Tables};
 
 type Hasher = foldhash::fast::RandomState;
@@ -283,6 +284,3 @@ impl Rib {
         self.peers.get_mut(peer as usize).and_then(Option::as_mut)
     }
 }
-
-/// The classic message size limit, for callers without extended messages.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = MAX_MESSAGE_LEN;

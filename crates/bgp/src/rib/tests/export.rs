@@ -101,25 +101,57 @@ fn many_prefixes_with_one_attribute_set_are_packed_into_few_updates_within_the_s
     rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &refs), None);
     let u = sent(&mut rib, e);
     assert_eq!(nlri_count(&u), 2000);
-    // 2000 × 4 bytes in 4096-byte messages: 2 or 3 UPDATEs, not 2000.
+    // 2000 × 4 bytes in 4096-byte messages (`sent` checks each fits): 2 or 3 UPDATEs, not 2000.
     assert!(u.len() <= 3, "{} updates", u.len());
-    for m in &u {
-        assert!(
-            m.nlri.len() * 4
-                + attrs_size_bound(&RouteAttrs {
-                    attrs: m.attributes.clone(),
-                    next_hop: IpAddr::V4(m.attributes.next_hop.unwrap()),
-                    link_local: None,
-                })
-                + 23
-                <= 4096
-        );
-    }
     rib.apply_update(a, withdraw(&refs), None);
     let u = sent(&mut rib, e);
     assert_eq!(u.iter().map(|u| u.withdrawn.len()).sum::<usize>(), 2000);
     assert!(u.len() <= 3);
     assert_eq!(rib.counters(e).advertised, 0);
+}
+
+#[test]
+fn the_diff_groups_announcements_by_shared_attributes_and_family() {
+    let mut rib = rib();
+    let a = up(&mut rib, "10.0.0.2", 65002, 2);
+    let b = up(&mut rib, "10.0.0.4", 65004, 4);
+    let e = up(&mut rib, "10.0.0.3", 65003, 3);
+    sent(&mut rib, e);
+    rib.apply_update(
+        a,
+        announce(attrs(&[65002], "10.0.0.2"), &["10.9.1.0/24", "10.9.0.0/24"]),
+        None,
+    );
+    rib.apply_update(b, announce(attrs(&[65004], "10.0.0.4"), &["10.8.0.0/24"]), None);
+    rib.originate(net("fd00:1::/64"));
+    let diff = rib.take_diff(e, false);
+    let groups: Vec<(Vec<IpNet>, Option<Ipv4Addr>, Option<Family>)> = diff
+        .announcements
+        .iter()
+        .map(|g| {
+            let a = &g.attributes;
+            (
+                g.prefixes.clone(),
+                a.next_hop,
+                a.mp_reach.as_ref().map(|r| r.family),
+            )
+        })
+        .collect();
+    let us = Some(Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(
+        groups,
+        vec![
+            (vec![net("10.8.0.0/24")], us, None),
+            (vec![net("10.9.0.0/24"), net("10.9.1.0/24")], us, None),
+            (vec![net("fd00:1::/64")], None, Some(Family::IPV6_UNICAST)),
+        ]
+    );
+    assert_eq!(diff.withdrawals, vec![]);
+    rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
+    rib.withdraw_local(net("fd00:1::/64"));
+    let diff = rib.take_diff(e, false);
+    assert_eq!(diff.withdrawals, vec![net("10.9.0.0/24"), net("fd00:1::/64")]);
+    assert!(diff.announcements.is_empty());
 }
 
 #[test]
@@ -142,7 +174,8 @@ fn withdrawals_only_flush_keeps_announcements_pending() {
     sent(&mut rib, e);
     rib.apply_update(a, withdraw(&["10.9.0.0/24"]), None);
     rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.8.0.0/24"]), None);
-    let u = rib.take_updates(e, 4096, true);
+    let diff = rib.take_diff(e, true);
+    let u = on_the_wire(&rib, e, &diff);
     assert_eq!(u.len(), 1);
     assert_eq!(u[0].withdrawn.len(), 1);
     assert!(rib.has_pending(e));

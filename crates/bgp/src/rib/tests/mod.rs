@@ -2,10 +2,12 @@
 
 use ipnet::Ipv4Net;
 
-use super::adj_out::attrs_size_bound;
 use super::tables::Paths;
 use super::*;
-use crate::wire::{Action, AsPath, AsSegment, Family, MpReach, MpUnreach, Origin, SegmentKind, Update};
+use crate::wire::{
+    Action, AsPath, AsSegment, Family, Message, MpReach, MpUnreach, Origin, SegmentKind, SessionOptions,
+    Update,
+};
 
 const R1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
@@ -92,8 +94,31 @@ fn best_peer(rib: &Rib, prefix: &str) -> Option<PeerIdx> {
     rib.best(&net(prefix)).map(|b| b.peer)
 }
 
+/// What `peer` is sent, as the production path has it: the Adj-RIB-Out diff encoded by the
+/// codec's packer into 4096-octet messages, then decoded again (each must be well-formed).
 fn sent(rib: &mut Rib, peer: PeerIdx) -> Vec<Update> {
-    rib.take_updates(peer, 4096, false)
+    let diff = rib.take_diff(peer, false);
+    on_the_wire(rib, peer, &diff)
+}
+
+fn on_the_wire(rib: &Rib, peer: PeerIdx, diff: &AdjRibOutDiff) -> Vec<Update> {
+    let opts = wire_options(rib, peer);
+    let (msgs, errors) = diff.encode(&opts);
+    assert_eq!(errors, vec![]);
+    msgs.iter()
+        .map(|m| {
+            assert!(m.len() <= 4096, "{} octets", m.len());
+            match Message::decode_with_outcome(m, &opts).expect("decodes") {
+                (Message::Update(u), None) => u,
+                other => panic!("not a well-formed UPDATE: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The session options of a peer that supports what caracal does, without extended messages.
+fn wire_options(rib: &Rib, peer: PeerIdx) -> SessionOptions {
+    SessionOptions::modern(!rib.policy(peer).expect("peer exists").ibgp())
 }
 
 /// The RIB's rejected routes as (prefix, peer, reason).
