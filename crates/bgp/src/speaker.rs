@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
+use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
 use crate::control::{self, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status};
 use crate::fsm::{Event, FsmConfig, State};
 use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
@@ -233,8 +233,8 @@ pub async fn start(
         changes_tx: changes,
         restarted,
     };
-    for prefix in &config.originate {
-        core.rib.originate(*prefix);
+    for route in &config.originate {
+        core.rib.originate(route);
     }
     for p in &config.peers {
         core.add_peer(p.clone());
@@ -695,13 +695,15 @@ impl Core {
             self.rib.set_config(rib_config(&new));
         }
         // Originated prefixes.
-        let old_o: HashSet<IpNet> = old.originate.iter().copied().collect();
-        let new_o: HashSet<IpNet> = new.originate.iter().copied().collect();
-        for p in old_o.difference(&new_o) {
+        let old_o: HashMap<IpNet, &Originate> = old.originate.iter().map(|o| (o.prefix, o)).collect();
+        let new_o: HashMap<IpNet, &Originate> = new.originate.iter().map(|o| (o.prefix, o)).collect();
+        for p in old_o.keys().filter(|p| !new_o.contains_key(p)) {
             self.rib.withdraw_local(*p);
         }
-        for p in new_o.difference(&old_o) {
-            self.rib.originate(*p);
+        for (p, o) in &new_o {
+            if old_o.get(p) != Some(o) {
+                self.rib.originate(o);
+            }
         }
         // Peers.
         let wanted: HashMap<IpAddr, PeerConfig> = new.peers.iter().map(|p| (p.address, p.clone())).collect();

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::tables::Batch;
 use super::{ImportOutcome, LOCAL, PeerIdx, PeerPolicy, RejectReason, Rib, RouteAttrs};
+use crate::config::Originate;
 use crate::wire::{Action, AsPath, Origin, PathAttributes, Update};
 
 impl Rib {
@@ -220,8 +221,10 @@ impl Rib {
         None
     }
 
-    /// Originates `prefix` from this speaker.
-    pub fn originate(&mut self, prefix: IpNet) {
+    /// Originates a prefix from this speaker with its attributes; again with other attributes
+    /// replaces them.
+    pub fn originate(&mut self, route: &Originate) {
+        let prefix = route.prefix;
         let next_hop = match prefix {
             IpNet::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpNet::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -230,6 +233,8 @@ impl Rib {
             attrs: PathAttributes {
                 origin: Some(Origin::Igp),
                 as_path: Some(AsPath::default()),
+                communities: route.communities.clone(),
+                large_communities: route.large_communities.clone(),
                 ..Default::default()
             },
             next_hop,

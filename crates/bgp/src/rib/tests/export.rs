@@ -45,8 +45,8 @@ fn originated_prefix_goes_to_ebgp_with_our_as_and_to_ibgp_with_empty_path() {
     let mut rib = rib();
     let e = up(&mut rib, "10.0.0.3", 65003, 3);
     let i = up(&mut rib, "10.0.0.2", 65001, 2);
-    rib.originate(net("10.244.1.0/24"));
-    rib.originate(net("fd00:244::/64"));
+    rib.originate(&net("10.244.1.0/24").into());
+    rib.originate(&net("fd00:244::/64").into());
     assert_eq!(rib.originated().len(), 2);
     let u = sent(&mut rib, e);
     assert_eq!(nlri_count(&u), 2);
@@ -69,6 +69,52 @@ fn originated_prefix_goes_to_ebgp_with_our_as_and_to_ibgp_with_empty_path() {
 }
 
 #[test]
+fn originated_prefix_carries_its_communities_in_the_encoded_update() {
+    let mut rib = rib();
+    let e = up(&mut rib, "10.0.0.3", 65003, 3);
+    let route = Originate {
+        prefix: net("10.244.1.0/24"),
+        communities: vec![65001 << 16 | 100],
+        large_communities: vec![LargeCommunity {
+            global: 65001,
+            local1: 1,
+            local2: 2,
+        }],
+    };
+    rib.originate(&route);
+    let diff = rib.take_diff(e, false);
+    let (msgs, errors) = diff.encode(&wire_options(&rib, e));
+    assert_eq!((msgs.len(), errors), (1, vec![]));
+    let has = |needle: &[u8]| msgs[0].windows(needle.len()).any(|w| w == needle);
+    // COMMUNITIES (optional transitive, type 8): 65001:100.
+    assert!(has(&[0xC0, 8, 4, 0xFD, 0xE9, 0, 100]), "{:02x?}", &msgs[0][..]);
+    // LARGE_COMMUNITY (optional transitive, type 32): 65001:1:2.
+    assert!(
+        has(&[0xC0, 32, 12, 0, 0, 0xFD, 0xE9, 0, 0, 0, 1, 0, 0, 0, 2]),
+        "{:02x?}",
+        &msgs[0][..]
+    );
+    let u = on_the_wire(&rib, e, &diff);
+    assert_eq!(u[0].attributes.communities, route.communities);
+    assert_eq!(u[0].attributes.large_communities, route.large_communities);
+
+    // Other communities for the same prefix replace the route; NO_EXPORT keeps it in the AS.
+    let i = up(&mut rib, "10.0.0.2", 65001, 2);
+    sent(&mut rib, i);
+    rib.originate(&Originate {
+        communities: vec![NO_EXPORT],
+        large_communities: vec![],
+        ..route
+    });
+    assert_eq!(rib.originated(), vec![net("10.244.1.0/24")]);
+    assert_eq!(
+        sent(&mut rib, e)[0].withdrawn,
+        vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    assert_eq!(sent(&mut rib, i)[0].attributes.communities, vec![NO_EXPORT]);
+}
+
+#[test]
 fn ipv6_route_over_ipv4_session_uses_the_interfaces_ipv6_address_as_next_hop() {
     let mut rib = rib();
     let e = rib.add_peer(policy("10.0.0.3", 65003));
@@ -80,8 +126,8 @@ fn ipv6_route_over_ipv4_session_uses_the_interfaces_ipv6_address_as_next_hop() {
             ..session(3)
         },
     );
-    rib.originate(net("fd00:2::/64"));
-    rib.originate(net("10.2.0.0/24"));
+    rib.originate(&net("fd00:2::/64").into());
+    rib.originate(&net("10.2.0.0/24").into());
     let u = sent(&mut rib, e);
     let v6 = u.iter().find_map(|u| u.attributes.mp_reach.as_ref()).unwrap();
     assert_eq!(v6.next_hops, vec![alt]);
@@ -123,7 +169,7 @@ fn the_diff_groups_announcements_by_shared_attributes_and_family() {
         None,
     );
     rib.apply_update(b, announce(attrs(&[65004], "10.0.0.4"), &["10.8.0.0/24"]), None);
-    rib.originate(net("fd00:1::/64"));
+    rib.originate(&net("fd00:1::/64").into());
     let diff = rib.take_diff(e, false);
     let groups: Vec<(Vec<IpNet>, Option<Ipv4Addr>, Option<Family>)> = diff
         .announcements

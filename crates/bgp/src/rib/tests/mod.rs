@@ -4,9 +4,10 @@ use ipnet::Ipv4Net;
 
 use super::tables::Paths;
 use super::*;
+use crate::config::Originate;
 use crate::wire::{
-    Action, AsPath, AsSegment, Family, Message, MpReach, MpUnreach, Origin, SegmentKind, SessionOptions,
-    Update,
+    Action, AsPath, AsSegment, Family, LargeCommunity, Message, MpReach, MpUnreach, Origin, SegmentKind,
+    SessionOptions, Update,
 };
 
 const R1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

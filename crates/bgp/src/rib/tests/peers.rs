@@ -98,7 +98,7 @@ fn graceful_restart_keeps_only_the_listed_families() {
     };
     rib.peer_up(a, gr);
     rib.apply_update(a, announce(attrs(&[65002], "10.0.0.2"), &["10.9.0.0/24"]), None);
-    rib.originate(net("fd00:1::/64"));
+    rib.originate(&net("fd00:1::/64").into());
     let mut x = attrs(&[65002], "0.0.0.0");
     x.next_hop = None;
     x.mp_reach = Some(MpReach {
