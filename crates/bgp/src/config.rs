@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Family, LargeCommunity};
+use crate::wire::{Family, LargeCommunity, community};
 
 /// Configuration errors; the message names the offending field.
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +350,7 @@ pub fn unspecified(v6: bool) -> IpAddr {
 
 /// A prefix this speaker originates and the attributes it carries. In YAML either the plain
 /// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities}` with
-/// communities as `ASN:value` (or `no_export`, `no_advertise`) and large communities as
+/// communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`) and large communities as
 /// `global:local1:local2`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Originate {
@@ -380,31 +380,13 @@ impl std::str::FromStr for Originate {
     }
 }
 
-/// `65001:100`, or a well-known community by name (RFC 1997).
 fn parse_community(s: &str) -> Result<u32, String> {
-    match s {
-        "no_export" => return Ok(crate::rib::NO_EXPORT),
-        "no_advertise" => return Ok(crate::rib::NO_ADVERTISE),
-        _ => {}
-    }
-    let parts: Option<Vec<u16>> = s.split(':').map(|x| x.parse().ok()).collect();
-    match parts.as_deref() {
-        Some([asn, value]) => Ok((u32::from(*asn) << 16) | u32::from(*value)),
-        _ => Err(format!("community {s:?} is not ASN:value (each 0-65535)")),
-    }
+    community::parse(s)
+        .ok_or_else(|| format!("community {s:?} is not ASN:value (each 0-65535) or a well-known name"))
 }
 
-/// `global:local1:local2` (RFC 8092 §3).
 fn parse_large_community(s: &str) -> Result<LargeCommunity, String> {
-    let parts: Option<Vec<u32>> = s.split(':').map(|x| x.parse().ok()).collect();
-    match parts.as_deref() {
-        Some([global, local1, local2]) => Ok(LargeCommunity {
-            global: *global,
-            local1: *local1,
-            local2: *local2,
-        }),
-        _ => Err(format!("large community {s:?} is not global:local1:local2")),
-    }
+    community::parse_large(s).ok_or_else(|| format!("large community {s:?} is not global:local1:local2"))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -425,15 +407,11 @@ impl Serialize for Originate {
         }
         OriginateFields {
             prefix: self.prefix,
-            communities: self
-                .communities
-                .iter()
-                .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
-                .collect(),
+            communities: self.communities.iter().map(|c| community::format(*c)).collect(),
             large_communities: self
                 .large_communities
                 .iter()
-                .map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2))
+                .map(community::format_large)
                 .collect(),
         }
         .serialize(s)
@@ -527,7 +505,7 @@ peers:
             c.originate[1],
             Originate {
                 prefix: "fd00:1::/64".parse().unwrap(),
-                communities: vec![65001 << 16 | 100, crate::rib::NO_EXPORT],
+                communities: vec![65001 << 16 | 100, community::NO_EXPORT],
                 large_communities: vec![LargeCommunity {
                     global: 65001,
                     local1: 1,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::rib::{BestRoute, LOCAL, RejectReason, RejectedRoute};
-use crate::wire::{Origin, SegmentKind};
+use crate::wire::{Origin, SegmentKind, community};
 
 /// `caracal bgp status --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,16 +99,8 @@ impl RouteStatus {
             Some(Origin::Egp) => "egp",
             Some(Origin::Incomplete) | None => "incomplete",
         };
-        let mut communities: Vec<String> = a
-            .communities
-            .iter()
-            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
-            .collect();
-        communities.extend(
-            a.large_communities
-                .iter()
-                .map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)),
-        );
+        let mut communities: Vec<String> = a.communities.iter().map(|c| community::format(*c)).collect();
+        communities.extend(a.large_communities.iter().map(community::format_large));
         RouteStatus {
             prefix: r.prefix,
             next_hops: r.next_hops.clone(),

@@ -227,7 +227,7 @@ pub async fn run(
                 Some(ToSession::RequestRefresh(family)) => {
                     if let Some(c) = s.conns.iter().find(|c| c.fsm.state() == State::Established)
                         && c.fsm.negotiated().is_some_and(|n| n.route_refresh)
-                        && let Ok(b) = Message::RouteRefresh(RouteRefresh { family, subtype: 0 }).encode(&c.options)
+                        && let Ok(b) = Message::RouteRefresh(RouteRefresh::request(family)).encode(&c.options)
                     {
                         c.write(b);
                     }

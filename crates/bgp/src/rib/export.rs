@@ -7,6 +7,7 @@ use super::{
     DEFAULT_LOCAL_PREF, LOCAL, NO_ADVERTISE, NO_EXPORT, Path, PeerIdx, Rib, RouteAttrs, SessionInfo,
 };
 use crate::wire::RawAttribute;
+use crate::wire::community::NO_EXPORT_SUBCONFED;
 
 impl Rib {
     /// The attributes `peer` gets for `path`, or `None` when it must not get it.
@@ -24,7 +25,12 @@ impl Rib {
         if a.communities.contains(&NO_ADVERTISE) {
             return None;
         }
-        if !dst.ibgp() && a.communities.contains(&NO_EXPORT) {
+        // Without confederations, NO_EXPORT_SUBCONFED stops at the AS border as NO_EXPORT does.
+        if !dst.ibgp()
+            && a.communities
+                .iter()
+                .any(|c| *c == NO_EXPORT || *c == NO_EXPORT_SUBCONFED)
+        {
             return None;
         }
         let mut out = a.clone();

@@ -45,9 +45,8 @@ type Map<K, V> = HashMap<K, V, Hasher>;
 pub type PeerIdx = u32;
 pub const LOCAL: PeerIdx = 0;
 
-/// Well-known communities (RFC 1997).
-pub const NO_EXPORT: u32 = 0xFFFF_FF01;
-pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
+/// Well-known communities (RFC 1997), kept here for the RIB's callers.
+pub use crate::wire::community::{NO_ADVERTISE, NO_EXPORT};
 /// LOCAL_PREF assumed when a route carries none.
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 

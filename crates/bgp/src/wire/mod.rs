@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 mod attribute;
+pub mod community;
 mod error;
 mod message;
 mod nlri;
@@ -270,6 +271,13 @@ pub struct Notification {
 pub struct RouteRefresh {
     pub family: Family,
     pub subtype: u8,
+}
+
+impl RouteRefresh {
+    /// A plain request for the peer's routes of `family` (RFC 2918, subtype 0 of RFC 7313).
+    pub fn request(family: Family) -> RouteRefresh {
+        RouteRefresh { family, subtype: 0 }
+    }
 }
 
 /// Path attribute type codes (IANA "BGP Path Attributes").

@@ -238,6 +238,14 @@ fn no_export_community_stops_ebgp_advertisement() {
     x.communities = vec![NO_EXPORT];
     rib.apply_update(i, announce(x, &["10.9.0.0/24"]), None);
     assert_eq!(nlri_count(&sent(&mut rib, e)), 0);
+    let mut y = attrs(&[], "10.0.0.2");
+    y.communities = vec![crate::wire::community::NO_EXPORT_SUBCONFED];
+    rib.apply_update(i, announce(y, &["10.8.0.0/24"]), None);
+    assert_eq!(
+        nlri_count(&sent(&mut rib, e)),
+        0,
+        "no confederation: NO_EXPORT_SUBCONFED is NO_EXPORT"
+    );
 }
 
 #[test]
