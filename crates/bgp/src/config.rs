@@ -350,8 +350,8 @@ pub fn unspecified(v6: bool) -> IpAddr {
 
 /// A prefix this speaker originates and the attributes it carries. In YAML either the plain
 /// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities}` with
-/// communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`) and large communities as
-/// `global:local1:local2`.
+/// communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`) and
+/// large communities as `global:local1:local2`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Originate {
     pub prefix: IpNet,

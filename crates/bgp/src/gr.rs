@@ -5,41 +5,41 @@
 //! **Receiving speaker** — a peer restarts and we keep its routes. One [`PeerRestart`] per peer:
 //!
 //! ```text
-//!                 Established, nothing stale: StopStaleTimer
-//!              ┌──────────────────────────────────────────────────────┐
-//!              │                                                      │
-//!   ┌──────────┴─┐  SessionDown after Established, kept (see below):  │
-//!   │   Normal   │  KeepStale, StartStaleTimer(restart time)         │
-//!   │            │ ─────────────────────────────────────────► ┌──────┴───────┐
-//!   └────────────┘                                            │  Restarting  │
-//!     ▲   ▲    │ SessionDown after Established, not kept:     │ (peer down,  │
-//!     │   │    │ DropRoutes, StopStaleTimer (stays Normal)    │ routes stale)│
-//!     │   │    ▼                                              └──────┬───────┘
-//!     │   │  StaleTimerExpires: PurgeStale  ◄────────────────────────┤
-//!     │   │                                                          │ Established, stale
-//!     │   │                                                          │ left (F bit set):
-//!     │   │ End-of-RIB, nothing stale left: StopStaleTimer           ▼ StartStaleTimer
-//!     │   └──────────────────────────────────────────────── ┌────────────────┐
-//!     │                                                     │ AwaitingEoR    │
-//!     └──────────────── StaleTimerExpires: PurgeStale ───── │ (peer back up) │
-//!                                                           └────────────────┘
+//!            down after Established, kept           back up, stale routes left
+//!   Normal ─────────────────────────────► Restarting ─────────────────────────► AwaitingEoR
+//!    ▲  ▲                                     │                                    │
+//!    │  └──────── stale timer expires ────────┘                                    │
+//!    └─────────── End-of-RIB with nothing stale left, or the stale timer expires ──┘
 //! ```
+//!
+//! From any state unless one is named:
+//!
+//! | event                                     | actions                                 | next        |
+//! |-------------------------------------------|-----------------------------------------|-------------|
+//! | Established, nothing stale left           | StopStaleTimer                          | Normal      |
+//! | Established, stale left (F bit set)       | StartStaleTimer(restart time or 120 s)  | AwaitingEoR |
+//! | SessionDown after Established, kept       | KeepStale, StartStaleTimer(restart time)| Restarting  |
+//! | SessionDown after Established, not kept   | DropRoutes, StopStaleTimer              | Normal      |
+//! | SessionDown before Established            | —                                       | unchanged   |
+//! | End-of-RIB in AwaitingEoR, nothing left   | StopStaleTimer                          | Normal      |
+//! | StaleTimerExpires                         | PurgeStale                              | Normal      |
 //!
 //! A session that ends is kept when the peer advertised a restart time and the session ended
 //! by the connection dropping (RFC 4724 §4.2); with the N bit exchanged both ways also when
 //! the hold timer expired or the peer sent a NOTIFICATION other than Hard Reset (RFC 8538
 //! §4). A session that never reached Established changes nothing.
 //!
-//! **Restarting speaker** — this process restarts and peers keep our routes:
+//! **Restarting speaker** — this process restarts and peers keep our routes ([`on_start`],
+//! [`our_capability`]):
 //!
 //! ```text
-//!   start ── routes of ours in the kernel, GR configured ──► Restarting: kept in the kernel,
-//!     │                                                      OPENs carry the R bit; after the
-//!     │ otherwise: purge those routes now                    longest restart time, routes not
-//!     ▼                                                      relearned are purged
-//!   Normal
-//!   shutdown ── GR configured ──► close without NOTIFICATION, keep the kernel routes
-//!            └─ otherwise ──────► Cease 6/2 to every peer, remove the kernel routes
+//!   start ─┬─ routes of ours in the kernel, GR configured ─► Restarting: keep them; OPENs carry
+//!          │                                                 the R bit; after the longest restart
+//!          │                                                 time, purge those not relearned
+//!          ├─ routes of ours in the kernel, no GR ─────────► purge them now
+//!          └─ none ────────────────────────────────────────► Fresh
+//!   shutdown ─┬─ GR configured ─► close without NOTIFICATION, keep the kernel routes
+//!             └─ otherwise ─────► Cease 6/2 to every peer, remove the kernel routes
 //! ```
 //!
 //! With the N bit exchanged, a stop that must clear the peer's copy of our routes is sent as a
