@@ -349,9 +349,10 @@ pub fn unspecified(v6: bool) -> IpAddr {
 }
 
 /// A prefix this speaker originates and the attributes it carries. In YAML either the plain
-/// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities}` with
-/// communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`) and
-/// large communities as `global:local1:local2`.
+/// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities, peers}`
+/// with communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`),
+/// large communities as `global:local1:local2`, and `peers` the addresses of the only peers it
+/// goes to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Originate {
     pub prefix: IpNet,
@@ -359,6 +360,8 @@ pub struct Originate {
     pub communities: Vec<u32>,
     /// LARGE_COMMUNITY (RFC 8092).
     pub large_communities: Vec<LargeCommunity>,
+    /// The peers (by address) it is advertised to; empty: every peer.
+    pub peers: Vec<IpAddr>,
 }
 
 impl From<IpNet> for Originate {
@@ -367,6 +370,7 @@ impl From<IpNet> for Originate {
             prefix,
             communities: Vec::new(),
             large_communities: Vec::new(),
+            peers: Vec::new(),
         }
     }
 }
@@ -397,12 +401,14 @@ struct OriginateFields {
     communities: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<IpAddr>,
 }
 
 impl Serialize for Originate {
     /// The plain prefix when there are no attributes, so configurations round-trip as written.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.communities.is_empty() && self.large_communities.is_empty() {
+        if self.communities.is_empty() && self.large_communities.is_empty() && self.peers.is_empty() {
             return self.prefix.serialize(s);
         }
         OriginateFields {
@@ -413,6 +419,7 @@ impl Serialize for Originate {
                 .iter()
                 .map(community::format_large)
                 .collect(),
+            peers: self.peers.clone(),
         }
         .serialize(s)
     }
@@ -427,7 +434,7 @@ impl<'de> Deserialize<'de> for Originate {
             type Value = Originate;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a prefix, or {prefix, communities, large_communities}")
+                f.write_str("a prefix, or {prefix, communities, large_communities, peers}")
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Originate, E> {
@@ -442,6 +449,7 @@ impl<'de> Deserialize<'de> for Originate {
                     prefix: f.prefix,
                     communities: communities.collect::<Result<_, _>>().map_err(de::Error::custom)?,
                     large_communities: large.collect::<Result<_, _>>().map_err(de::Error::custom)?,
+                    peers: f.peers,
                 })
             }
         }
@@ -497,7 +505,7 @@ peers:
             r#"originate: [10.1.0.0/24, "fd00:1::/64"]"#,
             r#"originate:
   - 10.1.0.0/24
-  - {prefix: "fd00:1::/64", communities: ["65001:100", no_export], large_communities: ["65001:1:2"]}"#,
+  - {prefix: "fd00:1::/64", communities: ["65001:100", no_export], large_communities: ["65001:1:2"], peers: [10.0.0.2]}"#,
         );
         let c = SpeakerConfig::parse(&text).unwrap();
         assert_eq!(c.originate[0], "10.1.0.0/24".parse().unwrap());
@@ -511,6 +519,7 @@ peers:
                     local1: 1,
                     local2: 2
                 }],
+                peers: vec!["10.0.0.2".parse().unwrap()],
             }
         );
         // Written back: the plain form stays plain.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ipnet::IpNet;
 
 use super::decision::Decide;
-use super::{Hasher, Map, PeerIdx, Rib, RouteAttrs};
+use super::{Hasher, LOCAL, Map, PeerIdx, Rib, RouteAttrs};
 use crate::wire::{
     EncodeError, EncodeOptions, Family, MpReach, PathAttributes, encode_end_of_rib, encode_updates,
     encode_withdrawals,
@@ -139,8 +139,13 @@ impl Rib {
                     .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
                     .clone()
             });
+            let local_only_to = best
+                .filter(|b| b.peer == LOCAL)
+                .and_then(|_| self.local_export.get(&prefix));
             let desired = desired.filter(|_| {
-                session.families.contains(&Family::of(&prefix)) && p.policy.export.accepts(&prefix)
+                session.families.contains(&Family::of(&prefix))
+                    && p.policy.export.accepts(&prefix)
+                    && local_only_to.is_none_or(|to| to.contains(&p.policy.address))
             });
             let current = p.adj_out.get(&prefix);
             match (current, desired) {

@@ -221,8 +221,8 @@ impl Rib {
         None
     }
 
-    /// Originates a prefix from this speaker with its attributes; again with other attributes
-    /// replaces them.
+    /// Originates a prefix from this speaker with its attributes, to every peer or to the ones
+    /// it names; again with other attributes or peers replaces them.
     pub fn originate(&mut self, route: &Originate) {
         let prefix = route.prefix;
         let next_hop = match prefix {
@@ -243,10 +243,24 @@ impl Rib {
         let mut batch = Batch::new(self, LOCAL);
         self.set_path(&mut batch, LOCAL, prefix, Some(attrs));
         self.finish(batch);
+        let to = Some(&route.peers).filter(|p| !p.is_empty());
+        if self.local_export.get(&prefix) != to {
+            match to {
+                Some(to) => self.local_export.insert(prefix, to.clone()),
+                None => self.local_export.remove(&prefix),
+            };
+            // Same attributes, other peers: what each peer gets must be looked at again.
+            for p in self.peers.iter_mut().flatten() {
+                if p.session.is_some() && !p.dirty_all {
+                    p.dirty.insert(prefix);
+                }
+            }
+        }
     }
 
     /// Stops originating `prefix`.
     pub fn withdraw_local(&mut self, prefix: IpNet) {
+        self.local_export.remove(&prefix);
         let mut batch = Batch::new(self, LOCAL);
         self.set_path(&mut batch, LOCAL, prefix, None);
         self.finish(batch);

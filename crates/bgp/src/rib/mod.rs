@@ -251,6 +251,8 @@ pub struct Rib {
     interner: Interner,
     /// Indexed by [`PeerIdx`]; slot 0 is the local speaker and always `None`.
     peers: Vec<Option<RibPeer>>,
+    /// Originated prefixes advertised to some peers only, with those peers' addresses.
+    local_export: Map<IpNet, Vec<IpAddr>>,
     changes: Vec<RouteChange>,
 }
 
@@ -261,6 +263,7 @@ impl Rib {
             tables: Tables::default(),
             interner: Interner::default(),
             peers: vec![None],
+            local_export: Map::default(),
             changes: Vec::new(),
         }
     }

@@ -80,6 +80,7 @@ fn originated_prefix_carries_its_communities_in_the_encoded_update() {
             local1: 1,
             local2: 2,
         }],
+        peers: vec![],
     };
     rib.originate(&route);
     let diff = rib.take_diff(e, false);
@@ -104,7 +105,7 @@ fn originated_prefix_carries_its_communities_in_the_encoded_update() {
     rib.originate(&Originate {
         communities: vec![NO_EXPORT],
         large_communities: vec![],
-        ..route
+        ..route.clone()
     });
     assert_eq!(rib.originated(), vec![net("10.244.1.0/24")]);
     assert_eq!(
@@ -112,6 +113,44 @@ fn originated_prefix_carries_its_communities_in_the_encoded_update() {
         vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]
     );
     assert_eq!(sent(&mut rib, i)[0].attributes.communities, vec![NO_EXPORT]);
+}
+
+#[test]
+fn an_originated_prefix_naming_peers_goes_to_those_only_and_follows_changes_to_the_list() {
+    let mut rib = rib();
+    let e = up(&mut rib, "10.0.0.3", 65003, 3);
+    let f = up(&mut rib, "10.0.0.4", 65004, 4);
+    sent(&mut rib, e);
+    sent(&mut rib, f);
+    let mut route = Originate::from(net("10.96.0.0/24"));
+    route.peers = vec!["10.0.0.3".parse().unwrap()];
+    rib.originate(&route);
+    rib.originate(&net("10.244.1.0/24").into());
+    assert_eq!(nlri_count(&sent(&mut rib, e)), 2);
+    assert_eq!(
+        nlri_count(&sent(&mut rib, f)),
+        1,
+        "only the prefix for every peer"
+    );
+    // The same attributes to the other peer: a withdrawal there, an announcement here.
+    route.peers = vec!["10.0.0.4".parse().unwrap()];
+    rib.originate(&route);
+    assert_eq!(
+        sent(&mut rib, e)[0].withdrawn,
+        vec!["10.96.0.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    assert_eq!(
+        sent(&mut rib, f)[0].nlri,
+        vec!["10.96.0.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    // No list: every peer; withdrawn: none.
+    route.peers = vec![];
+    rib.originate(&route);
+    assert_eq!(nlri_count(&sent(&mut rib, e)), 1);
+    assert!(sent(&mut rib, f).is_empty());
+    rib.withdraw_local(route.prefix);
+    assert_eq!(sent(&mut rib, e)[0].withdrawn.len(), 1);
+    assert_eq!(sent(&mut rib, f)[0].withdrawn.len(), 1);
 }
 
 #[test]
