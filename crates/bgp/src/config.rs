@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Family;
+use crate::wire::{Family, LargeCommunity, community};
 
 /// Configuration errors; the message names the offending field.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +56,9 @@ pub struct SpeakerConfig {
     /// `route_reflector_client`.
     #[serde(default)]
     pub cluster_id: Option<Ipv4Addr>,
-    /// Prefixes this speaker originates.
+    /// Prefixes this speaker originates, each a plain prefix or a prefix with communities.
     #[serde(default)]
-    pub originate: Vec<IpNet>,
+    pub originate: Vec<Originate>,
     /// Minimum route advertisement interval in milliseconds (RFC 4271 §9.2.1.1) for all peers;
     /// withdrawals are never delayed. 0 sends changes as soon as they are computed.
     #[serde(default)]
@@ -205,7 +205,7 @@ impl SpeakerConfig {
         if self.router_id.is_unspecified() {
             return Err(invalid("router_id", "must not be 0.0.0.0"));
         }
-        for (i, p) in self.originate.iter().enumerate() {
+        for (i, Originate { prefix: p, .. }) in self.originate.iter().enumerate() {
             if p.trunc() != *p {
                 return Err(invalid(
                     format!("originate[{i}]"),
@@ -348,6 +348,115 @@ pub fn unspecified(v6: bool) -> IpAddr {
     }
 }
 
+/// A prefix this speaker originates and the attributes it carries. In YAML either the plain
+/// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities, peers}`
+/// with communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`),
+/// large communities as `global:local1:local2`, and `peers` the addresses of the only peers it
+/// goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Originate {
+    pub prefix: IpNet,
+    /// COMMUNITIES (RFC 1997), as on the wire.
+    pub communities: Vec<u32>,
+    /// LARGE_COMMUNITY (RFC 8092).
+    pub large_communities: Vec<LargeCommunity>,
+    /// The peers (by address) it is advertised to; empty: every peer.
+    pub peers: Vec<IpAddr>,
+}
+
+impl From<IpNet> for Originate {
+    fn from(prefix: IpNet) -> Self {
+        Originate {
+            prefix,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl std::str::FromStr for Originate {
+    type Err = ipnet::AddrParseError;
+
+    /// A plain prefix, without attributes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<IpNet>().map(Originate::from)
+    }
+}
+
+fn parse_community(s: &str) -> Result<u32, String> {
+    community::parse(s)
+        .ok_or_else(|| format!("community {s:?} is not ASN:value (each 0-65535) or a well-known name"))
+}
+
+fn parse_large_community(s: &str) -> Result<LargeCommunity, String> {
+    community::parse_large(s).ok_or_else(|| format!("large community {s:?} is not global:local1:local2"))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginateFields {
+    prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<IpAddr>,
+}
+
+impl Serialize for Originate {
+    /// The plain prefix when there are no attributes, so configurations round-trip as written.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.communities.is_empty() && self.large_communities.is_empty() && self.peers.is_empty() {
+            return self.prefix.serialize(s);
+        }
+        OriginateFields {
+            prefix: self.prefix,
+            communities: self.communities.iter().map(|c| community::format(*c)).collect(),
+            large_communities: self
+                .large_communities
+                .iter()
+                .map(community::format_large)
+                .collect(),
+            peers: self.peers.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Originate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Originate;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prefix, or {prefix, communities, large_communities, peers}")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Originate, E> {
+                s.parse().map_err(|e| E::custom(format!("{s:?}: {e}")))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Originate, A::Error> {
+                let f = OriginateFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let communities = f.communities.iter().map(|c| parse_community(c));
+                let large = f.large_communities.iter().map(|c| parse_large_community(c));
+                Ok(Originate {
+                    prefix: f.prefix,
+                    communities: communities.collect::<Result<_, _>>().map_err(de::Error::custom)?,
+                    large_communities: large.collect::<Result<_, _>>().map_err(de::Error::custom)?,
+                    peers: f.peers,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +497,43 @@ peers:
         assert!(c.peers[1].passive);
         assert_eq!(c.peers[1].families.len(), 2);
         assert_eq!(c.route_protocol, 201);
+    }
+
+    #[test]
+    fn originate_takes_plain_prefixes_and_prefixes_with_communities() {
+        let text = FULL.replace(
+            r#"originate: [10.1.0.0/24, "fd00:1::/64"]"#,
+            r#"originate:
+  - 10.1.0.0/24
+  - {prefix: "fd00:1::/64", communities: ["65001:100", no_export], large_communities: ["65001:1:2"], peers: [10.0.0.2]}"#,
+        );
+        let c = SpeakerConfig::parse(&text).unwrap();
+        assert_eq!(c.originate[0], "10.1.0.0/24".parse().unwrap());
+        assert_eq!(
+            c.originate[1],
+            Originate {
+                prefix: "fd00:1::/64".parse().unwrap(),
+                communities: vec![65001 << 16 | 100, community::NO_EXPORT],
+                large_communities: vec![LargeCommunity {
+                    global: 65001,
+                    local1: 1,
+                    local2: 2
+                }],
+                peers: vec!["10.0.0.2".parse().unwrap()],
+            }
+        );
+        // Written back: the plain form stays plain.
+        let yaml = serde_yaml::to_string(&c.originate).unwrap();
+        assert!(yaml.starts_with("- 10.1.0.0/24\n"), "{yaml}");
+        let again: Vec<Originate> = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(again, c.originate);
+        for bad in [
+            "{prefix: 10.1.0.0/24, communities: [\"65536:1\"]}",
+            "{prefix: 10.1.0.0/24, color: 1}",
+            "10.1.0/24",
+        ] {
+            assert!(serde_yaml::from_str::<Originate>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub fn speaker_config(
     let mut c = base.clone();
     for cidr in pod_cidrs(config, nodes) {
         let cidr = cidr.trunc();
-        if !c.originate.contains(&cidr) {
-            c.originate.push(cidr);
+        if !c.originate.iter().any(|o| o.prefix == cidr) {
+            c.originate.push(cidr.into());
         }
     }
     if config.bgp_node_mesh {
