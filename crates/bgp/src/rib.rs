@@ -308,6 +308,9 @@ pub struct Rib {
     /// Indexed by [`PeerIdx`]; slot 0 is the local speaker and always `None`.
     peers: Vec<Option<RibPeer>>,
     changes: Vec<RouteChange>,
+    /// Prefixes covered by these are advertised only as this speaker's own (see
+    /// [`Rib::set_no_transit`]).
+    no_transit: Vec<IpNet>,
 }
 
 impl Rib {
@@ -318,6 +321,18 @@ impl Rib {
             interner: Interner::default(),
             peers: vec![None],
             changes: Vec::new(),
+            no_transit: Vec::new(),
+        }
+    }
+
+    /// Routes learned for prefixes covered by `nets` are not passed on to any peer: such a
+    /// prefix is advertised only while this speaker originates it. Service addresses are
+    /// announced by the nodes that can serve them; a node passing on another's would draw the
+    /// traffic to itself.
+    pub fn set_no_transit(&mut self, nets: Vec<IpNet>) {
+        if self.no_transit != nets {
+            self.no_transit = nets;
+            self.mark_all_dirty();
         }
     }
 
@@ -975,7 +990,10 @@ impl Rib {
                 IpNet::V4(x) => self.tables.v4.get(&x).and_then(|ps| ctx.best_path(ps)),
                 IpNet::V6(x) => self.tables.v6.get(&x).and_then(|ps| ctx.best_path(ps)),
             };
-            let desired = best.and_then(|b| {
+            let no_transit = &self.no_transit;
+            let desired = best
+                .filter(|b| b.peer == LOCAL || !no_transit.iter().any(|n| n.contains(&prefix)))
+                .and_then(|b| {
                 let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
                 cache
                     .entry(key)
@@ -2081,6 +2099,39 @@ mod tests {
         rib.withdraw_local(net("10.244.1.0/24"));
         let u = sent(&mut rib, e);
         assert_eq!(u[0].withdrawn, vec!["10.244.1.0/24".parse::<Ipv4Net>().unwrap()]);
+    }
+
+    #[test]
+    fn no_transit_prefixes_are_advertised_only_while_originated_here() {
+        let mut rib = rib();
+        let e = up(&mut rib, "10.0.0.3", 65003, 3);
+        let i = up(&mut rib, "10.0.0.2", 65001, 2);
+        rib.set_no_transit(vec![net("10.96.0.0/16")]);
+        sent(&mut rib, e);
+        // Another node's service /32 (iBGP) and a pod CIDR: only the pod CIDR goes on.
+        rib.apply_update(
+            i,
+            announce(attrs(&[], "10.0.0.2"), &["10.96.0.10/32", "10.244.2.0/24"]),
+            None,
+        );
+        let u = sent(&mut rib, e);
+        assert_eq!(u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(), [
+            "10.244.2.0/24".parse::<Ipv4Net>().unwrap()
+        ]);
+        // Originated here too: ours (the best) goes out.
+        rib.originate(net("10.96.0.10/32"));
+        let u = sent(&mut rib, e);
+        assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(u[0].attributes.as_path, Some(seq(&[65001])));
+        // No longer ours: withdrawn, although the other node's path is still in the Loc-RIB.
+        rib.withdraw_local(net("10.96.0.10/32"));
+        let u = sent(&mut rib, e);
+        assert_eq!(u[0].withdrawn, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(best_peer(&rib, "10.96.0.10/32"), Some(i));
+        // Lifting the restriction passes the learned route on again.
+        rib.set_no_transit(vec![]);
+        let u = sent(&mut rib, e);
+        assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
 use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
 use crate::fsm::{DownReason, Event, FsmConfig, State};
-use crate::kernel::KernelRoutes;
+use crate::kernel::{self, KernelRoutes};
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
 use crate::wire::{GracefulRestart, Message, SessionOptions};
@@ -224,7 +224,8 @@ pub async fn start(
         tokio::spawn(control_loop(control, handle.clone()));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let rib = Rib::new(rib_config(&config));
+    let mut rib = Rib::new(rib_config(&config));
+    rib.set_no_transit(config.no_transit.clone());
     let mut core = Core {
         config: config.clone(),
         rib,
@@ -670,7 +671,10 @@ impl Core {
                 let _ = tx.send(changes.clone());
             }
             if let Some(tx) = &self.kernel_tx {
-                let _ = tx.send(KernelMsg::Apply(changes));
+                let _ = tx.send(KernelMsg::Apply(kernel::without_no_install(
+                    changes,
+                    &self.config.no_install,
+                )));
             }
         }
     }
@@ -733,6 +737,15 @@ impl Core {
         }
         for p in new_o.difference(&old_o) {
             self.rib.originate(*p);
+        }
+        self.rib.set_no_transit(new.no_transit.clone());
+        if old.no_install != new.no_install
+            && let Some(tx) = &self.kernel_tx
+        {
+            let fix = kernel::no_install_changed(&self.rib.best_routes(), &old.no_install, &new.no_install);
+            if !fix.is_empty() {
+                let _ = tx.send(KernelMsg::Apply(fix));
+            }
         }
         // Peers.
         let wanted: HashMap<IpAddr, PeerConfig> = new.peers.iter().map(|p| (p.address, p.clone())).collect();

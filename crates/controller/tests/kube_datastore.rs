@@ -139,13 +139,15 @@ async fn within_a_second(
     }
 }
 
-/// What both datastores can know: the kube-apiserver's own namespaces exist in any cluster
-/// but not in a manifest directory.
+/// What both datastores can know: the kube-apiserver's own namespaces (and its Service) exist
+/// in any cluster but not in a manifest directory.
 fn without_system_namespaces(s: &Snapshot) -> Snapshot {
     let mut s = s.clone();
-    s.cluster
-        .namespaces
-        .retain(|name, _| name != "default" && !name.starts_with("kube-"));
+    let system = |ns: &str| ns == "default" || ns.starts_with("kube-");
+    s.cluster.namespaces.retain(|name, _| !system(name));
+    // The API server's own `kubernetes` Service and its EndpointSlice.
+    s.services.retain(|key, _| !system(&key.namespace));
+    s.endpoint_slices.retain(|key, _| !system(&key.namespace));
     s
 }
 

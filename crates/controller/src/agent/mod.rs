@@ -5,6 +5,7 @@
 //!                                                  ├─► compile ─► iptables/ipset applier
 //!  CNI endpoint records (/var/run/caracal/...) ───┘
 //!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
+//!  Services, EndpointSlices ─► service routes ─► BGP speaker (originate, keep out of the kernel)
 //! ```
 //!
 //! Nothing is programmed before the datastore has delivered its first complete snapshot, so a
@@ -16,6 +17,7 @@ pub mod cni;
 pub mod config;
 pub mod health;
 pub mod policy;
+pub mod services;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 pub use bgp::{pod_cidrs, reconcile_bgp, speaker_config};
 pub use cni::{reconcile_cni_config, write_cni_config};
 pub use config::AgentConfig;
+pub use services::{reconcile_services, service_routes};
 pub use policy::{
     PolicyReconciler, PolicyStep, local_address_overrides, read_endpoints, reconcile_policy,
     with_local_addresses,
@@ -44,8 +47,12 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
+    // The first value is computed here, so the speaker starts with this node's Service routes.
+    let (routes_tx, routes_rx) = watch::channel(service_routes(&config, &snapshots.borrow()));
+    let h = health.register("services", "the first snapshot is not read yet");
+    tasks.spawn(reconcile_services(config.clone(), snapshots.clone(), routes_tx, h));
     let h = health.register("bgp", "the speaker is not configured yet");
-    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), stop_rx, h));
+    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), routes_rx, stop_rx, h));
     // Not one of the reconcilers: it never ends on its own, and its failure to bind is fatal.
     let health_server = match config.health_listen {
         Some(addr) => {
@@ -81,7 +88,8 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
             _ = &mut deadline => break,
             _ = tasks.join_next() => {}
         }
-        if config.bgp.is_none() || tasks.len() <= usize::from(config.policy) + 1 {
+        // Policy, CNI config and services do not end on stop; only BGP is waited for.
+        if config.bgp.is_none() || tasks.len() <= usize::from(config.policy) + 2 {
             break;
         }
     }
