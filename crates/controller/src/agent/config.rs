@@ -17,6 +17,8 @@
 //!   external_ips: [192.0.2.0/24]
 //!   load_balancer_ips: [198.51.100.0/24]
 //!   load_balancer_aggregation: Enabled   # Disabled: one /32 per LoadBalancer IP in use
+//! pod_pools:                       # outgoing NAT per pool (crate::nat)
+//!   - {cidr: 10.244.0.0/16, nat_outgoing: true}
 //! ```
 
 use std::{
@@ -29,7 +31,7 @@ use caracal_bgp::config::SpeakerConfig;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use crate::services::ServiceAdvertisement;
+use crate::{nat::PodPool, services::ServiceAdvertisement};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +80,11 @@ pub struct AgentConfig {
     /// BGP (with `bgp`); empty: none.
     #[serde(default)]
     pub services: ServiceAdvertisement,
+    /// The cluster's pod address pools. A pool with `nat_outgoing` has its pods' traffic to
+    /// anywhere outside every pool, every node's pod CIDRs and the Service ranges masqueraded
+    /// to the node's address (outgoing NAT); none: the agent leaves the nat table alone.
+    #[serde(default, deserialize_with = "crate::nat::deserialize_pools")]
+    pub pod_pools: Vec<PodPool>,
 }
 
 /// The agent's BGP section: a speaker config, as `caracal bgp run` takes it, in which

@@ -6,6 +6,7 @@
 //!  CNI endpoint records (/var/run/caracal/...) ───┘
 //!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
 //!  Services, EndpointSlices ─► service routes ─► BGP speaker (originate, keep out of the kernel)
+//!  pod pools, Node pod CIDRs, Service ranges ─► outgoing NAT (nat table, ipsets)
 //! ```
 //!
 //! Nothing is programmed before the datastore has delivered its first complete snapshot, so a
@@ -16,6 +17,7 @@ pub mod bgp;
 pub mod cni;
 pub mod config;
 pub mod health;
+pub mod nat;
 pub mod policy;
 pub mod services;
 
@@ -41,6 +43,10 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let health = health::Health::default();
+    if !config.pod_pools.is_empty() {
+        let h = health.register("nat", "outgoing NAT not applied yet");
+        tasks.spawn(nat::reconcile_nat(config.clone(), snapshots.clone(), h));
+    }
     if config.policy {
         let h = health.register("policy", "the first snapshot is not applied yet");
         tasks.spawn(reconcile_policy(config.clone(), snapshots.clone(), h));
@@ -88,8 +94,9 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
             _ = &mut deadline => break,
             _ = tasks.join_next() => {}
         }
-        // Policy, CNI config and services do not end on stop; only BGP is waited for.
-        if config.bgp.is_none() || tasks.len() <= usize::from(config.policy) + 2 {
+        // Only BGP ends on stop; the others (policy, NAT, CNI config, services) are not waited for.
+        let lingering = usize::from(config.policy) + usize::from(!config.pod_pools.is_empty()) + 2;
+        if config.bgp.is_none() || tasks.len() <= lingering {
             break;
         }
     }
