@@ -432,7 +432,10 @@ peers:
 
     #[test]
     fn no_install_with_host_bits_names_the_entry() {
-        let text = FULL.replace("no_install: [10.96.0.0/16]", "no_install: [10.96.0.0/16, 10.97.0.1/16]");
+        let text = FULL.replace(
+            "no_install: [10.96.0.0/16]",
+            "no_install: [10.96.0.0/16, 10.97.0.1/16]",
+        );
         let e = SpeakerConfig::parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("no_install[1]"), "{e}");
     }

@@ -994,12 +994,12 @@ impl Rib {
             let desired = best
                 .filter(|b| b.peer == LOCAL || !no_transit.iter().any(|n| n.contains(&prefix)))
                 .and_then(|b| {
-                let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
-                cache
-                    .entry(key)
-                    .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
-                    .clone()
-            });
+                    let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
+                    cache
+                        .entry(key)
+                        .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
+                        .clone()
+                });
             let desired = desired.filter(|_| {
                 session.families.contains(&Family::of(&prefix)) && p.policy.export.accepts(&prefix)
             });
@@ -2115,9 +2115,10 @@ mod tests {
             None,
         );
         let u = sent(&mut rib, e);
-        assert_eq!(u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(), [
-            "10.244.2.0/24".parse::<Ipv4Net>().unwrap()
-        ]);
+        assert_eq!(
+            u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(),
+            ["10.244.2.0/24".parse::<Ipv4Net>().unwrap()]
+        );
         // Originated here too: ours (the best) goes out.
         rib.originate(net("10.96.0.10/32"));
         let u = sent(&mut rib, e);

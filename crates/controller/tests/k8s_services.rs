@@ -74,7 +74,10 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
     });
     for node in ["node1", "node2"] {
         let routes = bgp_kernel_routes(&c, node);
-        assert!(!routes.contains("10.96."), "{node} installed a Service route: {routes}");
+        assert!(
+            !routes.contains("10.96."),
+            "{node} installed a Service route: {routes}"
+        );
     }
 
     let ns = "svc";
@@ -93,7 +96,15 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         "-p",
         &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{INGRESS_IP}"}}]}}}}}}"#),
     ]);
-    let cluster_ip = c.kubectl_ok(&["-n", ns, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_ip = c.kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     let prefixes = [
         format!("{EXTERNAL_IP}/32"),
         format!("{INGRESS_IP}/32"),
@@ -105,7 +116,10 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
     });
     // node2 learned them over the mesh but neither installs nor passes them on.
     let routes = bgp_kernel_routes(&c, "node2");
-    assert!(!routes.contains("198.18."), "node2 installed a Service route: {routes}");
+    assert!(
+        !routes.contains("198.18."),
+        "node2 installed a Service route: {routes}"
+    );
     // From outside the cluster (the ToR's own namespace) through the announced address.
     c.wait("the ToR reaches web-1 through the external IP", 30, |c| {
         let url = format!("http://{EXTERNAL_IP}:8080/hostname");
@@ -130,7 +144,10 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
             deleted.elapsed() < Duration::from_secs(1),
             "node1 still announces after {:?}: {:?}",
             deleted.elapsed(),
-            prefixes.iter().map(|p| (p, tor_next_hops(&c, p))).collect::<Vec<_>>()
+            prefixes
+                .iter()
+                .map(|p| (p, tor_next_hops(&c, p)))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(25));
     }

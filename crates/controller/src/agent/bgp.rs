@@ -266,13 +266,19 @@ mod tests {
         )
         .unwrap();
         let routes = ServiceRoutes {
-            advertise: ["10.96.0.0/16", "10.96.0.10/32"].iter().map(|p| p.parse().unwrap()).collect(),
+            advertise: ["10.96.0.0/16", "10.96.0.10/32"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
             ranges: vec!["10.96.0.0/16".parse().unwrap(), "192.0.2.0/24".parse().unwrap()],
         };
         let mut c = base.clone();
         with_service_routes(&mut c, &routes);
         let text = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-        assert_eq!(text(&c.originate), ["10.244.1.0/24", "10.96.0.0/16", "10.96.0.10/32"]);
+        assert_eq!(
+            text(&c.originate),
+            ["10.244.1.0/24", "10.96.0.0/16", "10.96.0.10/32"]
+        );
         assert_eq!(text(&c.no_install), ["10.96.0.0/16", "192.0.2.0/24"]);
         assert_eq!(text(&c.no_transit), ["10.96.0.0/16", "192.0.2.0/24"]);
         c.validate().unwrap();

@@ -192,7 +192,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.services.cluster_ips, ["10.96.0.0/16".parse::<IpNet>().unwrap()]);
         assert!(AgentConfig::default().services.is_empty());
-        let e = serde_yaml::from_str::<AgentConfig>("services: {external_ips: [192.0.2.1/24]}\n").unwrap_err();
+        let e =
+            serde_yaml::from_str::<AgentConfig>("services: {external_ips: [192.0.2.1/24]}\n").unwrap_err();
         assert!(e.to_string().contains("services.external_ips[0]"), "{e}");
     }
 

@@ -29,11 +29,11 @@ use tokio::sync::watch;
 pub use bgp::{pod_cidrs, reconcile_bgp, speaker_config};
 pub use cni::{reconcile_cni_config, write_cni_config};
 pub use config::AgentConfig;
-pub use services::{reconcile_services, service_routes};
 pub use policy::{
     PolicyReconciler, PolicyStep, local_address_overrides, read_endpoints, reconcile_policy,
     with_local_addresses,
 };
+pub use services::{reconcile_services, service_routes};
 
 use crate::datastore::Snapshot;
 
@@ -56,9 +56,20 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     // The first value is computed here, so the speaker starts with this node's Service routes.
     let (routes_tx, routes_rx) = watch::channel(service_routes(&config, &snapshots.borrow()));
     let h = health.register("services", "the first snapshot is not read yet");
-    tasks.spawn(reconcile_services(config.clone(), snapshots.clone(), routes_tx, h));
+    tasks.spawn(reconcile_services(
+        config.clone(),
+        snapshots.clone(),
+        routes_tx,
+        h,
+    ));
     let h = health.register("bgp", "the speaker is not configured yet");
-    tasks.spawn(reconcile_bgp(config.clone(), snapshots.clone(), routes_rx, stop_rx, h));
+    tasks.spawn(reconcile_bgp(
+        config.clone(),
+        snapshots.clone(),
+        routes_rx,
+        stop_rx,
+        h,
+    ));
     // Not one of the reconcilers: it never ends on its own, and its failure to bind is fatal.
     let health_server = match config.health_listen {
         Some(addr) => {

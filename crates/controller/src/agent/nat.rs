@@ -17,7 +17,11 @@ use crate::{
 
 /// The outgoing-NAT program for `snapshot`.
 pub fn nat_program(config: &AgentConfig, snapshot: &Snapshot) -> NatProgram {
-    nat::desired(&config.pod_pools, snapshot.nodes.values(), &config.services.ranges())
+    nat::desired(
+        &config.pod_pools,
+        snapshot.nodes.values(),
+        &config.services.ranges(),
+    )
 }
 
 pub async fn reconcile_nat(

@@ -271,6 +271,8 @@ pub async fn reconcile_policy(
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]

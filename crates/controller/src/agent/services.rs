@@ -45,7 +45,12 @@ pub async fn reconcile_services(
             }
             let added: Vec<_> = next.advertise.difference(&current.advertise).collect();
             let withdrawn: Vec<_> = current.advertise.difference(&next.advertise).collect();
-            tracing::info!(?added, ?withdrawn, total = next.advertise.len(), "service routes changed");
+            tracing::info!(
+                ?added,
+                ?withdrawn,
+                total = next.advertise.len(),
+                "service routes changed"
+            );
             *current = next;
             true
         });
@@ -60,10 +65,7 @@ pub async fn reconcile_services(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datastore::{
-        Endpoint, EndpointSlice, Node, Service, ServiceType,
-        model::Object,
-    };
+    use crate::datastore::{Endpoint, EndpointSlice, Node, Service, ServiceType, model::Object};
 
     fn config() -> AgentConfig {
         serde_yaml::from_str(
@@ -116,7 +118,10 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(with_local, ["10.96.0.0/16", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.10/32"]);
+        assert_eq!(
+            with_local,
+            ["10.96.0.0/16", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.10/32"]
+        );
         assert_eq!(rx.borrow().ranges.len(), 2);
         let t = tokio::time::Instant::now();
         snap_tx.send(Arc::new(snapshot("n1", false))).unwrap();

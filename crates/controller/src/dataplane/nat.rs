@@ -63,7 +63,13 @@ impl NatApplier {
                 continue;
             };
             let sets = self.read_sets(family);
-            let plan = render::plan(family, want, &have, &sets, self.printed.get(&family).map(Vec::as_slice));
+            let plan = render::plan(
+                family,
+                want,
+                &have,
+                &sets,
+                self.printed.get(&family).map(Vec::as_slice),
+            );
             if plan.is_empty() {
                 continue;
             }
@@ -74,7 +80,12 @@ impl NatApplier {
                 stats.ipset_calls += 1;
             }
             if let Some(restore) = &plan.restore {
-                run(ns, &self.tools[&family].restore, &["--noflush", "--wait", "10"], Some(restore))?;
+                run(
+                    ns,
+                    &self.tools[&family].restore,
+                    &["--noflush", "--wait", "10"],
+                    Some(restore),
+                )?;
                 stats.restores += 1;
             }
             if !plan.sets_after.is_empty() {
@@ -83,7 +94,10 @@ impl NatApplier {
             }
             match want {
                 Some(_) => {
-                    let printed = self.read_nat(family, true)?.and_then(|n| n.chain).unwrap_or_default();
+                    let printed = self
+                        .read_nat(family, true)?
+                        .and_then(|n| n.chain)
+                        .unwrap_or_default();
                     self.printed.insert(family, printed);
                 }
                 None => {
@@ -97,7 +111,12 @@ impl NatApplier {
     /// caracal's part of the family's nat table. A family without a nat table (no IPv6 here)
     /// holds nothing of caracal's: `None` unless something is wanted there, then an error.
     fn read_nat(&self, family: Family, wanted: bool) -> Result<Option<SavedNat>> {
-        match run(self.netns.as_deref(), &self.tools[&family].save, &["-t", "nat"], None) {
+        match run(
+            self.netns.as_deref(),
+            &self.tools[&family].save,
+            &["-t", "nat"],
+            None,
+        ) {
             Ok(text) => Ok(Some(render::parse_nat_save(&text))),
             Err(e) if wanted => Err(e),
             Err(e) => {

@@ -129,7 +129,10 @@ pub fn endpoint_slice(s: &discovery::EndpointSlice) -> EndpointSlice {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: &Value, f: impl FnOnce(&T) -> Object) -> Result<Object, String> {
+fn typed<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    f: impl FnOnce(&T) -> Object,
+) -> Result<Object, String> {
     serde_json::from_value::<T>(value.clone())
         .map(|t| f(&t))
         .map_err(|e| e.to_string())
@@ -262,7 +265,12 @@ mod tests {
             .collect();
         assert_eq!(
             eps,
-            [(true, Some("n1")), (false, Some("n2")), (true, Some("n2")), (true, None)]
+            [
+                (true, Some("n1")),
+                (false, Some("n2")),
+                (true, Some("n2")),
+                (true, None)
+            ]
         );
     }
 

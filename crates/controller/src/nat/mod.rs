@@ -91,7 +91,11 @@ pub fn desired<'a>(
 ) -> NatProgram {
     let mut families: BTreeMap<Family, NatSets> = BTreeMap::new();
     for p in pools.iter().filter(|p| p.nat_outgoing) {
-        families.entry(family(&p.cidr)).or_default().masq.insert(p.cidr.trunc());
+        families
+            .entry(family(&p.cidr))
+            .or_default()
+            .masq
+            .insert(p.cidr.trunc());
     }
     let inside = pools
         .iter()
@@ -123,7 +127,10 @@ mod tests {
         let nodes = [
             Node {
                 name: "n1".into(),
-                pod_cidrs: vec!["10.244.1.0/24".parse().unwrap(), "fd00:244:1::/64".parse().unwrap()],
+                pod_cidrs: vec![
+                    "10.244.1.0/24".parse().unwrap(),
+                    "fd00:244:1::/64".parse().unwrap(),
+                ],
                 ..Default::default()
             },
             Node {
@@ -146,9 +153,13 @@ mod tests {
             nets("10.244.0.0/16 192.168.50.0/24 10.244.1.0/24 10.250.2.0/24 10.96.0.0/16 198.18.1.0/24")
         );
         assert_eq!(desired(&[], &nodes, &ranges), NatProgram::default());
-        let both = pools("[{cidr: 10.244.0.0/16, nat_outgoing: true}, {cidr: 'fd00:244::/48', nat_outgoing: true}]");
+        let both =
+            pools("[{cidr: 10.244.0.0/16, nat_outgoing: true}, {cidr: 'fd00:244::/48', nat_outgoing: true}]");
         let prog = desired(&both, &nodes, &[]);
-        assert_eq!(prog.families[&Family::V6].all, nets("fd00:244::/48 fd00:244:1::/64"));
+        assert_eq!(
+            prog.families[&Family::V6].all,
+            nets("fd00:244::/48 fd00:244:1::/64")
+        );
     }
 
     #[test]

@@ -83,7 +83,11 @@ pub fn parse_nat_save(text: &str) -> SavedNat {
         } else if let Some(rule) = line.strip_prefix(&appended) {
             out.chain.get_or_insert_with(Vec::new).push(rule.to_string());
         } else if let Some(rule) = line.strip_prefix("-A POSTROUTING ")
-            && rule.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w == ["-j", CHAIN])
+            && rule
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w == ["-j", CHAIN])
         {
             out.hooks.push(rule.to_string());
         }

@@ -95,7 +95,12 @@ pub fn advertised(
 }
 
 /// Calico's `advertiseThisService`, for a node that is not excluded.
-fn advertise_service(config: &ServiceAdvertisement, svc: &Service, slices: &[&EndpointSlice], node: &str) -> bool {
+fn advertise_service(
+    config: &ServiceAdvertisement,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    node: &str,
+) -> bool {
     if !matches!(
         svc.type_,
         ServiceType::ClusterIP | ServiceType::NodePort | ServiceType::LoadBalancer
@@ -125,12 +130,23 @@ fn advertise_service(config: &ServiceAdvertisement, svc: &Service, slices: &[&En
 }
 
 /// Calico's `getAllRoutesForService`, each address only inside a configured range of its kind.
-fn service_prefixes<'a>(config: &'a ServiceAdvertisement, svc: &'a Service) -> impl Iterator<Item = IpNet> + 'a {
-    let inside = |ranges: &'a [IpNet]| move |ip: &IpAddr| ranges.iter().any(|r| r.contains(ip));
-    let cluster = svc.cluster_ips.iter().filter(inside(&config.cluster_ips));
-    let external = svc.external_ips.iter().filter(inside(&config.external_ips));
-    let lb: Vec<IpAddr> = lb_ips(svc).filter(inside(&config.load_balancer_ips)).collect();
-    cluster.chain(external).copied().chain(lb).map(IpNet::from)
+fn service_prefixes<'a>(
+    config: &'a ServiceAdvertisement,
+    svc: &'a Service,
+) -> impl Iterator<Item = IpNet> + 'a {
+    let inside = |ranges: &[IpNet], ip: &IpAddr| ranges.iter().any(|r| r.contains(ip));
+    let cluster = svc
+        .cluster_ips
+        .iter()
+        .copied()
+        .filter(move |ip| inside(&config.cluster_ips, ip));
+    let external = svc
+        .external_ips
+        .iter()
+        .copied()
+        .filter(move |ip| inside(&config.external_ips, ip));
+    let lb = lb_ips(svc).filter(move |ip| inside(&config.load_balancer_ips, ip));
+    cluster.chain(external).chain(lb).map(IpNet::from)
 }
 
 /// `spec.loadBalancerIP` and `status.loadBalancer.ingress[].ip`.

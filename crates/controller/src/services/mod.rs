@@ -82,7 +82,9 @@ impl ServiceAdvertisement {
                     ));
                 }
                 if let Some(j) = list[..i].iter().position(|n| n == net) {
-                    return Err(format!("services.{field}[{i}]: {net} is already services.{field}[{j}]"));
+                    return Err(format!(
+                        "services.{field}[{i}]: {net} is already services.{field}[{j}]"
+                    ));
                 }
             }
         }
@@ -139,13 +141,19 @@ mod tests {
     #[test]
     fn bad_ranges_name_the_field() {
         let e = parse("{external_ips: [192.0.2.0/24, 192.0.2.1/24]}").unwrap_err();
-        assert!(e.contains("services.external_ips[1]") && e.contains("host bits"), "{e}");
+        assert!(
+            e.contains("services.external_ips[1]") && e.contains("host bits"),
+            "{e}"
+        );
         let e = parse("{cluster_ips: [10.96.0.0/16, 10.96.0.0/16]}").unwrap_err();
         assert!(e.contains("services.cluster_ips[1]"), "{e}");
         let e = parse("{load_balancer_ips: [300.0.0.0/8]}").unwrap_err();
         assert!(e.contains("load_balancer_ips"), "{e}");
         let e = parse("{load_balancer_aggregation: Sometimes}").unwrap_err();
-        assert!(e.contains("load_balancer_aggregation") || e.contains("Sometimes"), "{e}");
+        assert!(
+            e.contains("load_balancer_aggregation") || e.contains("Sometimes"),
+            "{e}"
+        );
         let e = parse("{cluster_ip: [10.96.0.0/16]}").unwrap_err();
         assert!(e.contains("cluster_ip"), "{e}");
     }

@@ -58,7 +58,13 @@ fn the_rule_masquerades_pool_sources_to_destinations_outside_every_range() {
 
 #[test]
 fn an_empty_kernel_gets_sets_then_chain_then_hook() {
-    let p = plan(Family::V4, Some(&want()), &SavedNat::default(), &BTreeMap::new(), None);
+    let p = plan(
+        Family::V4,
+        Some(&want()),
+        &SavedNat::default(),
+        &BTreeMap::new(),
+        None,
+    );
     assert_eq!(
         p.sets_before,
         "create caracal-masq-v4 hash:net family inet -exist\nadd caracal-masq-v4 10.244.0.0/16\n\
@@ -82,7 +88,10 @@ fn an_empty_kernel_gets_sets_then_chain_then_hook() {
         &BTreeMap::new(),
         None,
     );
-    assert!(v6.sets_before.starts_with("create caracal-masq-v6 hash:net family inet6 -exist\n"));
+    assert!(
+        v6.sets_before
+            .starts_with("create caracal-masq-v6 hash:net family inet6 -exist\n")
+    );
 }
 
 #[test]
@@ -108,10 +117,19 @@ fn drift_is_repaired() {
         ("caracal-all-v4", "10.96.0.0/16 10.244.0.0/16"),
     ]);
     // The rule deleted, the hook kept.
-    let p = plan(Family::V4, Some(&want()), &parse_nat_save(&save_text("", &[HOOK])), &sets, None);
+    let p = plan(
+        Family::V4,
+        Some(&want()),
+        &parse_nat_save(&save_text("", &[HOOK])),
+        &sets,
+        None,
+    );
     let restore = p.restore.unwrap();
     assert!(restore.contains(&format!("-A CARACAL-POSTROUTING {}", rule(Family::V4))));
-    assert!(!restore.contains("-I POSTROUTING"), "the hook is in place: {restore}");
+    assert!(
+        !restore.contains("-I POSTROUTING"),
+        "the hook is in place: {restore}"
+    );
     // The hook deleted.
     let p = plan(
         Family::V4,
@@ -120,10 +138,19 @@ fn drift_is_repaired() {
         &sets,
         None,
     );
-    assert!(p.restore.unwrap().contains("-I POSTROUTING 1 -j CARACAL-POSTROUTING\n"));
+    assert!(
+        p.restore
+            .unwrap()
+            .contains("-I POSTROUTING 1 -j CARACAL-POSTROUTING\n")
+    );
     // The hook doubled, one of them with a match added: both go, one comes back.
-    let have = parse_nat_save(&save_text(&rule(Family::V4), &[HOOK, "-o eth0 -j CARACAL-POSTROUTING"]));
-    let restore = plan(Family::V4, Some(&want()), &have, &sets, None).restore.unwrap();
+    let have = parse_nat_save(&save_text(
+        &rule(Family::V4),
+        &[HOOK, "-o eth0 -j CARACAL-POSTROUTING"],
+    ));
+    let restore = plan(Family::V4, Some(&want()), &have, &sets, None)
+        .restore
+        .unwrap();
     assert!(
         restore.contains(
             "-D POSTROUTING -j CARACAL-POSTROUTING\n-D POSTROUTING -o eth0 -j CARACAL-POSTROUTING\n-I POSTROUTING 1 -j CARACAL-POSTROUTING\n"
@@ -134,11 +161,19 @@ fn drift_is_repaired() {
     let printed = vec![rule(Family::V4)];
     let edited = rule(Family::V4).replace("MASQUERADE --random-fully", "ACCEPT");
     let have = parse_nat_save(&save_text(&edited, &[HOOK]));
-    assert!(plan(Family::V4, Some(&want()), &have, &sets, Some(&printed)).restore.is_some());
+    assert!(
+        plan(Family::V4, Some(&want()), &have, &sets, Some(&printed))
+            .restore
+            .is_some()
+    );
     // Another rule added to the chain.
     let mut have = parse_nat_save(&save_text(&rule(Family::V4), &[HOOK]));
     have.chain.as_mut().unwrap().push("-j ACCEPT".into());
-    assert!(plan(Family::V4, Some(&want()), &have, &sets, None).restore.is_some());
+    assert!(
+        plan(Family::V4, Some(&want()), &have, &sets, None)
+            .restore
+            .is_some()
+    );
 }
 
 #[test]
@@ -181,7 +216,10 @@ fn ipset_save_is_read_for_caracal_sets_only() {
                 add caracal-all-v4 10.96.0.0/16\nadd caracal-all-v4 192.0.2.7\n\
                 create caracal-masq-v4 hash:net family inet hashsize 1024 maxelem 65536\n";
     let sets = parse_ipset_save(text);
-    assert_eq!(sets.keys().collect::<Vec<_>>(), ["caracal-all-v4", "caracal-masq-v4"]);
+    assert_eq!(
+        sets.keys().collect::<Vec<_>>(),
+        ["caracal-all-v4", "caracal-masq-v4"]
+    );
     assert_eq!(sets["caracal-all-v4"].members, nets("10.96.0.0/16 192.0.2.7/32"));
     assert_eq!(sets["caracal-all-v4"].kind, "hash:net");
     assert!(sets["caracal-masq-v4"].members.is_empty());
