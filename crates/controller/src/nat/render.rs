@@ -58,8 +58,10 @@ pub fn rule(family: Family) -> String {
     format!("-m comment --comment caracal:{tag} {body}")
 }
 
+/// The `caracal:<hash>` word of a rule (`iptables-save` prints it quoted).
 fn tag(rule: &str) -> &str {
     rule.split_whitespace()
+        .map(|w| w.trim_matches('"'))
         .find(|w| w.starts_with("caracal:"))
         .unwrap_or_default()
 }
