@@ -65,8 +65,8 @@ pub struct SpeakerConfig {
     #[serde(default)]
     pub no_install: Vec<IpNet>,
     /// Routes for prefixes covered by these are advertised only while this speaker originates
-    /// them; learned ones are not passed on to any peer (a node must not draw traffic for a
-    /// Service address another node announces).
+    /// them; learned ones are passed on to no peer, except by route reflection, which keeps
+    /// the next hop (a node must not draw traffic for a Service address another node announces).
     #[serde(default)]
     pub no_transit: Vec<IpNet>,
     /// Minimum route advertisement interval in milliseconds (RFC 4271 §9.2.1.1) for all peers;

@@ -325,10 +325,27 @@ impl Rib {
         }
     }
 
-    /// Routes learned for prefixes covered by `nets` are not passed on to any peer: such a
-    /// prefix is advertised only while this speaker originates it. Service addresses are
-    /// announced by the nodes that can serve them; a node passing on another's would draw the
-    /// traffic to itself.
+    /// Whether a route for `prefix` learned from `src` stays away from `dst` under
+    /// [`Rib::set_no_transit`]: everything but route reflection, which keeps the original next
+    /// hop (RFC 4456), so a router reflected to still reaches the announcing node.
+    fn held_back(&self, prefix: &IpNet, src: PeerIdx, dst: PeerIdx) -> bool {
+        if !self.no_transit.iter().any(|n| n.contains(prefix)) {
+            return false;
+        }
+        let (Some(s), Some(d)) = (self.peer(src), self.peer(dst)) else {
+            return true;
+        };
+        let reflected = self.config.cluster_id.is_some()
+            && s.policy.ibgp()
+            && d.policy.ibgp()
+            && (s.policy.rr_client || d.policy.rr_client);
+        !reflected
+    }
+
+    /// Routes learned for prefixes covered by `nets` are passed on to no peer (a route
+    /// reflector still reflects them): such a prefix is advertised only while this speaker
+    /// originates it. Service addresses are announced by the nodes that can serve them; a node
+    /// passing on another's with itself as next hop would draw the traffic to itself.
     pub fn set_no_transit(&mut self, nets: Vec<IpNet>) {
         if self.no_transit != nets {
             self.no_transit = nets;
@@ -990,9 +1007,8 @@ impl Rib {
                 IpNet::V4(x) => self.tables.v4.get(&x).and_then(|ps| ctx.best_path(ps)),
                 IpNet::V6(x) => self.tables.v6.get(&x).and_then(|ps| ctx.best_path(ps)),
             };
-            let no_transit = &self.no_transit;
             let desired = best
-                .filter(|b| b.peer == LOCAL || !no_transit.iter().any(|n| n.contains(&prefix)))
+                .filter(|b| b.peer == LOCAL || !self.held_back(&prefix, b.peer, peer))
                 .and_then(|b| {
                     let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
                     cache
@@ -2133,6 +2149,21 @@ mod tests {
         rib.set_no_transit(vec![]);
         let u = sent(&mut rib, e);
         assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+    }
+
+    #[test]
+    fn a_route_reflector_still_reflects_no_transit_prefixes() {
+        let (mut rib, c1, c2, _) = reflector();
+        rib.set_no_transit(vec![net("10.96.0.0/16")]);
+        sent(&mut rib, c2);
+        rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.96.0.10/32"]), None);
+        let u = sent(&mut rib, c2);
+        assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(
+            u[0].attributes.next_hop,
+            Some(Ipv4Addr::new(10, 0, 0, 2)),
+            "the announcing node's"
+        );
     }
 
     #[test]
