@@ -53,6 +53,9 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
+    if config.bgp.is_none() && !config.services.is_empty() {
+        tracing::warn!("services: ranges are configured but there is no bgp section: nothing is advertised");
+    }
     // The first value is computed here, so the speaker starts with this node's Service routes.
     let (routes_tx, routes_rx) = watch::channel(service_routes(&config, &snapshots.borrow()));
     let h = health.register("services", "the first snapshot is not read yet");
