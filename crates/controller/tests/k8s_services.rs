@@ -3,7 +3,8 @@
 //! with both nodes as next hops and no node installs it; an `externalTrafficPolicy: Local`
 //! LoadBalancer Service with an external IP and an ingress IP is announced as /32s by exactly the
 //! nodes with a ready endpoint, reachable from the ToR through them, and its routes follow the
-//! endpoint to the other node within a second of the old one's deletion.
+//! endpoint to the other node within a second of the old one's deletion. With the lab's
+//! `pod_pools` (outgoing NAT on), a pod's connection to the ToR comes from its node's address.
 //!
 //! Needs what k8s_smoke.rs needs; skipped (passing) without it unless `CARACAL_REQUIRE_K8S=1`.
 
@@ -11,8 +12,11 @@ mod k8s_support;
 
 use std::{
     collections::BTreeSet,
+    net::{IpAddr, TcpListener},
     time::{Duration, Instant},
 };
+
+use caracal::dataplane::netns::in_netns;
 
 use k8s_support::{Cluster, agnhost_pod, skip_or_fail};
 
@@ -132,6 +136,24 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
     c.wait("the ToR holds the /32s from both nodes", 30, |c| {
         Ok(all_from(c, &[NODE1, NODE2]))
     });
+
+    // Outgoing NAT: web-2 (node2) reaches a listener on the ToR, outside every range, from
+    // node2's address.
+    let listener = in_netns(Some(c.lab().netns("tor").unwrap()), || {
+        TcpListener::bind("10.0.0.1:0")
+    })
+    .unwrap()
+    .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    c.wait("web-2 connects to the ToR", 30, |c| {
+        Ok(c.connect(ns, "web-2", &format!("10.0.0.1:{port}")) == "ok")
+    });
+    let (_conn, peer) = listener.accept().unwrap();
+    assert_eq!(
+        peer.ip(),
+        NODE2.parse::<IpAddr>().unwrap(),
+        "masqueraded to node2's address"
+    );
 
     // The endpoint leaves node1: node1's announcements go within a second.
     c.kubectl_ok(&["-n", ns, "delete", "pod", "web-1", "--wait=false"]);
