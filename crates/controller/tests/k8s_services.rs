@@ -69,7 +69,7 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
     if skip_or_fail() {
         return;
     }
-    let c = Cluster::up();
+    let mut c = Cluster::up();
     c.install_caracal();
 
     // The Service CIDR from both nodes, in no node's kernel table.
@@ -109,6 +109,7 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         "-o",
         "jsonpath={.spec.clusterIP}",
     ]);
+    let cluster_ip = cluster_ip.trim();
     let prefixes = [
         format!("{EXTERNAL_IP}/32"),
         format!("{INGRESS_IP}/32"),
@@ -181,4 +182,5 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         Ok(prefixes.iter().all(|p| tor_next_hops(c, p).is_empty()))
     });
     assert_eq!(tor_next_hops(&c, "10.96.0.0/16"), hops(&[NODE1, NODE2]));
+    c.lab.take().unwrap().down().expect("teardown");
 }
