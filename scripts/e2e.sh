@@ -25,12 +25,16 @@ procs=${2:-2}
 bash scripts/install-deps.sh >/dev/null
 KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
 E2E_DIR=$(bash tests/kube/e2e/build.sh | tail -n 1)
-export KUBE_BIN_DIR
+# Cluster DNS (the Services hairpin spec reaches its Service by name): CoreDNS from source; the
+# lab imports its image into every node when this build is in the cache.
+COREDNS_DIR=$(bash tests/kube/dns/build.sh | tail -n 1)
+export KUBE_BIN_DIR CARACAL_COREDNS_BIN=$COREDNS_DIR/coredns
 cargo build --quiet -p caracal -p caracal-cni
 caracal=$root/target/debug/caracal
 name=e2e-$$
 trap '$caracal lab down $name >/dev/null 2>&1 || true' EXIT
 
+# DNS: the suite's DNS specs are not the CNI's (CoreDNS serves names to the Services specs).
 # SCTP specs need the kernel's sctp module; this machine kind has no modules at all.
 skip='\[Slow\]|\[Serial\]|\[Disruptive\]|\[Flaky\]|IPv6|DualStack|Internet|DNS|LoadBalancer'
 if ! modprobe sctp 2>/dev/null && ! grep -qw sctp /proc/net/protocols 2>/dev/null; then
@@ -52,6 +56,8 @@ kubectl apply -f crds/ -f deploy/ >/dev/null
 kubectl apply -f tests/topologies/k8s/caracal-config.yaml >/dev/null
 kubectl wait --for=condition=Ready node --all --timeout=300s
 kubectl -n kube-system rollout status daemonset/caracal-node --timeout=300s
+kubectl apply -f tests/topologies/k8s/coredns.yaml >/dev/null
+kubectl -n kube-system rollout status deployment/coredns --timeout=300s
 echo "e2e: cluster up and caracal installed in $(( $(date +%s) - start )) s"
 
 report=$root/target/e2e/$suite

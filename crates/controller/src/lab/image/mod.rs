@@ -6,7 +6,10 @@
 //!   `tests/kube/build.sh`, with busybox applets, curl, OpenBSD nc, dash as `/bin/sh` and bash;
 //! - `busybox.tar`: [`BUSYBOX`], busybox and its applets;
 //! - `caracal.tar`: [`CARACAL`], the node image: exactly what the repository's `Containerfile`
-//!   puts into its final stage, taken from this machine and the cargo target directory.
+//!   puts into its final stage, taken from this machine and the cargo target directory;
+//! - `coredns.tar`: [`coredns_reference`], the cluster DNS built from source by
+//!   `tests/kube/dns/build.sh`; optional: built only when that build's output is there (the
+//!   upstream suites' runs, `scripts/e2e.sh`), since the default test run needs no DNS.
 //!
 //! The e2e references are those of k8s.io/kubernetes v1.34.4's `test/utils/image/manifest.go`;
 //! pods ask for them with `imagePullPolicy: IfNotPresent`, so kubelet never pulls. Every
@@ -34,6 +37,9 @@ pub const BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1";
 /// (`docker.io/library/` for a name without a registry).
 pub const CARACAL: &str = "docker.io/library/caracal:0.1.0";
 
+/// tests/kube/dns/go.mod, which pins the CoreDNS version the image is named after.
+const DNS_GO_MOD: &str = include_str!("../../../../../tests/kube/dns/go.mod");
+
 /// The repository's Containerfile: the caracal image's single description.
 pub const CONTAINERFILE: &str = include_str!("../../../../../Containerfile");
 const PAUSE_C: &str = include_str!("../../../../../tests/images/pause.c");
@@ -50,18 +56,31 @@ pub enum Name {
     Agnhost,
     Busybox,
     Caracal,
+    Coredns,
 }
 
 impl Name {
-    pub const ALL: [Name; 4] = [Name::Pause, Name::Agnhost, Name::Busybox, Name::Caracal];
+    pub const ALL: [Name; 5] = [
+        Name::Pause,
+        Name::Agnhost,
+        Name::Busybox,
+        Name::Caracal,
+        Name::Coredns,
+    ];
 
-    pub fn reference(self) -> &'static str {
+    pub fn reference(self) -> String {
         match self {
-            Name::Pause => PAUSE,
-            Name::Agnhost => AGNHOST,
-            Name::Busybox => BUSYBOX,
-            Name::Caracal => CARACAL,
+            Name::Pause => PAUSE.into(),
+            Name::Agnhost => AGNHOST.into(),
+            Name::Busybox => BUSYBOX.into(),
+            Name::Caracal => CARACAL.into(),
+            Name::Coredns => coredns_reference(),
         }
+    }
+
+    /// Built by default (no `--only`) only when its inputs are there.
+    fn optional(self) -> bool {
+        self == Name::Coredns
     }
 
     /// `pause.tar`...
@@ -89,14 +108,70 @@ pub struct BuildOptions {
     pub cni_bin: Option<PathBuf>,
 }
 
-/// Builds the selected images into `o.out_dir`, in the order of [`Name::ALL`].
+/// Builds the selected images into `o.out_dir`, in the order of [`Name::ALL`]; without a
+/// selection, every image but the optional ones whose inputs are missing.
 pub fn build_all(o: &BuildOptions) -> Result<Vec<Written>> {
     std::fs::create_dir_all(&o.out_dir).with_context(|| format!("creating {}", o.out_dir.display()))?;
     Name::ALL
         .into_iter()
-        .filter(|n| o.only.is_empty() || o.only.contains(n))
+        .filter(|n| {
+            if !o.only.is_empty() {
+                return o.only.contains(n);
+            }
+            !n.optional() || coredns_bin().is_some()
+        })
         .map(|n| build(n, o))
         .collect()
+}
+
+/// `registry.k8s.io/coredns/coredns:<the version tests/kube/dns/go.mod pins>`.
+pub fn coredns_reference() -> String {
+    let version = DNS_GO_MOD
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("require github.com/coredns/coredns "))
+        .map(|v| v.trim())
+        .next()
+        .unwrap_or("unknown");
+    format!("registry.k8s.io/coredns/coredns:{version}")
+}
+
+/// `coredns` from `$CARACAL_COREDNS_BIN`, else from `tests/kube/dns/build.sh`'s cache folder.
+pub fn coredns_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CARACAL_COREDNS_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    use sha2::Digest;
+    let go_sum = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/kube/dns/go.sum");
+    let digest = sha2::Sha256::digest(std::fs::read(go_sum).ok()?);
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let cache = std::env::var_os("CARACAL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/caracal")))?;
+    Some(cache.join(format!("coredns-{hash}/coredns"))).filter(|p| p.is_file())
+}
+
+/// CoreDNS alone (static), as upstream's image: `/coredns`, run as root for port 53.
+pub fn coredns(bin: &Path) -> Result<Image> {
+    let mut r = Rootfs::new();
+    r.host_file("/coredns", bin)
+        .context("coredns (tests/kube/dns/build.sh builds it)")?;
+    r.dir("/etc", 0o755);
+    r.bytes(
+        "/etc/passwd",
+        0o644,
+        "root:x:0:0:root:/:/coredns\nnobody:x:65534:65534:nobody:/nonexistent:/coredns\n",
+    );
+    Ok(Image {
+        reference: coredns_reference(),
+        config: Config {
+            entrypoint: vec!["/coredns".into()],
+            env: vec![PATH_ENV.into()],
+            working_dir: "/".into(),
+            exposed_ports: vec!["53/tcp".into(), "53/udp".into()],
+            ..Default::default()
+        },
+        rootfs: r,
+    })
 }
 
 /// Builds one image into `o.out_dir/<name>.tar`.
@@ -121,6 +196,9 @@ pub fn build(name: Name, o: &BuildOptions) -> Result<Written> {
             let cni = o.cni_bin.clone().map_or_else(super::pod::cni_exe, Ok)?;
             caracal_image(&caracal, &cni)?
         }
+        Name::Coredns => coredns(&coredns_bin().context(
+            "coredns: no $CARACAL_COREDNS_BIN and no tests/kube/dns/build.sh output in the cache",
+        )?)?,
     };
     oci::write(&image, &o.out_dir.join(name.file_name()))
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::json;
 
 use super::containerfile::Containerfile;
@@ -334,4 +335,29 @@ fn agnhost_image_has_the_e2e_layout() {
         assert!(layer.contains_key(lib.to_str().unwrap()), "{}", lib.display());
     }
     assert_eq!(layer["/tmp"].mode, 0o1777);
+}
+
+/// The lab's CoreDNS Deployment asks for the image the offline builder names after the version
+/// tests/kube/dns/go.mod pins, so a version bump cannot leave the pods pulling a missing image.
+#[test]
+fn the_coredns_manifest_names_the_built_reference() {
+    let reference = coredns_reference();
+    assert!(
+        reference.starts_with("registry.k8s.io/coredns/coredns:v1."),
+        "{reference}"
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/topologies/k8s/coredns.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let images: Vec<String> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| v["kind"] == "Deployment")
+        .flat_map(|v| {
+            v["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| c["image"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(images, [reference]);
 }
