@@ -59,6 +59,16 @@ pub struct SpeakerConfig {
     /// Prefixes this speaker originates, each a plain prefix or a prefix with communities.
     #[serde(default)]
     pub originate: Vec<Originate>,
+    /// Learned routes for prefixes covered by these (equal or longer) stay in the RIB but are
+    /// never installed into the kernel: addresses some other component answers for on this
+    /// host (Service ranges, which kube-proxy handles on every node).
+    #[serde(default)]
+    pub no_install: Vec<IpNet>,
+    /// Routes for prefixes covered by these are advertised only while this speaker originates
+    /// them; learned ones are passed on to no peer, except by route reflection, which keeps
+    /// the next hop (a node must not draw traffic for a Service address another node announces).
+    #[serde(default)]
+    pub no_transit: Vec<IpNet>,
     /// Minimum route advertisement interval in milliseconds (RFC 4271 §9.2.1.1) for all peers;
     /// withdrawals are never delayed. 0 sends changes as soon as they are computed.
     #[serde(default)]
@@ -211,6 +221,13 @@ impl SpeakerConfig {
                     format!("originate[{i}]"),
                     format!("{p} has host bits set"),
                 ));
+            }
+        }
+        for (list, nets) in [("no_install", &self.no_install), ("no_transit", &self.no_transit)] {
+            for (i, p) in nets.iter().enumerate() {
+                if p.trunc() != *p {
+                    return Err(invalid(format!("{list}[{i}]"), format!("{p} has host bits set")));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -468,6 +485,8 @@ listen_port: 1179
 control_socket: /tmp/x.sock
 cluster_id: 10.0.0.1
 originate: [10.1.0.0/24, "fd00:1::/64"]
+no_install: [10.96.0.0/16]
+no_transit: [10.96.0.0/16]
 mrai_ms: 100
 peers:
   - address: 10.0.0.2
@@ -491,6 +510,7 @@ peers:
         assert_eq!(c.local_as, 65001);
         assert_eq!(c.listen_port, 1179);
         assert_eq!(c.originate.len(), 2);
+        assert_eq!(c.no_install, ["10.96.0.0/16".parse::<IpNet>().unwrap()]);
         assert_eq!(c.peers[0].port, 179);
         assert_eq!(c.peers[0].families, vec![FamilyName::Ipv4Unicast]);
         assert_eq!(c.peers[1].hold_time, 90);
@@ -554,6 +574,16 @@ peers:
         let text = FULL.replace("le: 24", "le: 12");
         let e = SpeakerConfig::parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("peers[0].import[0].le"), "{e}");
+    }
+
+    #[test]
+    fn no_install_with_host_bits_names_the_entry() {
+        let text = FULL.replace(
+            "no_install: [10.96.0.0/16]",
+            "no_install: [10.96.0.0/16, 10.97.0.1/16]",
+        );
+        let e = SpeakerConfig::parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("no_install[1]"), "{e}");
     }
 
     #[test]

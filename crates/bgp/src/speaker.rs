@@ -23,7 +23,7 @@ use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig, unspecif
 use crate::control::{self, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status};
 use crate::fsm::{Event, FsmConfig, State};
 use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
-use crate::kernel::KernelRoutes;
+use crate::kernel::{self, KernelRoutes};
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
 use crate::wire::{CeaseSubcode, SessionOptions};
@@ -220,7 +220,8 @@ pub async fn start(
         tokio::spawn(control_loop(control, handle.clone()));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let rib = Rib::new(rib_config(&config));
+    let mut rib = Rib::new(rib_config(&config));
+    rib.set_no_transit(config.no_transit.clone());
     let mut core = Core {
         config: config.clone(),
         rib,
@@ -633,7 +634,10 @@ impl Core {
                 let _ = tx.send(changes.clone());
             }
             if let Some(tx) = &self.kernel_tx {
-                let _ = tx.send(KernelMsg::Apply(changes));
+                let _ = tx.send(KernelMsg::Apply(kernel::without_no_install(
+                    changes,
+                    &self.config.no_install,
+                )));
             }
         }
     }
@@ -703,6 +707,15 @@ impl Core {
         for (p, o) in &new_o {
             if old_o.get(p) != Some(o) {
                 self.rib.originate(o);
+            }
+        }
+        self.rib.set_no_transit(new.no_transit.clone());
+        if old.no_install != new.no_install
+            && let Some(tx) = &self.kernel_tx
+        {
+            let fix = kernel::no_install_changed(&self.rib.best_routes(), &old.no_install, &new.no_install);
+            if !fix.is_empty() {
+                let _ = tx.send(KernelMsg::Apply(fix));
             }
         }
         // Peers.

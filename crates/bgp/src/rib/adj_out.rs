@@ -132,13 +132,15 @@ impl Rib {
                 IpNet::V4(x) => self.tables.v4.get(&x).and_then(|ps| ctx.best_path(ps)),
                 IpNet::V6(x) => self.tables.v6.get(&x).and_then(|ps| ctx.best_path(ps)),
             };
-            let desired = best.and_then(|b| {
-                let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
-                cache
-                    .entry(key)
-                    .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
-                    .clone()
-            });
+            let desired = best
+                .filter(|b| b.peer == LOCAL || !self.held_back(&prefix, b.peer, peer))
+                .and_then(|b| {
+                    let key = (Arc::as_ptr(&b.attrs) as usize, b.peer);
+                    cache
+                        .entry(key)
+                        .or_insert_with(|| self.export(peer, &session, b).map(Arc::new))
+                        .clone()
+                });
             let local_only_to = best
                 .filter(|b| b.peer == LOCAL)
                 .and_then(|_| self.local_export.get(&prefix));

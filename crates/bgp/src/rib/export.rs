@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use super::{
     DEFAULT_LOCAL_PREF, LOCAL, NO_ADVERTISE, NO_EXPORT, Path, PeerIdx, Rib, RouteAttrs, SessionInfo,
 };
@@ -10,6 +12,34 @@ use crate::wire::RawAttribute;
 use crate::wire::community::NO_EXPORT_SUBCONFED;
 
 impl Rib {
+    /// Whether a route for `prefix` learned from `src` stays away from `dst` under
+    /// [`Rib::set_no_transit`]: everything but route reflection, which keeps the original next
+    /// hop (RFC 4456), so a router reflected to still reaches the announcing node.
+    pub(super) fn held_back(&self, prefix: &IpNet, src: PeerIdx, dst: PeerIdx) -> bool {
+        if !self.no_transit.iter().any(|n| n.contains(prefix)) {
+            return false;
+        }
+        let (Some(s), Some(d)) = (self.peer(src), self.peer(dst)) else {
+            return true;
+        };
+        let reflected = self.config.cluster_id.is_some()
+            && s.policy.ibgp()
+            && d.policy.ibgp()
+            && (s.policy.rr_client || d.policy.rr_client);
+        !reflected
+    }
+
+    /// Routes learned for prefixes covered by `nets` are passed on to no peer (a route
+    /// reflector still reflects them): such a prefix is advertised only while this speaker
+    /// originates it. Service addresses are announced by the nodes that can serve them; a node
+    /// passing on another's with itself as next hop would draw the traffic to itself.
+    pub fn set_no_transit(&mut self, nets: Vec<IpNet>) {
+        if self.no_transit != nets {
+            self.no_transit = nets;
+            self.mark_all_dirty();
+        }
+    }
+
     /// The attributes `peer` gets for `path`, or `None` when it must not get it.
     pub(super) fn export(&self, peer: PeerIdx, session: &SessionInfo, path: &Path) -> Option<RouteAttrs> {
         if path.peer == peer {

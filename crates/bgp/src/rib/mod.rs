@@ -254,6 +254,9 @@ pub struct Rib {
     /// Originated prefixes advertised to some peers only, with those peers' addresses.
     local_export: Map<IpNet, Vec<IpAddr>>,
     changes: Vec<RouteChange>,
+    /// Prefixes covered by these are advertised only as this speaker's own (see
+    /// [`Rib::set_no_transit`]).
+    no_transit: Vec<IpNet>,
 }
 
 impl Rib {
@@ -265,6 +268,7 @@ impl Rib {
             peers: vec![None],
             local_export: Map::default(),
             changes: Vec::new(),
+            no_transit: Vec::new(),
         }
     }
 

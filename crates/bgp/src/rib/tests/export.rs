@@ -387,3 +387,52 @@ fn unknown_optional_transitive_attributes_pass_with_partial_bit_and_others_are_d
     assert_eq!(u[0].attributes.unknown.len(), 1);
     assert_eq!(u[0].attributes.unknown[0].flags, 0xE0);
 }
+
+#[test]
+fn no_transit_prefixes_are_advertised_only_while_originated_here() {
+    let mut rib = rib();
+    let e = up(&mut rib, "10.0.0.3", 65003, 3);
+    let i = up(&mut rib, "10.0.0.2", 65001, 2);
+    rib.set_no_transit(vec![net("10.96.0.0/16")]);
+    sent(&mut rib, e);
+    // Another node's service /32 (iBGP) and a pod CIDR: only the pod CIDR goes on.
+    rib.apply_update(
+        i,
+        announce(attrs(&[], "10.0.0.2"), &["10.96.0.10/32", "10.244.2.0/24"]),
+        None,
+    );
+    let u = sent(&mut rib, e);
+    assert_eq!(
+        u.iter().flat_map(|u| u.nlri.clone()).collect::<Vec<_>>(),
+        ["10.244.2.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    // Originated here too: ours (the best) goes out.
+    rib.originate(&net("10.96.0.10/32").into());
+    let u = sent(&mut rib, e);
+    assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+    assert_eq!(u[0].attributes.as_path, Some(seq(&[65001])));
+    // No longer ours: withdrawn, although the other node's path is still in the Loc-RIB.
+    rib.withdraw_local(net("10.96.0.10/32"));
+    let u = sent(&mut rib, e);
+    assert_eq!(u[0].withdrawn, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+    assert_eq!(best_peer(&rib, "10.96.0.10/32"), Some(i));
+    // Lifting the restriction passes the learned route on again.
+    rib.set_no_transit(vec![]);
+    let u = sent(&mut rib, e);
+    assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+}
+
+#[test]
+fn a_route_reflector_still_reflects_no_transit_prefixes() {
+    let (mut rib, c1, c2, _) = reflector();
+    rib.set_no_transit(vec![net("10.96.0.0/16")]);
+    sent(&mut rib, c2);
+    rib.apply_update(c1, announce(attrs(&[], "10.0.0.2"), &["10.96.0.10/32"]), None);
+    let u = sent(&mut rib, c2);
+    assert_eq!(u[0].nlri, ["10.96.0.10/32".parse::<Ipv4Net>().unwrap()]);
+    assert_eq!(
+        u[0].attributes.next_hop,
+        Some(Ipv4Addr::new(10, 0, 0, 2)),
+        "the announcing node's"
+    );
+}
