@@ -5,6 +5,8 @@
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
 //! - [`lbipam`]: LoadBalancer IP allocation from LoadBalancerPools, by the elected agent.
+//! - [`nat`]: outgoing NAT for pods' traffic leaving the cluster's ranges.
+//! - [`services`]: which Service prefixes a node advertises over BGP.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
 //!   conformance prober.
 #![forbid(unsafe_code)]
@@ -16,4 +18,6 @@ pub mod datastore;
 pub mod lab;
 pub mod lbipam;
 pub mod logging;
+pub mod nat;
+pub mod services;
 pub mod testbed;
