@@ -1,6 +1,8 @@
 //! caracal: the node agent and CLI.
 //!
 //! - [`lab`]: brings containerlab-format topologies up as network namespaces on one machine.
+//! - [`bgpapi`]: BGP configured with Kubernetes objects (BGPConfiguration, BGPPeer) and peer
+//!   selection.
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
@@ -9,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod bgpapi;
 pub mod cmd;
 pub mod dataplane;
 pub mod datastore;

@@ -95,6 +95,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let options = KubeOptions {
                 debounce: Duration::from_millis(args.debounce_ms),
                 report_status: !args.no_status,
+                // The DaemonSet sets it from metadata.namespace: BGP passwords' Secrets live there.
+                namespace: std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| datastore::kube::DEFAULT_NAMESPACE.to_string()),
+                ..Default::default()
             };
             tokio::select! {
                 ds = datastore::watch_kube(client, options) => ds,
@@ -152,5 +158,8 @@ fn log_model(node: &str, snapshot: &Arc<Snapshot>) {
     }
     for (name, reason) in &snapshot.rejected {
         tracing::warn!(globalpolicy = %name, "ignored: {reason}");
+    }
+    for (object, reason) in &snapshot.rejected_bgp {
+        tracing::warn!(%object, "ignored: {reason}");
     }
 }

@@ -16,7 +16,7 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::api::{
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node, Pod, Secret},
     networking::v1::NetworkPolicy,
 };
 use kube::{
@@ -42,9 +42,15 @@ pub const VALID_CONDITION: &str = "Valid";
 pub struct KubeOptions {
     /// How long to gather events into one snapshot after the first one arrives.
     pub debounce: Duration,
-    /// Write an `Valid` condition to each GlobalPolicy's status (needs `patch` on
-    /// `globalpolicies/status`).
+    /// Write an `Valid` condition to each GlobalPolicy's, BGPConfiguration's and BGPPeer's
+    /// status (needs `patch` on their `status`).
     pub report_status: bool,
+    /// The agent's own namespace, whose Opaque Secrets hold BGP passwords (the DaemonSet sets
+    /// `POD_NAMESPACE`; default `kube-system`).
+    pub namespace: String,
+    /// Watch BGPConfigurations, BGPPeers and Secrets (the agent does; `caracal policy explain`
+    /// needs none of them, nor the BGP CRDs installed).
+    pub bgp: bool,
 }
 
 impl Default for KubeOptions {
@@ -52,15 +58,79 @@ impl Default for KubeOptions {
         KubeOptions {
             debounce: Duration::from_millis(50),
             report_status: true,
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            bgp: true,
         }
     }
 }
 
+/// Where the agent runs when nothing says otherwise (`deploy/`).
+pub const DEFAULT_NAMESPACE: &str = "kube-system";
+
 fn globalpolicy_resource() -> ApiResource {
+    caracal_resource("GlobalPolicy", "globalpolicies")
+}
+
+fn caracal_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GLOBALPOLICY_GROUP, GLOBALPOLICY_VERSION, "GlobalPolicy"),
-        "globalpolicies",
+        &GroupVersionKind::gvk(GLOBALPOLICY_GROUP, GLOBALPOLICY_VERSION, kind),
+        plural,
     )
+}
+
+/// A watcher of a caracal CRD read untyped, so one object the agent cannot parse (an older or
+/// newer schema) is rejected alone instead of failing the whole list; each verdict goes to the
+/// object's `Valid` condition.
+fn untyped_watcher(
+    client: &Client,
+    options: &KubeOptions,
+    kind: Kind,
+    (crd_kind, plural): (&'static str, &'static str),
+    convert: fn(&Value) -> (Object, Option<String>),
+    tx: mpsc::UnboundedSender<Change>,
+) -> tokio::task::JoinHandle<()> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &caracal_resource(crd_kind, plural));
+    let status_api = options.report_status.then(|| api.clone());
+    tokio::spawn(run_watcher(
+        api,
+        kind,
+        move |o: &DynamicObject| {
+            let value = serde_json::to_value(o).unwrap_or(Value::Null);
+            let (object, note) = convert(&value);
+            let problem = match &object {
+                Object::BgpConfiguration(_, Err(r)) | Object::BgpPeer(_, Err(r)) => Some(r.as_str()),
+                _ => None,
+            };
+            if let Some(api) = &status_api {
+                report_status(api, crd_kind, o, problem, note.as_deref());
+            }
+            if let Some(reason) = problem {
+                tracing::warn!(kind = crd_kind, name = %object.key(), "ignored: {reason}");
+            } else if let Some(note) = &note {
+                tracing::warn!(kind = crd_kind, name = %object.key(), "accepted; not applied: {note}");
+            }
+            object
+        },
+        tx,
+    ))
+}
+
+/// A BGPConfiguration as the model holds it, and what of it is not applied.
+fn bgp_configuration(value: &Value) -> (Object, Option<String>) {
+    let (name, parsed) = crate::bgpapi::configuration_from_json(value);
+    let note = parsed
+        .as_ref()
+        .ok()
+        .filter(|(_, notes)| !notes.is_empty())
+        .map(|(_, notes)| notes.join("; "));
+    (
+        Object::BgpConfiguration(name, parsed.map(|(spec, _)| Box::new(spec))),
+        note,
+    )
+}
+
+fn bgp_peer(value: &Value) -> (Object, Option<String>) {
+    (convert::bgp_peer(value), None)
 }
 
 /// Starts the watchers and returns once every kind has been listed, with the first complete
@@ -99,6 +169,36 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
     ];
     // GlobalPolicies are read untyped, so one object the agent cannot parse (an older or newer
     // schema) is rejected alone instead of failing the whole list.
+    if options.bgp {
+        tasks.push(untyped_watcher(
+            &client,
+            &options,
+            Kind::BgpConfiguration,
+            ("BGPConfiguration", "bgpconfigurations"),
+            bgp_configuration,
+            changes_tx.clone(),
+        ));
+        tasks.push(untyped_watcher(
+            &client,
+            &options,
+            Kind::BgpPeer,
+            ("BGPPeer", "bgppeers"),
+            bgp_peer,
+            changes_tx.clone(),
+        ));
+        // Only Opaque Secrets, and only in the agent's namespace (a Role, not a ClusterRole, grants
+        // them): BGP passwords.
+        tasks.push(tokio::spawn(run_secret_watcher(
+            Api::<Secret>::namespaced(client.clone(), &options.namespace),
+            changes_tx.clone(),
+        )));
+    } else {
+        // Not watched: listed once, empty, so the store is complete without them.
+        for kind in [Kind::BgpConfiguration, Kind::BgpPeer, Kind::Secret] {
+            let _ = changes_tx.send(Change::ListStart(kind));
+            let _ = changes_tx.send(Change::ListDone(kind));
+        }
+    }
     let gp_api = Api::<DynamicObject>::all_with(client, &globalpolicy_resource());
     let status_api = options.report_status.then(|| gp_api.clone());
     tasks.push(tokio::spawn(run_watcher(
@@ -108,7 +208,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             let value = serde_json::to_value(o).unwrap_or(Value::Null);
             let (name, parsed) = convert::global_policy(&value);
             if let Some(api) = &status_api {
-                report_status(api, o, parsed.as_ref().err().map(String::as_str));
+                report_status(api, "GlobalPolicy", o, parsed.as_ref().err().map(String::as_str), None);
             }
             if let Err(reason) = &parsed {
                 tracing::warn!(globalpolicy = %name, "GlobalPolicy ignored: {reason}");
@@ -158,16 +258,46 @@ async fn run_watcher<K>(
     // Lists are served from the API server's watch cache (resourceVersion=0), as client-go
     // informers do: every node re-listing after an outage must not all go to etcd.
     let config = watcher::Config::default().any_semantic();
+    run_watcher_with(api, config, kind, move |o| Some(convert(o)), tx).await
+}
+
+/// Opaque Secrets only (a field selector, so the API server never sends the others), kept as
+/// their UTF-8 values.
+async fn run_secret_watcher(api: Api<Secret>, tx: mpsc::UnboundedSender<Change>) {
+    let config = watcher::Config::default().any_semantic().fields("type=Opaque");
+    run_watcher_with(api, config, Kind::Secret, |s| convert::secret(s).map(Object::Secret), tx).await
+}
+
+/// A watcher whose `convert` may leave objects out (`None`): they are neither listed nor
+/// applied, and their deletion is a no-op.
+async fn run_watcher_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind,
+    convert: impl Fn(&K) -> Option<Object> + Send + 'static,
+    tx: mpsc::UnboundedSender<Change>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let change = match event {
-            Ok(watcher::Event::Apply(o)) => Change::Apply(convert(&o)),
-            Ok(watcher::Event::Delete(o)) => Change::Delete(kind, convert(&o).key()),
+            Ok(watcher::Event::Apply(o)) => match convert(&o) {
+                Some(object) => Change::Apply(object),
+                None => continue,
+            },
+            Ok(watcher::Event::Delete(o)) => match convert(&o) {
+                Some(object) => Change::Delete(kind, object.key()),
+                None => continue,
+            },
             Ok(watcher::Event::Init) => {
                 tracing::debug!(?kind, "listing");
                 Change::ListStart(kind)
             }
-            Ok(watcher::Event::InitApply(o)) => Change::ListItem(convert(&o)),
+            Ok(watcher::Event::InitApply(o)) => match convert(&o) {
+                Some(object) => Change::ListItem(object),
+                None => continue,
+            },
             Ok(watcher::Event::InitDone) => {
                 tracing::debug!(?kind, "listed");
                 Change::ListDone(kind)
@@ -236,16 +366,24 @@ async fn merge(
     }
 }
 
-/// Sets the `Valid` condition unless the object already carries the same verdict for its
-/// current generation, so every agent writing it converges to no writes at all.
-fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Option<&str>) {
+/// Sets the `Valid` condition (`problem`: why it is ignored; `note`: what of an accepted object
+/// is not applied) unless the object already carries the same verdict for its current
+/// generation, so every agent writing it converges to no writes at all.
+fn report_status(
+    api: &Api<DynamicObject>,
+    kind: &'static str,
+    object: &DynamicObject,
+    problem: Option<&str>,
+    note: Option<&str>,
+) {
     let Some(name) = object.metadata.name.clone() else {
         return;
     };
     let generation = object.metadata.generation;
-    let (status, reason, message) = match problem {
-        None => ("True", "Valid", "accepted by caracal".to_string()),
-        Some(p) => ("False", "Invalid", format!("ignored by caracal: {p}")),
+    let (status, reason, message) = match (problem, note) {
+        (None, None) => ("True", "Valid", "accepted by caracal".to_string()),
+        (None, Some(n)) => ("True", "Valid", format!("accepted by caracal; not applied: {n}")),
+        (Some(p), _) => ("False", "Invalid", format!("ignored by caracal: {p}")),
     };
     let current = object
         .data
@@ -278,7 +416,7 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
             "status": {"conditions": [condition], "observedGeneration": generation}
         }));
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
-            tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
+            tracing::warn!(kind, %name, "cannot set the Valid condition: {e}");
         }
     });
 }
@@ -353,7 +491,7 @@ mod tests {
         assert!(m.rx.has_changed().unwrap());
         assert!(m.rx.borrow_and_update().cluster.namespaces.contains_key("a"));
         assert!(m.synced.try_recv().is_ok());
-        assert_eq!(m.lists.load(Ordering::Relaxed), 6);
+        assert_eq!(m.lists.load(Ordering::Relaxed), Kind::ALL.len() as u64 + 1);
     }
 
     #[tokio::test(start_paused = true)]
