@@ -80,7 +80,11 @@ pub fn desired_speaker(
     };
     let defaults = crate::bgpapi::select::Defaults {
         local_as: base.local_as,
-        listen_port: if base.listen_port == 0 { 179 } else { base.listen_port },
+        listen_port: if base.listen_port == 0 {
+            179
+        } else {
+            base.listen_port
+        },
         restart_time: config.bgp_mesh_graceful_restart_time,
     };
     let node = objects.node_bgp(snapshot, &config.node_name, defaults);
@@ -246,19 +250,30 @@ mod tests {
         let (c, problems) = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()));
         assert_eq!(addresses(&c), ["10.0.1.254"]);
         assert_eq!(c.local_as, 64600, "the cluster AS from the BGPConfiguration");
-        assert_eq!(c.router_id, base.router_id, "the ConfigMap's settings still apply");
+        assert_eq!(
+            c.router_id, base.router_id,
+            "the ConfigMap's settings still apply"
+        );
         assert_eq!(c.originate, vec!["10.244.1.0/24".parse().unwrap()]);
         assert_eq!(c.peers[0].graceful_restart_time, 120);
         assert!(problems.is_empty());
         c.validate().unwrap();
         // A BGPPeer alone: Calico's default mesh is on, plus the peer (rack b does not match).
-        let (c, _) = desired_speaker(&config, &base, &Snapshot::from_objects(objects[..2].iter().cloned().chain([objects[3].clone()])));
+        let (c, _) = desired_speaker(
+            &config,
+            &base,
+            &Snapshot::from_objects(objects[..2].iter().cloned().chain([objects[3].clone()])),
+        );
         assert_eq!(addresses(&c), ["10.0.1.254", "192.0.2.2"]);
         // A rejected object alone does not switch the ConfigMap off.
         let bad = manifest(
             "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: bad}, spec: {peerIP: nope, asNumber: 1}}",
         );
-        let (c, _) = desired_speaker(&config, &base, &Snapshot::from_objects(nodes.iter().cloned().chain([bad])));
+        let (c, _) = desired_speaker(
+            &config,
+            &base,
+            &Snapshot::from_objects(nodes.iter().cloned().chain([bad])),
+        );
         assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
     }
 

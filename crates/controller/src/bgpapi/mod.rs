@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use self::{
     select::{Defaults, Inputs, NodeBgp},
-    types::{BGPConfiguration, BGPPeer, BgpConfigurationSpec, BgpPeerSpec, DEFAULT_CONFIGURATION, SecretKeyRef},
+    types::{
+        BGPConfiguration, BGPPeer, BgpConfigurationSpec, BgpPeerSpec, DEFAULT_CONFIGURATION, SecretKeyRef,
+    },
     validate::{ClusterBgp, Peer},
 };
 use crate::datastore::Snapshot;

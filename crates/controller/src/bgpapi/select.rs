@@ -198,7 +198,10 @@ impl<'a> Builder<'a> {
 
     /// This node's address of the peer's family, for `sourceAddress: UseNodeIP`.
     fn source_for(&self, peer: IpAddr) -> Option<IpAddr> {
-        let mut ips = self.this.internal_ips().chain(self.this.addresses.iter().map(|a| a.ip));
+        let mut ips = self
+            .this
+            .internal_ips()
+            .chain(self.this.addresses.iter().map(|a| a.ip));
         ips.find(|ip| ip.is_ipv4() == peer.is_ipv4())
     }
 
@@ -240,7 +243,15 @@ impl<'a> Builder<'a> {
         self.out.sessions.push(session);
     }
 
-    fn explicit(&self, p: &Peer, kind: SessionKind, address: IpAddr, port: u16, remote_as: u32, remote_node: Option<&Node>) -> Result<Session, String> {
+    fn explicit(
+        &self,
+        p: &Peer,
+        kind: SessionKind,
+        address: IpAddr,
+        port: u16,
+        remote_as: u32,
+        remote_node: Option<&Node>,
+    ) -> Result<Session, String> {
         Ok(Session {
             kind,
             peer: Some(p.name.clone()),
@@ -277,7 +288,10 @@ impl<'a> Builder<'a> {
                 self.push(s, *ip, port);
             }
             Remote::Nodes(selector) => {
-                let targets: Vec<&Node> = self.other_nodes().filter(|n| selector.matches(&n.labels)).collect();
+                let targets: Vec<&Node> = self
+                    .other_nodes()
+                    .filter(|n| selector.matches(&n.labels))
+                    .collect();
                 self.to_nodes(p, kind, targets);
             }
         }
@@ -313,7 +327,10 @@ impl<'a> Builder<'a> {
         if !config.is_none_or(|c| c.mesh) || self.this.rr_cluster_id.is_some() {
             return;
         }
-        let password = self.password(config.and_then(|c| c.mesh_password.as_ref()), "BGPConfiguration default nodeMeshPassword");
+        let password = self.password(
+            config.and_then(|c| c.mesh_password.as_ref()),
+            "BGPConfiguration default nodeMeshPassword",
+        );
         let restart = config
             .and_then(|c| c.mesh_restart_time)
             .unwrap_or(self.inputs.defaults.restart_time);
@@ -321,20 +338,20 @@ impl<'a> Builder<'a> {
         for n in targets {
             let Some(ip) = peering_ip(n) else { continue };
             let s = password.clone().map(|password| Session {
-                    kind: SessionKind::Mesh,
-                    peer: None,
-                    remote_node: Some(n.name.clone()),
-                    address: ip,
-                    port: self.listen_port,
-                    remote_as: self.as_of(n),
-                    local_as: None,
-                    password,
-                    route_reflector_client: false,
-                    graceful_restart_time: restart,
-                    source_address: None,
-                    ebgp_multihop: None,
-                    max_prefixes: None,
-                    import: Vec::new(),
+                kind: SessionKind::Mesh,
+                peer: None,
+                remote_node: Some(n.name.clone()),
+                address: ip,
+                port: self.listen_port,
+                remote_as: self.as_of(n),
+                local_as: None,
+                password,
+                route_reflector_client: false,
+                graceful_restart_time: restart,
+                source_address: None,
+                ebgp_multihop: None,
+                max_prefixes: None,
+                import: Vec::new(),
                 export: Vec::new(),
             });
             self.push(s, ip, self.listen_port);
@@ -343,7 +360,9 @@ impl<'a> Builder<'a> {
 
     /// On a route reflector: iBGP peers without the same cluster ID are its clients.
     fn mark_clients(&mut self) {
-        let Some(cluster) = self.this.rr_cluster_id else { return };
+        let Some(cluster) = self.this.rr_cluster_id else {
+            return;
+        };
         for s in &mut self.out.sessions {
             let ibgp = s.remote_as == s.local_as.unwrap_or(self.local_as);
             let remote_cluster = s
@@ -362,11 +381,17 @@ pub fn select(inputs: &Inputs<'_>) -> NodeBgp {
     let listen_port = configured_port.unwrap_or(inputs.defaults.listen_port);
     let Some(this) = inputs.nodes.get(inputs.node) else {
         return NodeBgp {
-            local_as: inputs.config.and_then(|c| c.as_number).unwrap_or(inputs.defaults.local_as),
+            local_as: inputs
+                .config
+                .and_then(|c| c.as_number)
+                .unwrap_or(inputs.defaults.local_as),
             cluster_id: None,
             listen_port: configured_port,
             sessions: Vec::new(),
-            problems: vec![format!("node {} is not in the datastore: no sessions", inputs.node)],
+            problems: vec![format!(
+                "node {} is not in the datastore: no sessions",
+                inputs.node
+            )],
         };
     };
     let mut node_by_ip = BTreeMap::new();
@@ -396,7 +421,11 @@ pub fn select(inputs: &Inputs<'_>) -> NodeBgp {
     for p in inputs.peers.iter().filter(|p| p.nodes == NodeMatch::All) {
         b.forward(p, SessionKind::Global);
     }
-    for p in inputs.peers.iter().filter(|p| p.nodes != NodeMatch::All && matches(&p.nodes, this)) {
+    for p in inputs
+        .peers
+        .iter()
+        .filter(|p| p.nodes != NodeMatch::All && matches(&p.nodes, this))
+    {
         b.forward(p, SessionKind::Node);
     }
     for p in inputs.peers {

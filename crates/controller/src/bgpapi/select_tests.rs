@@ -42,7 +42,11 @@ fn node(spec: &str) -> Node {
 }
 
 fn nodes(specs: &[&str]) -> BTreeMap<String, Node> {
-    specs.iter().map(|s| node(s)).map(|n| (n.name.clone(), n)).collect()
+    specs
+        .iter()
+        .map(|s| node(s))
+        .map(|n| (n.name.clone(), n))
+        .collect()
 }
 
 fn peer(name: &str, yaml: &str) -> Peer {
@@ -154,8 +158,14 @@ const CASES: &[Case] = &[
         nodes: &THREE,
         config: Some("{nodeToNodeMeshEnabled: false}"),
         peers: &[
-            ("tor-a", "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}"),
-            ("tor-b", "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}"),
+            (
+                "tor-a",
+                "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}",
+            ),
+            (
+                "tor-b",
+                "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}",
+            ),
         ],
         node: "n2",
         want: &["Node 10.0.1.254:179 65001"],
@@ -165,19 +175,35 @@ const CASES: &[Case] = &[
         nodes: &THREE,
         config: Some("{nodeToNodeMeshEnabled: false}"),
         peers: &[
-            ("tor-a", "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}"),
-            ("tor-b", "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}"),
+            (
+                "tor-a",
+                "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}",
+            ),
+            (
+                "tor-b",
+                "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}",
+            ),
         ],
         node: "n3",
         want: &["Node 10.0.2.254:179 65002"],
     },
     Case {
         name: "a label change moves a node to the other ToR",
-        nodes: &["n1 192.0.2.1 rack=b", "n2 192.0.2.2 rack=a", "n3 192.0.2.3 rack=b"],
+        nodes: &[
+            "n1 192.0.2.1 rack=b",
+            "n2 192.0.2.2 rack=a",
+            "n3 192.0.2.3 rack=b",
+        ],
         config: Some("{nodeToNodeMeshEnabled: false}"),
         peers: &[
-            ("tor-a", "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}"),
-            ("tor-b", "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}"),
+            (
+                "tor-a",
+                "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}",
+            ),
+            (
+                "tor-b",
+                "{peerIP: 10.0.2.254, asNumber: 65002, nodeSelector: \"rack == 'b'\"}",
+            ),
         ],
         node: "n1",
         want: &["Node 10.0.2.254:179 65002"],
@@ -198,7 +224,10 @@ const CASES: &[Case] = &[
         nodes: &THREE,
         config: Some("{nodeToNodeMeshEnabled: false}"),
         peers: &[
-            ("rack", "{peerIP: 10.0.0.254, asNumber: 65111, nodeSelector: \"rack == 'a'\"}"),
+            (
+                "rack",
+                "{peerIP: 10.0.0.254, asNumber: 65111, nodeSelector: \"rack == 'a'\"}",
+            ),
             ("all", "{peerIP: 10.0.0.254, asNumber: 65000}"),
             ("again", "{peerIP: '10.0.0.254:179', asNumber: 65222}"),
         ],
@@ -240,7 +269,10 @@ const CASES: &[Case] = &[
             "rr 192.0.2.9 route-reflector=true rr=244.0.0.1",
         ],
         config: Some("{nodeToNodeMeshEnabled: false}"),
-        peers: &[("to-rr", "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}")],
+        peers: &[(
+            "to-rr",
+            "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}",
+        )],
         node: "n1",
         want: &["Node 192.0.2.9:179 64512"],
     },
@@ -252,7 +284,10 @@ const CASES: &[Case] = &[
             "rr 192.0.2.9 route-reflector=true rr=244.0.0.1",
         ],
         config: Some("{nodeToNodeMeshEnabled: false}"),
-        peers: &[("to-rr", "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}")],
+        peers: &[(
+            "to-rr",
+            "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}",
+        )],
         node: "rr",
         // n2 is in another AS: eBGP, not a client.
         want: &["Node 192.0.2.1:179 64512 rr", "Node 192.0.2.2:179 65002"],
@@ -290,8 +325,14 @@ const CASES: &[Case] = &[
         ],
         config: Some("{nodeToNodeMeshEnabled: false}"),
         peers: &[
-            ("to-rr", "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}"),
-            ("ext", "{peerIP: 10.0.0.7, asNumber: 64512, nodeSelector: has(route-reflector)}"),
+            (
+                "to-rr",
+                "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}",
+            ),
+            (
+                "ext",
+                "{peerIP: 10.0.0.7, asNumber: 64512, nodeSelector: has(route-reflector)}",
+            ),
         ],
         node: "rr1",
         want: &[
@@ -338,7 +379,10 @@ fn reflector_sets_the_speakers_cluster_id_and_clients() {
     assert_eq!(c.local_as, 64512);
     assert_eq!(c.listen_port, 0, "no listenPort: the agent's own");
     let cfg = config("{listenPort: 1179}");
-    assert_eq!(run("rr", Some(&cfg), &peers, &nodes).apply_to(&base).listen_port, 1179);
+    assert_eq!(
+        run("rr", Some(&cfg), &peers, &nodes).apply_to(&base).listen_port,
+        1179
+    );
     assert!(c.peers[0].route_reflector_client);
     c.validate().unwrap();
     assert_eq!(run("n1", None, &peers, &nodes).cluster_id, None);
@@ -371,9 +415,18 @@ fn a_second_port_to_one_address_is_reported_not_configured() {
         peer("a", "{peerIP: 10.0.0.1, asNumber: 65000}"),
         peer("b", "{peerIP: '10.0.0.1:1179', asNumber: 65000}"),
     ];
-    let b = run("n1", Some(&config("{nodeToNodeMeshEnabled: false}")), &peers, &nodes);
+    let b = run(
+        "n1",
+        Some(&config("{nodeToNodeMeshEnabled: false}")),
+        &peers,
+        &nodes,
+    );
     assert_eq!(sessions(&b), ["Global 10.0.0.1:179 65000"]);
-    assert!(b.problems[0].starts_with("b: 10.0.0.1 port 1179 left out"), "{:?}", b.problems);
+    assert!(
+        b.problems[0].starts_with("b: 10.0.0.1 port 1179 left out"),
+        "{:?}",
+        b.problems
+    );
 }
 
 #[test]
@@ -392,7 +445,12 @@ fn session_carries_the_peers_settings_into_the_speaker_config() {
          maxPrefixes: 1000, password: {secretKeyRef: {name: bgp, key: tor}}, \
          exportFilter: [{cidr: 10.244.0.0/16, action: Accept}]}",
     )];
-    let b = run("n1", Some(&config("{nodeToNodeMeshEnabled: false}")), &peers, &nodes);
+    let b = run(
+        "n1",
+        Some(&config("{nodeToNodeMeshEnabled: false}")),
+        &peers,
+        &nodes,
+    );
     let s = &b.sessions[0];
     assert_eq!(s.name(), "Global_10_0_0_254");
     let p = s.peer_config();
@@ -405,10 +463,16 @@ fn session_carries_the_peers_settings_into_the_speaker_config() {
     assert_eq!(p.source_address, Some("192.0.2.1".parse().unwrap()), "UseNodeIP");
     assert_eq!(p.export.len(), 3);
     assert_eq!(p.hold_time, 90, "the speaker's default");
-    let none = peer("tor", "{peerIP: 10.0.0.254, asNumber: 65000, sourceAddress: None}");
+    let none = peer(
+        "tor",
+        "{peerIP: 10.0.0.254, asNumber: 65000, sourceAddress: None}",
+    );
     let b = run("n1", None, &[none], &nodes);
     assert_eq!(b.sessions[0].source_address, None);
-    assert_eq!(b.sessions[0].graceful_restart_time, 120, "the default restart time");
+    assert_eq!(
+        b.sessions[0].graceful_restart_time, 120,
+        "the default restart time"
+    );
     let mesh = b.sessions.iter().find(|s| s.kind == SessionKind::Mesh).unwrap();
     assert_eq!(mesh.name(), "Mesh_192_0_2_2");
 }

@@ -74,7 +74,11 @@ pub struct BgpConfigurationSpec {
     #[schemars(length(max = 100))]
     pub service_external_ips: Vec<ServiceCidr>,
     /// Allowed ranges for LoadBalancer ingress IPs to be advertised.
-    #[serde(default, rename = "serviceLoadBalancerIPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "serviceLoadBalancerIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[schemars(length(max = 100))]
     pub service_load_balancer_ips: Vec<ServiceCidr>,
     /// Enabled advertises `serviceLoadBalancerIPs` as the CIDRs; Disabled a /32 (/128) per
@@ -285,7 +289,9 @@ pub struct BgpObjectStatus {
     pub observed_generation: Option<i64>,
 }
 
-fn crd_yaml_of(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
+fn crd_yaml_of(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
     let body = serde_yaml::to_string(crd).expect("a CRD always serializes");
     format!(
         "# Generated from crates/controller/src/bgpapi/types.rs by `cargo test -p caracal bgpapi::types`; do not edit.\n{body}"
@@ -361,7 +367,10 @@ mod tests {
             "serviceLoadBalancerAggregation",
             "logSeverityScreen",
         ] {
-            assert!(spec["properties"].get(field).is_some(), "BGPConfiguration {field}");
+            assert!(
+                spec["properties"].get(field).is_some(),
+                "BGPConfiguration {field}"
+            );
         }
         assert_eq!(spec["properties"]["nodeToNodeMeshEnabled"]["default"], true);
         assert_eq!(
@@ -418,7 +427,10 @@ spec:
         assert!(!config.spec.node_to_node_mesh_enabled);
         assert_eq!(config.spec.listen_port, Some(178));
         assert_eq!(config.spec.service_cluster_ips[0].cidr, "10.96.0.0/12");
-        assert_eq!(config.spec.service_load_balancer_aggregation, Aggregation::Enabled);
+        assert_eq!(
+            config.spec.service_load_balancer_aggregation,
+            Aggregation::Enabled
+        );
         let empty: BGPConfiguration = serde_yaml::from_str(
             "apiVersion: caracal.dev/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {}",
         )

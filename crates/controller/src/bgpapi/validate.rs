@@ -10,8 +10,7 @@ use caracal_policy::expr::{self, Expr};
 use ipnet::IpNet;
 
 use super::types::{
-    BgpConfigurationSpec, BgpPassword, BgpPeerSpec, FilterAction, FilterRule, SecretKeyRef,
-    SourceAddress,
+    BgpConfigurationSpec, BgpPassword, BgpPeerSpec, FilterAction, FilterRule, SecretKeyRef, SourceAddress,
 };
 
 /// A refused object: the field and why.
@@ -189,10 +188,7 @@ pub fn peer(name: &str, spec: &BgpPeerSpec) -> Result<Peer> {
             ));
         }
         (None, None) => {
-            return Err(err(
-                "spec.peerIP",
-                "one of peerIP and peerSelector is required",
-            ));
+            return Err(err("spec.peerIP", "one of peerIP and peerSelector is required"));
         }
         (Some(text), None) => {
             let (ip, port) = peer_address(text).map_err(|r| err("spec.peerIP", r))?;
@@ -416,7 +412,10 @@ mod tests {
                 "{peerIP: 10.0.0.300, asNumber: 65000}",
                 "spec.peerIP: \"10.0.0.300\" is not an IP address",
             ),
-            ("{peerIP: '10.0.0.1:0', asNumber: 65000}", "spec.peerIP: \"10.0.0.1:0\": the port"),
+            (
+                "{peerIP: '10.0.0.1:0', asNumber: 65000}",
+                "spec.peerIP: \"10.0.0.1:0\": the port",
+            ),
             ("{peerIP: 'fd00::1:179x', asNumber: 65000}", "spec.peerIP:"),
             ("{peerIP: 10.0.0.1}", "spec.asNumber: is required with peerIP"),
             ("{peerIP: 10.0.0.1, asNumber: 0}", "spec.asNumber: must not be 0"),
@@ -433,18 +432,39 @@ mod tests {
                 "{peerSelector: all(), asNumber: 65000}",
                 "spec.asNumber: must be empty with peerSelector",
             ),
-            ("{peerIP: 10.0.0.1, asNumber: 1, nodeSelector: \"rack == \"}", "spec.nodeSelector: \"rack == \": at position"),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, nodeSelector: \"rack == \"}",
+                "spec.nodeSelector: \"rack == \": at position",
+            ),
             ("{peerSelector: \"has(rr\"}", "spec.peerSelector:"),
-            ("{peerIP: 10.0.0.1, asNumber: 1, node: ''}", "spec.node: must not be empty"),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, node: ''}",
+                "spec.node: must not be empty",
+            ),
             (
                 "{peerIP: 10.0.0.1, asNumber: 1, keepOriginalNextHop: true}",
                 "spec.keepOriginalNextHop: not supported",
             ),
-            ("{peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: 2h}", "spec.maxRestartTime: \"2h\" is more than 4095s"),
-            ("{peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: soon}", "spec.maxRestartTime: \"soon\" is not a duration"),
-            ("{peerIP: 10.0.0.1, asNumber: 1, ebgpMultihop: 0}", "spec.ebgpMultihop"),
-            ("{peerIP: 10.0.0.1, asNumber: 1, maxPrefixes: 0}", "spec.maxPrefixes"),
-            ("{peerIP: 10.0.0.1, asNumber: 1, localASNumber: 0}", "spec.localASNumber"),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: 2h}",
+                "spec.maxRestartTime: \"2h\" is more than 4095s",
+            ),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: soon}",
+                "spec.maxRestartTime: \"soon\" is not a duration",
+            ),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, ebgpMultihop: 0}",
+                "spec.ebgpMultihop",
+            ),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, maxPrefixes: 0}",
+                "spec.maxPrefixes",
+            ),
+            (
+                "{peerIP: 10.0.0.1, asNumber: 1, localASNumber: 0}",
+                "spec.localASNumber",
+            ),
             (
                 "{peerIP: 10.0.0.1, asNumber: 1, password: {secretKeyRef: {name: s, key: ''}}}",
                 "spec.password.secretKeyRef.key: must not be empty",
@@ -516,23 +536,47 @@ mod tests {
     fn bad_configurations_are_refused_naming_the_field() {
         let cases = [
             ("{asNumber: 0}", "spec.asNumber"),
-            ("{nodeMeshMaxRestartTime: 5000s}", "spec.nodeMeshMaxRestartTime: \"5000s\" is more than"),
-            ("{nodeMeshMaxRestartTime: 12parsecs}", "spec.nodeMeshMaxRestartTime: \"12parsecs\" is not a duration"),
+            (
+                "{nodeMeshMaxRestartTime: 5000s}",
+                "spec.nodeMeshMaxRestartTime: \"5000s\" is more than",
+            ),
+            (
+                "{nodeMeshMaxRestartTime: 12parsecs}",
+                "spec.nodeMeshMaxRestartTime: \"12parsecs\" is not a duration",
+            ),
             (
                 "{nodeMeshPassword: {secretKeyRef: {name: '', key: k}}}",
                 "spec.nodeMeshPassword.secretKeyRef.name",
             ),
-            ("{communities: [{name: a, value: '65536:1'}]}", "spec.communities[0].value"),
-            ("{communities: [{name: a, value: '1:2'}, {name: a, value: '1:3'}]}", "spec.communities[1].name"),
+            (
+                "{communities: [{name: a, value: '65536:1'}]}",
+                "spec.communities[0].value",
+            ),
+            (
+                "{communities: [{name: a, value: '1:2'}, {name: a, value: '1:3'}]}",
+                "spec.communities[1].name",
+            ),
             (
                 "{prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [nope]}]}",
                 "spec.prefixAdvertisements[0].communities[0]",
             ),
-            ("{prefixAdvertisements: [{cidr: 10.0.0.300/8}]}", "spec.prefixAdvertisements[0].cidr"),
+            (
+                "{prefixAdvertisements: [{cidr: 10.0.0.300/8}]}",
+                "spec.prefixAdvertisements[0].cidr",
+            ),
             ("{largeCommunities: ['1:2']}", "spec.largeCommunities[0]"),
-            ("{serviceClusterIPs: [{cidr: 10.96.0.0/12}, {cidr: banana}]}", "spec.serviceClusterIPs[1].cidr"),
-            ("{serviceExternalIPs: [{cidr: 10.96.0.1/12}]}", "spec.serviceExternalIPs[0].cidr: \"10.96.0.1/12\" has host bits set"),
-            ("{serviceLoadBalancerIPs: [{cidr: ''}]}", "spec.serviceLoadBalancerIPs[0].cidr"),
+            (
+                "{serviceClusterIPs: [{cidr: 10.96.0.0/12}, {cidr: banana}]}",
+                "spec.serviceClusterIPs[1].cidr",
+            ),
+            (
+                "{serviceExternalIPs: [{cidr: 10.96.0.1/12}]}",
+                "spec.serviceExternalIPs[0].cidr: \"10.96.0.1/12\" has host bits set",
+            ),
+            (
+                "{serviceLoadBalancerIPs: [{cidr: ''}]}",
+                "spec.serviceLoadBalancerIPs[0].cidr",
+            ),
         ];
         for (yaml, want) in cases {
             let e = configuration(&config_spec(yaml)).expect_err(yaml).to_string();

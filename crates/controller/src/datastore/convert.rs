@@ -221,7 +221,9 @@ mod tests {
             "apiVersion": "caracal.dev/v1alpha1", "kind": "BGPConfiguration",
             "metadata": {"name": "default"}, "spec": {"nodeToNodeMeshEnabled": false}
         }));
-        assert!(matches!(config, Some(Ok(Object::BgpConfiguration(_, Ok(c)))) if !c.node_to_node_mesh_enabled));
+        assert!(
+            matches!(config, Some(Ok(Object::BgpConfiguration(_, Ok(c)))) if !c.node_to_node_mesh_enabled)
+        );
     }
 
     #[test]

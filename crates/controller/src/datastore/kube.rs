@@ -208,7 +208,13 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             let value = serde_json::to_value(o).unwrap_or(Value::Null);
             let (name, parsed) = convert::global_policy(&value);
             if let Some(api) = &status_api {
-                report_status(api, "GlobalPolicy", o, parsed.as_ref().err().map(String::as_str), None);
+                report_status(
+                    api,
+                    "GlobalPolicy",
+                    o,
+                    parsed.as_ref().err().map(String::as_str),
+                    None,
+                );
             }
             if let Err(reason) = &parsed {
                 tracing::warn!(globalpolicy = %name, "GlobalPolicy ignored: {reason}");
@@ -265,7 +271,14 @@ async fn run_watcher<K>(
 /// their UTF-8 values.
 async fn run_secret_watcher(api: Api<Secret>, tx: mpsc::UnboundedSender<Change>) {
     let config = watcher::Config::default().any_semantic().fields("type=Opaque");
-    run_watcher_with(api, config, Kind::Secret, |s| convert::secret(s).map(Object::Secret), tx).await
+    run_watcher_with(
+        api,
+        config,
+        Kind::Secret,
+        |s| convert::secret(s).map(Object::Secret),
+        tx,
+    )
+    .await
 }
 
 /// A watcher whose `convert` may leave objects out (`None`): they are neither listed nor

@@ -432,6 +432,9 @@ mod tests {
         };
         let s = Snapshot::from_objects([Object::Secret(secret)]);
         assert_eq!(s.secrets["bgp"].data["pw"].expose(), "hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"), "secret values stay out of logs");
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "secret values stay out of logs"
+        );
     }
 }
