@@ -292,12 +292,12 @@ impl<'a> Builder<'a> {
                     .other_nodes()
                     .filter(|n| selector.matches(&n.labels))
                     .collect();
-                self.to_nodes(p, kind, targets);
+                self.peer_with_nodes(p, kind, targets);
             }
         }
     }
 
-    fn to_nodes(&mut self, p: &Peer, kind: SessionKind, targets: Vec<&Node>) {
+    fn peer_with_nodes(&mut self, p: &Peer, kind: SessionKind, targets: Vec<&Node>) {
         for n in targets {
             let Some(ip) = peering_ip(n) else { continue };
             let s = self.explicit(p, kind, ip, self.listen_port, self.as_of(n), Some(n));
@@ -319,7 +319,7 @@ impl<'a> Builder<'a> {
             return;
         }
         let targets: Vec<&Node> = self.other_nodes().filter(|n| matches(&p.nodes, n)).collect();
-        self.to_nodes(p, SessionKind::Node, targets);
+        self.peer_with_nodes(p, SessionKind::Node, targets);
     }
 
     fn mesh(&mut self) {
