@@ -112,7 +112,7 @@ fn log_problems(problems: &[String], last: &mut Vec<String>) {
 }
 
 /// The BGP reconciler: starts the speaker once the first snapshot is there, then reloads it with
-/// only the differences whenever this node's pod CIDRs or the node mesh change.
+/// only the differences whenever this node's pod CIDRs or sessions change.
 pub async fn reconcile_bgp(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,

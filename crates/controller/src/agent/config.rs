@@ -53,7 +53,9 @@ pub struct AgentConfig {
     pub cni_conflist_template: Option<PathBuf>,
     pub cni_conflist: Option<PathBuf>,
     /// Peer with every other node (InternalIP; remote AS from the node's
-    /// `caracal.dev/bgp-asn` annotation, else iBGP), as well as with `bgp.peers`.
+    /// `caracal.dev/bgp-asn` annotation, else iBGP), as well as with `bgp.peers`. Both are
+    /// ignored while a BGPConfiguration `default` or a BGPPeer exists: the objects decide
+    /// (see `crate::bgpapi`).
     #[serde(default)]
     pub bgp_node_mesh: bool,
     /// Graceful-restart time (seconds) of the node-mesh sessions when `bgp.peers` gives no

@@ -4,7 +4,8 @@
 //!  datastore (kube-rs reflectors | manifest dir) ─┐
 //!                                                  ├─► compile ─► iptables/ipset applier
 //!  CNI endpoint records (/var/run/caracal/...) ───┘
-//!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
+//!  Nodes, BGPConfiguration, BGPPeers, Secrets ─► BGP speaker (originate this node's pod
+//!  CIDRs; sessions from the BGP objects, or the ConfigMap's peers and node mesh)
 //! ```
 //!
 //! Nothing is programmed before the datastore has delivered its first complete snapshot, so a

@@ -1,8 +1,9 @@
 //! The datastore: where the agent's desired state comes from.
 //!
 //! Two sources feed the same [`Snapshot`] (the policy model plus the nodes):
-//! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies and
-//!   GlobalPolicies, debounced into batches;
+//! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies,
+//!   GlobalPolicies, BGPConfigurations, BGPPeers and the Opaque Secrets of the agent's namespace,
+//!   debounced into batches;
 //! - [`watch_dir`]: a directory of manifests, as one would give to `kubectl apply -f`,
 //!   rescanned for changes.
 //!
