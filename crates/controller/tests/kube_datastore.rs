@@ -449,7 +449,7 @@ async fn bgp_objects_and_their_secret_reach_the_model_and_a_bad_peer_says_which_
         "apiVersion: v1\nkind: Secret\nmetadata: {name: bgp, namespace: kube-system}\n\
          type: Opaque\nstringData: {rack-a: s3cret}\n---\n\
          apiVersion: v1\nkind: Secret\nmetadata: {name: elsewhere, namespace: default}\n\
-         type: Opaque\nstringData: {x: y}\n---\n\
+         type: Opaque\nstringData: {x: other}\n---\n\
          apiVersion: caracal.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: rack-a}\n\
          spec: {peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\", \
          password: {secretKeyRef: {name: bgp, key: rack-a}}}\n",
