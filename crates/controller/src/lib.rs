@@ -6,6 +6,8 @@
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
+//! - [`nat`]: outgoing NAT for pods' traffic leaving the cluster's ranges.
+//! - [`services`]: which Service prefixes a node advertises over BGP.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
 //!   conformance prober.
 #![forbid(unsafe_code)]
@@ -17,4 +19,6 @@ pub mod dataplane;
 pub mod datastore;
 pub mod lab;
 pub mod logging;
+pub mod nat;
+pub mod services;
 pub mod testbed;

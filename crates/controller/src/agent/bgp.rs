@@ -1,6 +1,6 @@
-//! The BGP reconciler: the speaker originating this node's pod CIDRs, with the sessions the BGP
-//! objects give this node (or, without them, the ConfigMap's peers and node mesh), reloaded with
-//! only the differences.
+//! The BGP reconciler: the speaker originating this node's pod CIDRs and Service routes (from
+//! the services reconciler's channel), with the sessions the BGP objects give this node (or,
+//! without them, the ConfigMap's peers and node mesh), reloaded with only the differences.
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use super::{AgentConfig, health};
-use crate::datastore::{Node, Snapshot};
+use crate::{
+    datastore::{Node, Snapshot},
+    services::ServiceRoutes,
+};
 
 /// This node's pod CIDRs: the configured ones, else the Node object's.
 pub fn pod_cidrs(config: &AgentConfig, nodes: &BTreeMap<String, Node>) -> Vec<ipnet::IpNet> {
@@ -31,8 +34,8 @@ pub fn speaker_config(
     let mut c = base.clone();
     for cidr in pod_cidrs(config, nodes) {
         let cidr = cidr.trunc();
-        if !c.originate.contains(&cidr) {
-            c.originate.push(cidr);
+        if !c.originate.iter().any(|o| o.prefix == cidr) {
+            c.originate.push(cidr.into());
         }
     }
     if config.bgp_node_mesh {
@@ -97,6 +100,27 @@ pub fn desired_speaker(
     (node.apply_to(&originating), node.problems)
 }
 
+/// Adds the Service routes to a speaker configuration: the prefixes to `originate`, the
+/// configured ranges to `no_install` (kube-proxy answers for them on every node; a learned
+/// route in the kernel would take the traffic away from it) and to `no_transit` (a node passes
+/// on no other node's Service route: `externalTrafficPolicy: Local` next hops stay the nodes
+/// with endpoints).
+pub fn with_service_routes(c: &mut caracal_bgp::config::SpeakerConfig, routes: &ServiceRoutes) {
+    for p in &routes.advertise {
+        if !c.originate.iter().any(|o| o.prefix == *p) {
+            c.originate.push((*p).into());
+        }
+    }
+    for r in &routes.ranges {
+        if !c.no_install.contains(r) {
+            c.no_install.push(*r);
+        }
+        if !c.no_transit.contains(r) {
+            c.no_transit.push(*r);
+        }
+    }
+}
+
 /// A mesh peer: `address` and `remote_as`, the speaker's defaults for everything else.
 fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig {
     crate::bgpapi::select::base_peer(address, remote_as)
@@ -116,6 +140,7 @@ fn log_problems(problems: &[String], last: &mut Vec<String>) {
 pub async fn reconcile_bgp(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut services: watch::Receiver<ServiceRoutes>,
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
 ) -> Result<()> {
@@ -157,6 +182,7 @@ pub async fn reconcile_bgp(
     let mut problems = Vec::new();
     let (mut current, found) = desired_speaker(&config, &base, &snapshots.borrow_and_update());
     log_problems(&found, &mut problems);
+    with_service_routes(&mut current, &services.borrow_and_update());
     let (mut handle, mut task) = caracal_bgp::speaker::start(current.clone(), None)
         .await
         .context("starting the BGP speaker")?;
@@ -165,34 +191,41 @@ pub async fn reconcile_bgp(
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
-            _ = tick.tick() => health.beat(),
-            changed = snapshots.changed() => {
-                if changed.is_err() { break; }
-                let (next, found) = desired_speaker(&config, &base, &snapshots.borrow_and_update());
-                log_problems(&found, &mut problems);
-                if next.listen_port != current.listen_port {
-                    // The listener is bound once: a new port (BGPConfiguration listenPort) needs
-                    // a new speaker.
-                    tracing::info!(from = current.listen_port, to = next.listen_port, "BGP listen port changed: restarting the speaker");
-                    let _ = handle.shutdown().await;
-                    let _ = task.await;
-                    (handle, task) = caracal_bgp::speaker::start(next.clone(), None)
-                        .await
-                        .context("restarting the BGP speaker on its new listen port")?;
-                    current = next;
-                    health.ready();
-                } else if next != current {
-                    tracing::info!(originate = ?next.originate, peers = next.peers.len(), cluster_id = ?next.cluster_id, "BGP config changed");
-                    if let Err(e) = handle.reload(next.clone()).await {
-                        tracing::error!("BGP reload: {e}");
-                        health.not_ready(format!("BGP reload failed: {e}"));
-                    } else {
-                        current = next;
-                        health.ready();
-                    }
-                }
+            _ = tick.tick() => {
+                health.beat();
+                continue;
             }
+            changed = snapshots.changed() => if changed.is_err() { break },
+            changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
+        }
+        let (mut next, found) = desired_speaker(&config, &base, &snapshots.borrow_and_update());
+        log_problems(&found, &mut problems);
+        with_service_routes(&mut next, &services.borrow_and_update());
+        if next.listen_port != current.listen_port {
+            // The listener is bound once: a new port (BGPConfiguration listenPort) needs a new
+            // speaker.
+            tracing::info!(
+                from = current.listen_port,
+                to = next.listen_port,
+                "BGP listen port changed: restarting the speaker"
+            );
+            let _ = handle.shutdown().await;
+            let _ = task.await;
+            (handle, task) = caracal_bgp::speaker::start(next.clone(), None)
+                .await
+                .context("restarting the BGP speaker on its new listen port")?;
+            current = next;
+            health.ready();
+        } else if next != current {
+            tracing::info!(originate = ?next.originate, peers = next.peers.len(), cluster_id = ?next.cluster_id, "BGP config changed");
+            if let Err(e) = handle.reload(next.clone()).await {
+                tracing::error!("BGP reload: {e}");
+                health.not_ready(format!("BGP reload failed: {e}"));
+            } else {
+                current = next;
+                health.ready();
+            }
         }
     }
     let _ = handle.shutdown().await;
@@ -353,5 +386,34 @@ mod tests {
                 .iter()
                 .all(|p| p.graceful_restart_time == 0)
         );
+    }
+
+    #[test]
+    fn service_routes_are_originated_and_their_ranges_kept_out_of_the_kernel() {
+        let base = caracal_bgp::config::SpeakerConfig::parse(
+            "{local_as: 64512, router_id: 192.0.2.1, originate: [10.244.1.0/24], no_install: [10.96.0.0/16]}",
+        )
+        .unwrap();
+        let routes = ServiceRoutes {
+            advertise: ["10.96.0.0/16", "10.96.0.10/32"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+            ranges: vec!["10.96.0.0/16".parse().unwrap(), "192.0.2.0/24".parse().unwrap()],
+        };
+        let mut c = base.clone();
+        with_service_routes(&mut c, &routes);
+        let text = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let originated: Vec<_> = c.originate.iter().map(|o| o.prefix).collect();
+        assert_eq!(
+            text(&originated),
+            ["10.244.1.0/24", "10.96.0.0/16", "10.96.0.10/32"]
+        );
+        assert_eq!(text(&c.no_install), ["10.96.0.0/16", "192.0.2.0/24"]);
+        assert_eq!(text(&c.no_transit), ["10.96.0.0/16", "192.0.2.0/24"]);
+        c.validate().unwrap();
+        let mut same = base.clone();
+        with_service_routes(&mut same, &ServiceRoutes::default());
+        assert_eq!(same, base, "nothing configured changes nothing");
     }
 }

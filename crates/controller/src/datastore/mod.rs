@@ -2,8 +2,8 @@
 //!
 //! Two sources feed the same [`Snapshot`] (the policy model plus the nodes):
 //! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies,
-//!   GlobalPolicies, BGPConfigurations, BGPPeers and the Opaque Secrets of the agent's namespace,
-//!   debounced into batches;
+//!   GlobalPolicies, Services, EndpointSlices, BGPConfigurations, BGPPeers and the Opaque
+//!   Secrets of the agent's namespace, debounced into batches;
 //! - [`watch_dir`]: a directory of manifests, as one would give to `kubectl apply -f`,
 //!   rescanned for changes.
 //!
@@ -29,7 +29,7 @@ use tokio::sync::watch;
 pub use self::{
     dir::{DirSource, load_dir, watch_dir},
     kube::{KubeOptions, watch_kube},
-    model::{Node, NodeAddress, Snapshot},
+    model::{Endpoint, EndpointSlice, Node, NodeAddress, Service, ServiceType, Snapshot},
 };
 
 #[derive(Debug, thiserror::Error)]
