@@ -71,15 +71,19 @@ pub fn speaker_config(
 /// they decide this node's AS, cluster ID, listen port and sessions ([`crate::bgpapi`]), and the
 /// ConfigMap's `bgp.peers` and `bgp_node_mesh` are ignored; the rest of the ConfigMap (router
 /// ID, listen address, control socket, `local_as` as the default AS, and
-/// `bgp_mesh_graceful_restart_time` as the default restart time) still applies. Without objects,
-/// [`speaker_config`] from the ConfigMap alone.
+/// `bgp_mesh_graceful_restart_time` as the default restart time) still applies, and the
+/// BGPConfiguration's communities go on the originated prefixes. Without objects,
+/// [`speaker_config`] from the ConfigMap alone. Both add the Service routes.
 pub fn desired_speaker(
     config: &AgentConfig,
     base: &caracal_bgp::config::SpeakerConfig,
     snapshot: &Snapshot,
+    services: &ServiceRoutes,
 ) -> (caracal_bgp::config::SpeakerConfig, Vec<String>) {
     let Some(objects) = crate::bgpapi::Objects::of(snapshot) else {
-        return (speaker_config(config, base, &snapshot.nodes), Vec::new());
+        let mut c = speaker_config(config, base, &snapshot.nodes);
+        with_service_routes(&mut c, services);
+        return (c, Vec::new());
     };
     let defaults = crate::bgpapi::select::Defaults {
         local_as: base.local_as,
@@ -96,7 +100,11 @@ pub fn desired_speaker(
     no_mesh.bgp_node_mesh = false;
     let mut no_peers = base.clone();
     no_peers.peers.clear();
-    let originating = speaker_config(&no_mesh, &no_peers, &snapshot.nodes);
+    let mut originating = speaker_config(&no_mesh, &no_peers, &snapshot.nodes);
+    with_service_routes(&mut originating, services);
+    // The BGPConfiguration's communities on every originated prefix they cover, Service routes
+    // included.
+    objects.communities.apply(&mut originating.originate);
     (node.apply_to(&originating), node.problems)
 }
 
@@ -180,9 +188,13 @@ pub async fn reconcile_bgp(
     let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut problems = Vec::new();
-    let (mut current, found) = desired_speaker(&config, &base, &snapshots.borrow_and_update());
+    let (mut current, found) = desired_speaker(
+        &config,
+        &base,
+        &snapshots.borrow_and_update(),
+        &services.borrow_and_update(),
+    );
     log_problems(&found, &mut problems);
-    with_service_routes(&mut current, &services.borrow_and_update());
     let (mut handle, mut task) = caracal_bgp::speaker::start(current.clone(), None)
         .await
         .context("starting the BGP speaker")?;
@@ -199,9 +211,13 @@ pub async fn reconcile_bgp(
             changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
         }
-        let (mut next, found) = desired_speaker(&config, &base, &snapshots.borrow_and_update());
+        let (next, found) = desired_speaker(
+            &config,
+            &base,
+            &snapshots.borrow_and_update(),
+            &services.borrow_and_update(),
+        );
         log_problems(&found, &mut problems);
-        with_service_routes(&mut next, &services.borrow_and_update());
         if next.listen_port != current.listen_port {
             // The listener is bound once: a new port (BGPConfiguration listenPort) needs a new
             // speaker.
@@ -264,9 +280,10 @@ mod tests {
         )
         .unwrap();
         let nodes = [node("n1", "192.0.2.1", "a"), node("n2", "192.0.2.2", "b")];
+        let none = ServiceRoutes::default();
         // Without objects: the ConfigMap's peer and the mesh.
         let plain = Snapshot::from_objects(nodes.clone());
-        let (c, problems) = desired_speaker(&config, &base, &plain);
+        let (c, problems) = desired_speaker(&config, &base, &plain, &none);
         let addresses = |c: &caracal_bgp::config::SpeakerConfig| -> Vec<String> {
             c.peers.iter().map(|p| p.address.to_string()).collect()
         };
@@ -275,19 +292,28 @@ mod tests {
         // With a BGPConfiguration turning the mesh off and a per-rack peer: only that peer.
         let mut objects = nodes.to_vec();
         objects.push(manifest(
-            "{apiVersion: caracal.dev/v1alpha1, kind: BGPConfiguration, metadata: {name: default},              spec: {nodeToNodeMeshEnabled: false, asNumber: 64600}}",
+            "{apiVersion: caracal.dev/v1alpha1, kind: BGPConfiguration, metadata: {name: default},              spec: {nodeToNodeMeshEnabled: false, asNumber: 64600, prefixAdvertisements: [{cidr: 10.244.0.0/16, communities: ['64600:1']}]}}",
         ));
         objects.push(manifest(
             "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: tor-a},              spec: {peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}}",
         ));
-        let (c, problems) = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()));
+        let (c, problems) = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()), &none);
         assert_eq!(addresses(&c), ["10.0.1.254"]);
         assert_eq!(c.local_as, 64600, "the cluster AS from the BGPConfiguration");
         assert_eq!(
             c.router_id, base.router_id,
             "the ConfigMap's settings still apply"
         );
-        assert_eq!(c.originate, vec!["10.244.1.0/24".parse().unwrap()]);
+        assert_eq!(c.originate.len(), 1);
+        assert_eq!(
+            c.originate[0].prefix,
+            "10.244.1.0/24".parse::<ipnet::IpNet>().unwrap()
+        );
+        assert_eq!(
+            c.originate[0].communities,
+            [caracal_bgp::wire::community::parse("64600:1").unwrap()],
+            "the prefix advertisement's community"
+        );
         assert_eq!(c.peers[0].graceful_restart_time, 120);
         assert!(problems.is_empty());
         c.validate().unwrap();
@@ -296,6 +322,7 @@ mod tests {
             &config,
             &base,
             &Snapshot::from_objects(objects[..2].iter().cloned().chain([objects[3].clone()])),
+            &none,
         );
         assert_eq!(addresses(&c), ["10.0.1.254", "192.0.2.2"]);
         // A rejected object alone does not switch the ConfigMap off.
@@ -306,6 +333,7 @@ mod tests {
             &config,
             &base,
             &Snapshot::from_objects(nodes.iter().cloned().chain([bad])),
+            &none,
         );
         assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
     }

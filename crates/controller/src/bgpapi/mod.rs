@@ -8,6 +8,7 @@
 //! port, cluster ID and sessions; the agent ConfigMap's `bgp.peers` and `bgp_node_mesh` are then
 //! ignored, while its other settings (router ID, listen address, timers) still apply.
 
+pub mod communities;
 pub mod select;
 pub mod types;
 pub mod validate;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use self::{
+    communities::Communities,
     select::{Defaults, Inputs, NodeBgp},
     types::{
         BGPConfiguration, BGPPeer, BgpConfigurationSpec, BgpPeerSpec, DEFAULT_CONFIGURATION, SecretKeyRef,
@@ -90,6 +92,8 @@ pub struct Objects {
     pub config: Option<ClusterBgp>,
     /// By name.
     pub peers: Vec<Peer>,
+    /// The `default` configuration's communities for originated prefixes.
+    pub communities: Communities,
 }
 
 impl Objects {
@@ -100,16 +104,22 @@ impl Objects {
         if snapshot.bgp_configurations.is_empty() && snapshot.bgp_peers.is_empty() {
             return None;
         }
-        let config = snapshot
-            .bgp_configurations
-            .get(DEFAULT_CONFIGURATION)
-            .and_then(|c| validate::configuration(c).ok());
+        let spec = snapshot.bgp_configurations.get(DEFAULT_CONFIGURATION);
+        let config = spec.and_then(|c| validate::configuration(c).ok());
+        let communities = spec
+            .filter(|_| config.is_some())
+            .map(Communities::of)
+            .unwrap_or_default();
         let peers = snapshot
             .bgp_peers
             .iter()
             .filter_map(|(name, spec)| validate::peer(name, spec).ok())
             .collect();
-        Some(Objects { config, peers })
+        Some(Objects {
+            config,
+            peers,
+            communities,
+        })
     }
 
     /// The passwords the objects refer to, from the Secrets in the snapshot.
