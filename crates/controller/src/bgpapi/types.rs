@@ -122,12 +122,8 @@ pub struct ServiceCidr {
     pub cidr: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum Aggregation {
-    #[default]
-    Enabled,
-    Disabled,
-}
+/// The services reconciler's own type: one vocabulary for both configuration sources.
+pub use crate::services::Aggregation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum LogSeverity {
