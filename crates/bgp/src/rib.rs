@@ -115,11 +115,14 @@ impl Paths {
 
 /// The two address families' prefix types share the RIB code through this trait.
 trait Pfx: Copy + Eq + Hash + Ord + Into<IpNet> + std::fmt::Debug {
+    /// The family's slot in per-family counters ([`slot`]).
+    const SLOT: usize;
     fn table(t: &Tables) -> &Map<Self, Paths>;
     fn table_mut(t: &mut Tables) -> &mut Map<Self, Paths>;
 }
 
 impl Pfx for Ipv4Net {
+    const SLOT: usize = 0;
     fn table(t: &Tables) -> &Map<Self, Paths> {
         &t.v4
     }
@@ -129,11 +132,20 @@ impl Pfx for Ipv4Net {
 }
 
 impl Pfx for Ipv6Net {
+    const SLOT: usize = 1;
     fn table(t: &Tables) -> &Map<Self, Paths> {
         &t.v6
     }
     fn table_mut(t: &mut Tables) -> &mut Map<Self, Paths> {
         &mut t.v6
+    }
+}
+
+/// The slot of a prefix's family in per-family counters: 0 IPv4, 1 IPv6 (unicast).
+fn slot(prefix: &IpNet) -> usize {
+    match prefix {
+        IpNet::V4(_) => Ipv4Net::SLOT,
+        IpNet::V6(_) => Ipv6Net::SLOT,
     }
 }
 
@@ -219,6 +231,21 @@ pub struct PeerCounters {
     pub treated_as_withdraw: u64,
     /// UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
     pub own_next_hop: u64,
+    /// `received`, `accepted` and `advertised` of IPv4 unicast (`[0]`) and IPv6 unicast (`[1]`).
+    pub families: [FamilyCounters; 2],
+}
+
+/// Prefix counts of one address family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FamilyCounters {
+    pub received: u64,
+    pub accepted: u64,
+    pub advertised: u64,
+}
+
+impl PeerCounters {
+    /// The families in the order of [`PeerCounters::families`].
+    pub const FAMILIES: [Family; 2] = [Family::IPV4_UNICAST, Family::IPV6_UNICAST];
 }
 
 /// How often the peer's UPDATEs got each RFC 7606 treatment, since the peer was added.
@@ -232,8 +259,8 @@ struct Treatments {
 struct RibPeer {
     policy: PeerPolicy,
     session: Option<SessionInfo>,
-    /// Accepted paths in the tables from this peer (excluding stale ones).
-    accepted: u64,
+    /// Accepted paths in the tables from this peer (excluding stale ones), per family slot.
+    accepted: [u64; 2],
     /// Prefixes received but rejected by import policy or loop detection.
     rejected: HashSet<IpNet, Hasher>,
     /// Adj-RIB-Out: what the peer has been sent.
@@ -338,7 +365,7 @@ impl Rib {
         let peer = RibPeer {
             policy,
             session: None,
-            accepted: 0,
+            accepted: [0; 2],
             rejected: HashSet::default(),
             adj_out: Map::default(),
             dirty: HashSet::default(),
@@ -390,14 +417,28 @@ impl Rib {
 
     pub fn counters(&self, peer: PeerIdx) -> PeerCounters {
         match self.peer(peer) {
-            Some(p) => PeerCounters {
-                received: p.accepted + p.rejected.len() as u64,
-                accepted: p.accepted,
+            Some(p) => {
+                let mut families = [FamilyCounters::default(); 2];
+                for (f, accepted) in families.iter_mut().zip(p.accepted) {
+                    f.accepted = accepted;
+                    f.received = accepted;
+                }
+                for prefix in &p.rejected {
+                    families[slot(prefix)].received += 1;
+                }
+                for prefix in p.adj_out.keys() {
+                    families[slot(prefix)].advertised += 1;
+                }
+                PeerCounters {
+                received: p.accepted.iter().sum::<u64>() + p.rejected.len() as u64,
+                accepted: p.accepted.iter().sum(),
                 advertised: p.adj_out.len() as u64,
                 attribute_discards: p.treatments.attribute_discard,
                 treated_as_withdraw: p.treatments.treat_as_withdraw,
                 own_next_hop: p.treatments.own_next_hop,
-            },
+                families,
+            }
+            }
             None => PeerCounters::default(),
         }
     }
@@ -450,7 +491,7 @@ impl Rib {
         p.rejected.clear();
         if keep_stale && !families.is_empty() {
             p.stale = families.clone();
-            p.accepted = 0;
+            p.accepted = [0; 2];
             for f in &families {
                 if *f == Family::IPV4_UNICAST {
                     mark_stale::<Ipv4Net>(&mut self.tables, peer);
@@ -498,7 +539,7 @@ impl Rib {
         purge::<Ipv4Net>(self, &mut batch, peer, only_stale, &select);
         purge::<Ipv6Net>(self, &mut batch, peer, only_stale, &select);
         if !only_stale && let Some(p) = self.peer_mut(peer) {
-            p.accepted = 0;
+            p.accepted = [0; 2];
         }
         self.finish(batch);
     }
@@ -663,7 +704,7 @@ impl Rib {
                 p.treatments.own_next_hop += 1;
             }
             if let Some(max) = p.policy.max_prefixes {
-                outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
+                outcome.max_prefixes_exceeded = p.accepted.iter().sum::<u64>() > u64::from(max);
             }
         }
     }
@@ -837,7 +878,7 @@ impl Rib {
             }
         };
         if peer != LOCAL {
-            batch.accepted_delta += i64::from(added) - i64::from(removed);
+            batch.accepted_delta[P::SLOT] += i64::from(added) - i64::from(removed);
         }
         if let (Some(before), Some(after)) = (before, after) {
             batch.note(prefix.into(), before, after, self.config.track_changes);
@@ -847,7 +888,9 @@ impl Rib {
     /// Applies a batch's bookkeeping: per-peer counters, dirty marks, change records.
     fn finish(&mut self, batch: Batch) {
         if let Some(p) = self.peers.get_mut(batch.peer as usize).and_then(Option::as_mut) {
-            p.accepted = p.accepted.saturating_add_signed(batch.accepted_delta);
+            for (accepted, delta) in p.accepted.iter_mut().zip(batch.accepted_delta) {
+                *accepted = accepted.saturating_add_signed(delta);
+            }
         }
         if batch.changed.is_empty() {
             return;
@@ -1179,7 +1222,7 @@ fn purge<P: Pfx>(
 /// Bookkeeping of one RIB operation.
 struct Batch {
     peer: PeerIdx,
-    accepted_delta: i64,
+    accepted_delta: [i64; 2],
     /// Somebody needs to know which prefixes changed best route.
     wants_changes: bool,
     changed: Vec<IpNet>,
@@ -1196,7 +1239,7 @@ impl Batch {
                 .any(|(i, p)| p.as_ref().is_some_and(|p| p.session.is_some()) && i as PeerIdx != peer);
         Batch {
             peer,
-            accepted_delta: 0,
+            accepted_delta: [0; 2],
             wants_changes,
             changed: Vec::new(),
             records: Vec::new(),
@@ -1584,6 +1627,22 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Counters of a peer that sent only IPv4 unicast.
+    fn v4_counters(received: u64, accepted: u64, advertised: u64) -> PeerCounters {
+        let family = FamilyCounters {
+            received,
+            accepted,
+            advertised,
+        };
+        PeerCounters {
+            received,
+            accepted,
+            advertised,
+            families: [family, FamilyCounters::default()],
+            ..Default::default()
+        }
+    }
+
     fn best_peer(rib: &Rib, prefix: &str) -> Option<PeerIdx> {
         rib.best(&net(prefix)).map(|b| b.peer)
     }
@@ -1623,12 +1682,7 @@ mod tests {
         assert_eq!(changes[0].next_hops, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
         assert_eq!(
             rib.counters(a),
-            PeerCounters {
-                received: 2,
-                accepted: 2,
-                advertised: 0,
-                ..Default::default()
-            }
+            v4_counters(2, 2, 0)
         );
         rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].kind, ChangeKind::Withdrawn);
@@ -1813,12 +1867,7 @@ mod tests {
         assert!(rib.is_empty());
         assert_eq!(
             rib.counters(a),
-            PeerCounters {
-                received: 1,
-                accepted: 0,
-                advertised: 0,
-                ..Default::default()
-            }
+            v4_counters(1, 0, 0)
         );
     }
 
@@ -1861,12 +1910,7 @@ mod tests {
         assert_eq!(rib.len(), 1);
         assert_eq!(
             rib.counters(a),
-            PeerCounters {
-                received: 3,
-                accepted: 1,
-                advertised: 0,
-                ..Default::default()
-            }
+            v4_counters(3, 1, 0)
         );
     }
 
@@ -2013,6 +2057,27 @@ mod tests {
         };
         rib.apply_update(a, mp_withdraw, None);
         assert!(rib.is_empty());
+    }
+
+    #[test]
+    fn prefix_counters_are_kept_per_family() {
+        let mut rib = rib();
+        let a = up(&mut rib, "10.0.0.2", 65002, 2);
+        let mut x = attrs(&[65002], "10.0.0.2");
+        x.mp_reach = Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hops: vec!["fd00::2".parse().unwrap()],
+            nlri: vec![net("fd00:9::/64"), net("fd00:8::/64")],
+        });
+        rib.apply_update(a, announce(x, &["10.2.0.0/24"]), None);
+        let c = rib.counters(a);
+        assert_eq!((c.received, c.accepted), (3, 3));
+        assert_eq!(PeerCounters::FAMILIES[1], Family::IPV6_UNICAST);
+        assert_eq!((c.families[0].received, c.families[0].accepted), (1, 1));
+        assert_eq!((c.families[1].received, c.families[1].accepted), (2, 2));
+        rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
+        let c = rib.counters(a);
+        assert_eq!((c.families[0].accepted, c.families[1].accepted), (0, 2));
     }
 
     #[test]

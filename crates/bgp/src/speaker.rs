@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
-use crate::control::{self, PeerStatus, Request, RouteStatus, Routes, Status};
+use crate::control::{self, NotificationCounts, PeerStatus, Request, RouteStatus, Routes, Status};
 use crate::fsm::{DownReason, Event, FsmConfig, State};
 use crate::kernel::KernelRoutes;
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
@@ -98,7 +98,10 @@ struct PeerEntry {
     tx: mpsc::UnboundedSender<ToSession>,
     task: JoinHandle<()>,
     state: State,
+    /// When the session entered `state`.
+    state_since: Instant,
     established_at: Option<Instant>,
+    notifications: NotificationCounts,
     capabilities: Vec<String>,
     last_error: Option<String>,
     options: Option<SessionOptions>,
@@ -109,6 +112,15 @@ struct PeerEntry {
     /// Both sides set the graceful-restart N bit (RFC 8538).
     notification_gr: bool,
     stale_deadline: Option<Instant>,
+}
+
+impl PeerEntry {
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
+        }
+    }
 }
 
 struct Core {
@@ -489,7 +501,9 @@ impl Core {
             tx,
             task,
             state: State::Idle,
+            state_since: Instant::now(),
             established_at: None,
+            notifications: NotificationCounts::default(),
             capabilities: Vec::new(),
             last_error: None,
             options: None,
@@ -537,14 +551,14 @@ impl Core {
         }
         let idx = p.idx;
         match ev.event {
-            SessionEvent::State(s) => p.state = s,
+            SessionEvent::State(s) => p.set_state(s),
             SessionEvent::Established {
                 negotiated,
                 local_address,
                 local_alt_address,
                 options,
             } => {
-                p.state = State::Established;
+                p.set_state(State::Established);
                 p.established_at = Some(Instant::now());
                 p.capabilities = negotiated.capability_names();
                 p.last_flush = None;
@@ -606,6 +620,7 @@ impl Core {
                 was_established,
             } => {
                 p.last_error = Some(reason.to_string());
+                p.notifications.record(&reason);
                 p.established_at = None;
                 p.options = None;
                 p.flush_at = None;
@@ -632,7 +647,7 @@ impl Core {
                     };
                 }
             }
-            SessionEvent::Ended => p.state = State::Idle,
+            SessionEvent::Ended => p.set_state(State::Idle),
         }
     }
 
@@ -681,6 +696,7 @@ impl Core {
             .values()
             .map(|p| {
                 let c = self.rib.counters(p.idx);
+                let (notifications_sent, notifications_received) = p.notifications.status();
                 PeerStatus {
                     address: p.config.address,
                     remote_as: p.config.remote_as,
@@ -698,6 +714,10 @@ impl Core {
                     updates_treated_as_withdraw: c.treated_as_withdraw,
                     updates_own_next_hop: c.own_next_hop,
                     last_error: p.last_error.clone(),
+                    state_secs: p.state_since.elapsed().as_secs(),
+                    families: control::family_status(&c),
+                    notifications_sent,
+                    notifications_received,
                 }
             })
             .collect();
