@@ -4,6 +4,7 @@
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
+//! - [`metrics`]: the agent's Prometheus metrics and the small HTTP server of its endpoints.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
 //!   conformance prober.
 #![forbid(unsafe_code)]
@@ -14,4 +15,5 @@ pub mod dataplane;
 pub mod datastore;
 pub mod lab;
 pub mod logging;
+pub mod metrics;
 pub mod testbed;

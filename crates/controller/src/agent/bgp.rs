@@ -79,6 +79,7 @@ pub async fn reconcile_bgp(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
+    metrics: crate::metrics::BgpMetrics,
 ) -> Result<()> {
     let Some(bgp) = config.bgp.clone() else {
         health.ready();
@@ -120,6 +121,10 @@ pub async fn reconcile_bgp(
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
+    let publish = |c: &caracal_bgp::config::SpeakerConfig| {
+        metrics.publish(&handle, crate::metrics::bgp::peer_types(&base, c), c.originate.clone());
+    };
+    publish(&current);
     health.ready();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -135,6 +140,7 @@ pub async fn reconcile_bgp(
                         health.not_ready(format!("BGP reload failed: {e}"));
                     } else {
                         current = next;
+                        publish(&current);
                         health.ready();
                     }
                 }
@@ -142,6 +148,7 @@ pub async fn reconcile_bgp(
             _ = stop.changed() => break,
         }
     }
+    metrics.stopped();
     let _ = handle.shutdown().await;
     let _ = task.await;
     Ok(())

@@ -85,6 +85,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     config.node_name = node.clone();
     let manifests = args.manifests.clone().or_else(|| config.manifests.clone());
+    let metrics = crate::metrics::Metrics::new();
     let ds: Datastore = match &manifests {
         Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
             .await
@@ -95,6 +96,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let options = KubeOptions {
                 debounce: Duration::from_millis(args.debounce_ms),
                 report_status: !args.no_status,
+                metrics: metrics.datastore.clone(),
             };
             tokio::select! {
                 ds = datastore::watch_kube(client, options) => ds,
@@ -113,7 +115,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 log_model(&log_node, &rx.borrow_and_update().clone());
             }
         });
-        crate::agent::run(config, rx).await?;
+        crate::agent::run(config, rx, metrics).await?;
         drop(ds);
         return Ok(ExitCode::SUCCESS);
     }

@@ -45,6 +45,8 @@ pub struct KubeOptions {
     /// Write an `Valid` condition to each GlobalPolicy's status (needs `patch` on
     /// `globalpolicies/status`).
     pub report_status: bool,
+    /// Counts lists and watch restarts (the agent's `/metrics`).
+    pub metrics: crate::metrics::DatastoreMetrics,
 }
 
 impl Default for KubeOptions {
@@ -52,6 +54,7 @@ impl Default for KubeOptions {
         KubeOptions {
             debounce: Duration::from_millis(50),
             report_status: true,
+            metrics: Default::default(),
         }
     }
 }
@@ -74,18 +77,21 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Kind::Node,
             |n| Object::Node(convert::node(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Namespace>::all(client.clone()),
             Kind::Namespace,
             |n| Object::Namespace(convert::namespace(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Pod>::all(client.clone()),
             Kind::Pod,
             |p| Object::Pod(convert::pod(p)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<NetworkPolicy>::all(client.clone()),
@@ -95,6 +101,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
                 Object::NetworkPolicy(key, Box::new(np))
             },
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
     ];
     // GlobalPolicies are read untyped, so one object the agent cannot parse (an older or newer
@@ -116,6 +123,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Object::GlobalPolicy(name, parsed.map(Box::new))
         },
         changes_tx,
+        options.metrics.clone(),
     )));
 
     let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
@@ -127,6 +135,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
         options.debounce,
         synced_tx,
         lists.clone(),
+        options.metrics.clone(),
     ));
     tasks.push(merger);
     let guard = TaskGuard(tasks);
@@ -152,6 +161,7 @@ async fn run_watcher<K>(
     kind: Kind,
     convert: impl Fn(&K) -> Object + Send + 'static,
     tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -175,6 +185,7 @@ async fn run_watcher<K>(
             Err(e) => {
                 // The model keeps its last state; the backoff paces the retries.
                 tracing::warn!(?kind, "watch failed, retrying: {e}");
+                metrics.watch_restarted(kind);
                 continue;
             }
         };
@@ -192,10 +203,12 @@ async fn merge(
     debounce: Duration,
     synced: tokio::sync::oneshot::Sender<()>,
     lists: Arc<AtomicU64>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) {
     let apply = |store: &mut Store, change: Change| {
-        if matches!(change, Change::ListDone(_)) {
+        if let Change::ListDone(kind) = change {
             lists.fetch_add(1, Ordering::Relaxed);
+            metrics.listed(kind);
         }
         store.apply(change)
     };
@@ -317,6 +330,7 @@ mod tests {
             Duration::from_millis(50),
             synced_tx,
             lists.clone(),
+            Default::default(),
         ));
         Merger {
             tx,
