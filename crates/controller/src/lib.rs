@@ -5,6 +5,7 @@
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
 //! - [`metrics`]: the agent's Prometheus metrics and the small HTTP server of its endpoints.
+//! - [`nodestatus`]: the CaracalNodeStatus each agent writes, and its BGP session events.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
 //!   conformance prober.
 #![forbid(unsafe_code)]
@@ -16,4 +17,5 @@ pub mod datastore;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod nodestatus;
 pub mod testbed;

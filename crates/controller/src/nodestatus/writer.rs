@@ -1,0 +1,190 @@
+//! Writes this node's CaracalNodeStatus and the Node's `BGPSessionDown` events: every 10 s the
+//! status is rebuilt from the metrics and written only if it changed (or 5 minutes passed, so
+//! `updated` tells a live agent from a dead one). Server-side apply, field manager
+//! `caracal-agent`; the object is owned by the Node, so it goes when the node does.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
+use kube::{
+    Api, Client,
+    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use super::{
+    crd::{CaracalNodeStatus, NodeStatus, PeerKind, PeerSession},
+    report,
+};
+use crate::metrics::Metrics;
+
+/// At most one status write this often.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// At least one status write this often, changed or not.
+pub const HEARTBEAT: Duration = Duration::from_secs(300);
+const MANAGER: &str = "caracal-agent";
+/// Node events go to this namespace, as the kubelet's do.
+const EVENT_NAMESPACE: &str = "default";
+
+/// Keeps writing the status of `node` until the task is dropped.
+pub async fn run(client: Client, node: String, metrics: Metrics) {
+    let mut w = Writer {
+        statuses: Api::all(client.clone()),
+        events: Api::namespaced(client.clone(), EVENT_NAMESPACE),
+        nodes: Api::all(client),
+        node,
+        node_uid: None,
+        written: None,
+        seen: None,
+        last_write: None,
+        since: Default::default(),
+        warned: false,
+    };
+    let mut tick = tokio::time::interval(MIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        w.step(&metrics).await;
+    }
+}
+
+struct Writer {
+    statuses: Api<CaracalNodeStatus>,
+    events: Api<Event>,
+    nodes: Api<Node>,
+    node: String,
+    node_uid: Option<String>,
+    /// What was last written.
+    written: Option<NodeStatus>,
+    /// What the last step saw (written or not), to tell which sessions went down since.
+    seen: Option<NodeStatus>,
+    last_write: Option<Instant>,
+    since: report::Since,
+    warned: bool,
+}
+
+impl Writer {
+    async fn step(&mut self, metrics: &Metrics) {
+        let now = SystemTime::now();
+        let next = report::build(
+            &metrics.bgp.snapshot(),
+            metrics.policy.last_apply().as_ref(),
+            now,
+            &mut self.since,
+        );
+        let down: Vec<PeerSession> = report::went_down(self.seen.as_ref(), &next)
+            .into_iter()
+            .cloned()
+            .collect();
+        for p in &down {
+            self.session_down_event(p, now).await;
+        }
+        self.seen = Some(next.clone());
+        let due = self.last_write.is_none_or(|t| t.elapsed() >= HEARTBEAT);
+        if !due && !report::changed(self.written.as_ref(), &next) {
+            return;
+        }
+        let mut status = next;
+        status.updated = Some(report::time(now));
+        match self.write(&status).await {
+            Ok(()) => {
+                self.warned = false;
+                self.written = Some(status);
+                self.last_write = Some(Instant::now());
+            }
+            // The CRD may not be installed yet, or the API server away: again at the next tick.
+            Err(e) if !self.warned => {
+                tracing::warn!(node = %self.node, "cannot write the CaracalNodeStatus: {e}");
+                self.warned = true;
+            }
+            Err(e) => tracing::debug!(node = %self.node, "cannot write the CaracalNodeStatus: {e}"),
+        }
+    }
+
+    /// The Node's UID, for the status object's owner and the events (once found).
+    async fn node_uid(&mut self) -> Option<String> {
+        if self.node_uid.is_none() {
+            let lp = ListParams::default().fields(&format!("metadata.name={}", self.node));
+            self.node_uid = match self.nodes.list(&lp).await {
+                Ok(list) => list.items.into_iter().next().and_then(|n| n.metadata.uid),
+                Err(e) => {
+                    tracing::debug!(node = %self.node, "cannot look the Node up: {e}");
+                    None
+                }
+            };
+        }
+        self.node_uid.clone()
+    }
+
+    async fn write(&mut self, status: &NodeStatus) -> kube::Result<()> {
+        let owner = self.node_uid().await.map(|uid| {
+            json!([{"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": uid}])
+        });
+        let mut metadata = json!({"name": self.node});
+        if let Some(owner) = owner {
+            metadata["ownerReferences"] = owner;
+        }
+        let object = json!({
+            "apiVersion": "caracal.dev/v1alpha1",
+            "kind": "CaracalNodeStatus",
+            "metadata": metadata,
+            "spec": {"node": self.node},
+        });
+        let pp = PatchParams::apply(MANAGER).force();
+        self.statuses.patch(&self.node, &pp, &Patch::Apply(&object)).await?;
+        let body = json!({
+            "apiVersion": "caracal.dev/v1alpha1",
+            "kind": "CaracalNodeStatus",
+            "metadata": {"name": self.node},
+            "status": status,
+        });
+        self.statuses
+            .patch_status(&self.node, &pp, &Patch::Apply(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn session_down_event(&mut self, p: &PeerSession, now: SystemTime) {
+        let kind = match p.kind {
+            PeerKind::NodeMesh => "node-to-node mesh",
+            PeerKind::GlobalPeer => "global",
+            PeerKind::NodePeer => "node specific",
+        };
+        let why = p.last_error.as_deref().unwrap_or("no reason given");
+        let message = format!(
+            "BGP session with {} (AS {}, {kind}) is {}: {why}",
+            p.peer_ip, p.peer_as, p.state
+        );
+        tracing::warn!(node = %self.node, peer = %p.peer_ip, "{message}");
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.bgp-session-down.", self.node)),
+                namespace: Some(EVENT_NAMESPACE.into()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(self.node.clone()),
+                uid: self.node_uid().await,
+                ..Default::default()
+            },
+            reason: Some("BGPSessionDown".into()),
+            message: Some(message),
+            type_: Some("Warning".into()),
+            count: Some(1),
+            first_timestamp: Some(report::time(now)),
+            last_timestamp: Some(report::time(now)),
+            source: Some(EventSource {
+                component: Some(MANAGER.into()),
+                host: Some(self.node.clone()),
+            }),
+            reporting_component: Some(format!("caracal.dev/{MANAGER}")),
+            reporting_instance: Some(self.node.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.events.create(&PostParams::default(), &event).await {
+            tracing::warn!(node = %self.node, "cannot record the BGPSessionDown event: {e}");
+        }
+    }
+}
