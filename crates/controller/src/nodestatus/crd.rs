@@ -31,6 +31,8 @@ pub struct CaracalNodeStatusSpec {
     pub node: String,
 }
 
+// Counts are i64 (`format: int64`), the integer type Kubernetes schemas know.
+
 /// What the node's agent last reported.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -57,9 +59,9 @@ pub struct BgpStatus {
     #[serde(rename = "routerID")]
     pub router_id: String,
     #[serde(rename = "localAS")]
-    pub local_as: u32,
-    pub number_established: u32,
-    pub number_not_established: u32,
+    pub local_as: i64,
+    pub number_established: i64,
+    pub number_not_established: i64,
     #[serde(default)]
     pub peers: Vec<PeerSession>,
 }
@@ -83,7 +85,7 @@ pub struct PeerSession {
     #[serde(rename = "peerIP")]
     pub peer_ip: String,
     #[serde(rename = "peerAS")]
-    pub peer_as: u32,
+    pub peer_as: i64,
     #[serde(rename = "type")]
     pub kind: PeerKind,
     /// The BGP FSM state: Idle, Connect, Active, OpenSent, OpenConfirm or Established.
@@ -91,9 +93,9 @@ pub struct PeerSession {
     /// When the session entered its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
-    pub prefixes_received: u64,
-    pub prefixes_accepted: u64,
-    pub prefixes_advertised: u64,
+    pub prefixes_received: i64,
+    pub prefixes_accepted: i64,
+    pub prefixes_advertised: i64,
     /// Why the session last went down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -121,14 +123,14 @@ pub enum ApplyResult {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyStatus {
     /// Local pod endpoints with policy programmed.
-    pub endpoints: u64,
+    pub endpoints: i64,
     /// NetworkPolicies in the cluster model.
-    pub network_policies: u64,
+    pub network_policies: i64,
     /// GlobalPolicies in the cluster model.
-    pub global_policies: u64,
+    pub global_policies: i64,
     /// caracal's iptables chains and ipsets of the last apply's program.
-    pub chains: u64,
-    pub ipsets: u64,
+    pub chains: i64,
+    pub ipsets: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply_time: Option<Time>,
     /// full (compiled whole, compared with the kernel) or delta.

@@ -23,6 +23,10 @@ pub fn time(t: SystemTime) -> Time {
     Time(Timestamp::from_second(i64::try_from(secs).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
+fn count(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// When each peer entered its state, kept between reports: the speaker says how long ago, which
 /// would move by a second from one report to the next.
 #[derive(Clone, Debug, Default)]
@@ -46,18 +50,21 @@ pub fn build(bgp: &BgpSnapshot, policy: Option<&LastApply>, now: SystemTime, sin
             .map(|p| {
                 let entered = match since.0.get(&p.address) {
                     Some((state, t)) if *state == p.state => t.clone(),
-                    _ => time(now - std::time::Duration::from_secs(p.state_secs)),
+                    _ => time(
+                        now.checked_sub(std::time::Duration::from_secs(p.state_secs))
+                            .unwrap_or(now),
+                    ),
                 };
                 kept.insert(p.address, (p.state.clone(), entered.clone()));
                 PeerSession {
                     peer_ip: p.address.to_string(),
-                    peer_as: p.remote_as,
+                    peer_as: i64::from(p.remote_as),
                     kind: kind(bgp.peer_type(p.address)),
                     state: p.state.clone(),
                     since: Some(entered),
-                    prefixes_received: p.prefixes_received,
-                    prefixes_accepted: p.prefixes_accepted,
-                    prefixes_advertised: p.prefixes_advertised,
+                    prefixes_received: count(p.prefixes_received),
+                    prefixes_accepted: count(p.prefixes_accepted),
+                    prefixes_advertised: count(p.prefixes_advertised),
                     last_error: p.last_error.clone(),
                 }
             })
@@ -66,9 +73,9 @@ pub fn build(bgp: &BgpSnapshot, policy: Option<&LastApply>, now: SystemTime, sin
         let established = peers.iter().filter(|p| p.state == "Established").count();
         BgpStatus {
             router_id: s.router_id.to_string(),
-            local_as: s.local_as,
-            number_established: u32::try_from(established).unwrap_or(u32::MAX),
-            number_not_established: u32::try_from(peers.len() - established).unwrap_or(u32::MAX),
+            local_as: i64::from(s.local_as),
+            number_established: count(established),
+            number_not_established: count(peers.len() - established),
             peers,
         }
     });
@@ -76,11 +83,11 @@ pub fn build(bgp: &BgpSnapshot, policy: Option<&LastApply>, now: SystemTime, sin
         originated: bgp.originate.iter().map(ToString::to_string).collect(),
     });
     let policy = policy.map(|l| PolicyStatus {
-        endpoints: l.endpoints as u64,
-        network_policies: l.network_policies as u64,
-        global_policies: l.global_policies as u64,
-        chains: l.chains as u64,
-        ipsets: l.sets as u64,
+        endpoints: count(l.endpoints),
+        network_policies: count(l.network_policies),
+        global_policies: count(l.global_policies),
+        chains: count(l.chains),
+        ipsets: count(l.sets),
         last_apply_time: Some(time(l.at)),
         last_apply_mode: l.mode.as_str().to_string(),
         last_apply_result: Some(if l.error.is_none() {

@@ -156,6 +156,7 @@ impl Writer {
             p.peer_ip, p.peer_as, p.state
         );
         tracing::warn!(node = %self.node, peer = %p.peer_ip, "{message}");
+        let uid = self.node_uid().await;
         let event = Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.bgp-session-down.", self.node)),
@@ -166,7 +167,7 @@ impl Writer {
                 api_version: Some("v1".into()),
                 kind: Some("Node".into()),
                 name: Some(self.node.clone()),
-                uid: self.node_uid().await,
+                uid,
                 ..Default::default()
             },
             reason: Some("BGPSessionDown".into()),
