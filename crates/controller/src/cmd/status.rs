@@ -274,7 +274,7 @@ mod tests {
         assert!(lines.contains(&"Originated routes: 10.244.1.0/24"), "{text}");
         let policy = lines.iter().find(|l| l.starts_with("Policy:")).unwrap();
         assert!(policy.starts_with("Policy: 3 endpoints, 2 NetworkPolicies, 0 GlobalPolicies"), "{policy}");
-        assert!(policy.ends_with("(1m ago) (delta): succeeded"), "{policy}");
+        assert!(policy.ends_with("(90s ago) (delta): succeeded"), "{policy}");
         // Every row of the table is as wide as its rule.
         let widths: std::collections::BTreeSet<usize> =
             lines[2..8].iter().map(|l| l.chars().count()).collect();

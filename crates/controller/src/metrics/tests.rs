@@ -89,8 +89,7 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     let metrics = Metrics::new();
     let addr = serve(&metrics).await;
     let before = scrape(addr).await;
-    assert_eq!(before.types["caracal_policy_applies"], "counter");
-    assert_eq!(before.types["caracal_policy_apply_duration_seconds"], "histogram");
+    assert_eq!(before.types["caracal_iptables_restore_calls"], "counter");
     assert_eq!(before.get("caracal_iptables_restore_calls_total", &[]), Some(0.0));
     assert_eq!(
         before.get("caracal_policy_applies_total", &[("result", "success")]),
@@ -101,6 +100,8 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     let mut r = PolicyReconciler::new(Fake { fail: false }).with_metrics(metrics.policy.clone());
     r.step(&state, &eps, false).unwrap();
     let after = scrape(addr).await;
+    assert_eq!(after.types["caracal_policy_applies"], "counter");
+    assert_eq!(after.types["caracal_policy_apply_duration_seconds"], "histogram");
     let one = |name, labels: &[(&str, &str)]| after.get(name, labels);
     assert_eq!(
         one("caracal_policy_applies_total", &[("mode", "full"), ("result", "success")]),
@@ -115,7 +116,10 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     );
     let chains = one("caracal_iptables_chains", &[("ip_version", "4")]).unwrap();
     assert!(chains >= 4.0, "dispatch and endpoint chains at least: {chains}");
-    assert_eq!(one("caracal_iptables_chains", &[("ip_version", "6")]), Some(0.0));
+    // IPv6 has the fixed chains only: the pod and its policy are IPv4.
+    let v6 = one("caracal_iptables_chains", &[("ip_version", "6")]).unwrap();
+    assert!(v6 >= 1.0 && v6 < chains, "{v6} IPv6 chains, {chains} IPv4 ones");
+    assert!(one("caracal_iptables_rules", &[("ip_version", "4")]).unwrap() > chains);
     assert_eq!(one("caracal_policy_compile_duration_seconds_count", &[]), Some(1.0));
     assert_eq!(
         one("caracal_policy_apply_duration_seconds_count", &[("mode", "full")]),
@@ -197,7 +201,11 @@ async fn scrape_until(
         if check(&e) {
             return e;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}: {:#?}",
+            metrics.bgp.snapshot()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -235,10 +243,11 @@ async fn a_bgp_session_coming_up_and_going_down_shows_in_the_scrape() {
     })
     .await;
 
-    // b goes away politely: Cease / Administrative Shutdown (6/2) arrives at a.
+    // b goes away: its Cease / Administrative Shutdown goes out as a Hard Reset (6/9, RFC 8538
+    // §3, both sides having the N bit), which is what a counts.
     b.shutdown().await.unwrap();
-    let cease = [("peer", "127.0.0.2"), ("code", "6"), ("subcode", "2")];
-    let down = scrape_until(&metrics, addr, "the session down with 6/2", |e| {
+    let cease = [("peer", "127.0.0.2"), ("code", "6"), ("subcode", "9")];
+    let down = scrape_until(&metrics, addr, "the session down with 6/9", |e| {
         e.get("caracal_bgp_notifications_received_total", &cease) == Some(1.0)
     })
     .await;

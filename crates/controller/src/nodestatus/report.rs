@@ -172,7 +172,11 @@ mod tests {
                 peers,
             }),
             polled_at: None,
-            peer_types: [("192.0.2.9".parse().unwrap(), PeerType::Global)].into(),
+            peer_types: [
+                ("192.0.2.2".parse().unwrap(), PeerType::Mesh),
+                ("192.0.2.9".parse().unwrap(), PeerType::Global),
+            ]
+            .into(),
             originate: vec!["10.244.1.0/24".parse().unwrap()],
         }
     }
