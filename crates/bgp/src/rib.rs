@@ -430,14 +430,14 @@ impl Rib {
                     families[slot(prefix)].advertised += 1;
                 }
                 PeerCounters {
-                received: p.accepted.iter().sum::<u64>() + p.rejected.len() as u64,
-                accepted: p.accepted.iter().sum(),
-                advertised: p.adj_out.len() as u64,
-                attribute_discards: p.treatments.attribute_discard,
-                treated_as_withdraw: p.treatments.treat_as_withdraw,
-                own_next_hop: p.treatments.own_next_hop,
-                families,
-            }
+                    received: p.accepted.iter().sum::<u64>() + p.rejected.len() as u64,
+                    accepted: p.accepted.iter().sum(),
+                    advertised: p.adj_out.len() as u64,
+                    attribute_discards: p.treatments.attribute_discard,
+                    treated_as_withdraw: p.treatments.treat_as_withdraw,
+                    own_next_hop: p.treatments.own_next_hop,
+                    families,
+                }
             }
             None => PeerCounters::default(),
         }
@@ -1680,10 +1680,7 @@ mod tests {
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|c| c.kind == ChangeKind::Added));
         assert_eq!(changes[0].next_hops, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
-        assert_eq!(
-            rib.counters(a),
-            v4_counters(2, 2, 0)
-        );
+        assert_eq!(rib.counters(a), v4_counters(2, 2, 0));
         rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
         assert_eq!(rib.take_changes()[0].kind, ChangeKind::Withdrawn);
         assert_eq!(rib.counters(a).accepted, 1);
@@ -1865,10 +1862,7 @@ mod tests {
             None,
         );
         assert!(rib.is_empty());
-        assert_eq!(
-            rib.counters(a),
-            v4_counters(1, 0, 0)
-        );
+        assert_eq!(rib.counters(a), v4_counters(1, 0, 0));
     }
 
     #[test]
@@ -1908,10 +1902,7 @@ mod tests {
             None,
         );
         assert_eq!(rib.len(), 1);
-        assert_eq!(
-            rib.counters(a),
-            v4_counters(3, 1, 0)
-        );
+        assert_eq!(rib.counters(a), v4_counters(3, 1, 0));
     }
 
     #[test]

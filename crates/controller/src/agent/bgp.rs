@@ -122,7 +122,11 @@ pub async fn reconcile_bgp(
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
     let publish = |c: &caracal_bgp::config::SpeakerConfig| {
-        metrics.publish(&handle, crate::metrics::bgp::peer_types(&base, c), c.originate.clone());
+        metrics.publish(
+            &handle,
+            crate::metrics::bgp::peer_types(&base, c),
+            c.originate.clone(),
+        );
     };
     publish(&current);
     health.ready();

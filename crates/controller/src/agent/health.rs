@@ -249,7 +249,10 @@ mod tests {
         };
         let (status, body) = get("/readyz").await;
         assert_eq!(status, 503, "{body}");
-        assert!(body.contains("cni-config: not ready (for 0 s): no pod CIDR yet"), "{body}");
+        assert!(
+            body.contains("cni-config: not ready (for 0 s): no pod CIDR yet"),
+            "{body}"
+        );
         l.ready();
         assert_eq!(get("/readyz").await.0, 200);
         assert_eq!(get("/livez").await.0, 200);

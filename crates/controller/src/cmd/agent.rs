@@ -119,9 +119,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         });
         // The node status reports what the reconcilers do: only with a dataplane.
-        let writer = status_client.map(|c| {
-            tokio::spawn(crate::nodestatus::writer::run(c, node.clone(), metrics.clone()))
-        });
+        let writer = status_client
+            .map(|c| tokio::spawn(crate::nodestatus::writer::run(c, node.clone(), metrics.clone())));
         let result = crate::agent::run(config, rx, metrics).await;
         if let Some(w) = writer {
             w.abort();

@@ -69,7 +69,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let rule: String = widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+\n";
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+\n";
     let line = |cells: Vec<&str>| -> String {
         let mut out = String::new();
         for (w, c) in widths.iter().zip(cells) {
@@ -263,17 +267,34 @@ mod tests {
         });
         let text = render(&[o], t);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "Node node-a: updated 2027-01-15T07:59:56Z (4s ago)", "{text}");
-        assert_eq!(lines[1], "BGP: router ID 192.0.2.1, AS 64512, 1 established, 1 not");
-        assert!(lines[3].starts_with("| PEER ADDRESS | PEER TYPE         | PEER AS | STATE |"), "{text}");
-        assert!(
-            lines[5].starts_with("| 192.0.2.2    | node-to-node mesh | 64512   | up    | 2027-01-15T07:50:00Z | 1/1/2 "),
+        assert_eq!(
+            lines[0], "Node node-a: updated 2027-01-15T07:59:56Z (4s ago)",
             "{text}"
         );
-        assert!(lines[6].contains("| down  |") && lines[6].contains("Active: connection lost"), "{text}");
+        assert_eq!(
+            lines[1],
+            "BGP: router ID 192.0.2.1, AS 64512, 1 established, 1 not"
+        );
+        assert!(
+            lines[3].starts_with("| PEER ADDRESS | PEER TYPE         | PEER AS | STATE |"),
+            "{text}"
+        );
+        assert!(
+            lines[5].starts_with(
+                "| 192.0.2.2    | node-to-node mesh | 64512   | up    | 2027-01-15T07:50:00Z | 1/1/2 "
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[6].contains("| down  |") && lines[6].contains("Active: connection lost"),
+            "{text}"
+        );
         assert!(lines.contains(&"Originated routes: 10.244.1.0/24"), "{text}");
         let policy = lines.iter().find(|l| l.starts_with("Policy:")).unwrap();
-        assert!(policy.starts_with("Policy: 3 endpoints, 2 NetworkPolicies, 0 GlobalPolicies"), "{policy}");
+        assert!(
+            policy.starts_with("Policy: 3 endpoints, 2 NetworkPolicies, 0 GlobalPolicies"),
+            "{policy}"
+        );
         assert!(policy.ends_with("(90s ago) (delta): succeeded"), "{policy}");
         // Every row of the table is as wide as its rule.
         let widths: std::collections::BTreeSet<usize> =

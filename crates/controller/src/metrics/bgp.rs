@@ -99,7 +99,12 @@ impl BgpMetrics {
 
     /// The speaker is running with these peers and originated prefixes (called again after
     /// every reload).
-    pub fn publish(&self, speaker: &SpeakerHandle, peer_types: BTreeMap<IpAddr, PeerType>, originate: Vec<IpNet>) {
+    pub fn publish(
+        &self,
+        speaker: &SpeakerHandle,
+        peer_types: BTreeMap<IpAddr, PeerType>,
+        originate: Vec<IpNet>,
+    ) {
         let mut s = self.state.lock().expect("not poisoned");
         s.speaker = Some(speaker.clone());
         s.snapshot.peer_types = peer_types;
@@ -237,7 +242,12 @@ impl Collector for BgpMetrics {
                 None,
                 &accepted,
             ),
-            ("bgp_prefixes_advertised", "Prefixes advertised to the peer", None, &advertised),
+            (
+                "bgp_prefixes_advertised",
+                "Prefixes advertised to the peer",
+                None,
+                &advertised,
+            ),
             (
                 "bgp_notifications_sent",
                 "NOTIFICATIONs sent to the peer by code and subcode",

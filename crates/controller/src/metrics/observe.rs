@@ -20,7 +20,12 @@ pub async fn once(metrics: &Metrics, endpoints_dir: &std::path::Path) {
 }
 
 /// Reads the figures every `period` until `stop` turns true or closes.
-pub async fn run(metrics: Metrics, endpoints_dir: PathBuf, period: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    metrics: Metrics,
+    endpoints_dir: PathBuf,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -213,7 +213,11 @@ impl PolicyMetrics {
             self.restore_failures.clone(),
         );
         r.register("ipset_calls", "ipset runs", self.ipset_calls.clone());
-        r.register("ipset_failures", "ipset runs that failed", self.ipset_failures.clone());
+        r.register(
+            "ipset_failures",
+            "ipset runs that failed",
+            self.ipset_failures.clone(),
+        );
         r.register(
             "iptables_chains",
             "caracal's iptables chains programmed",

@@ -174,6 +174,9 @@ mod tests {
         assert_eq!(e.types["x"], "counter");
         assert!(parse("y 1\n# EOF\n").is_err(), "undeclared family");
         assert!(parse("# TYPE y gauge\ny 1\n").is_err(), "no EOF");
-        assert!(parse("# TYPE y gauge\ny{a=\"1} 1\n# EOF\n").is_err(), "unterminated label");
+        assert!(
+            parse("# TYPE y gauge\ny{a=\"1} 1\n# EOF\n").is_err(),
+            "unterminated label"
+        );
     }
 }

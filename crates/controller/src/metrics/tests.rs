@@ -104,7 +104,10 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     assert_eq!(after.types["caracal_policy_apply_duration_seconds"], "histogram");
     let one = |name, labels: &[(&str, &str)]| after.get(name, labels);
     assert_eq!(
-        one("caracal_policy_applies_total", &[("mode", "full"), ("result", "success")]),
+        one(
+            "caracal_policy_applies_total",
+            &[("mode", "full"), ("result", "success")]
+        ),
         Some(1.0)
     );
     assert_eq!(one("caracal_iptables_restore_calls_total", &[]), Some(2.0));
@@ -120,7 +123,10 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     let v6 = one("caracal_iptables_chains", &[("ip_version", "6")]).unwrap();
     assert!(v6 >= 1.0 && v6 < chains, "{v6} IPv6 chains, {chains} IPv4 ones");
     assert!(one("caracal_iptables_rules", &[("ip_version", "4")]).unwrap() > chains);
-    assert_eq!(one("caracal_policy_compile_duration_seconds_count", &[]), Some(1.0));
+    assert_eq!(
+        one("caracal_policy_compile_duration_seconds_count", &[]),
+        Some(1.0)
+    );
     assert_eq!(
         one("caracal_policy_apply_duration_seconds_count", &[("mode", "full")]),
         Some(1.0)
@@ -142,14 +148,26 @@ async fn a_policy_apply_shows_in_the_scrape_and_a_failure_is_counted_by_tool() {
     let failed = scrape(addr).await;
     assert_eq!(failed.get("caracal_ipset_failures_total", &[]), Some(1.0));
     assert_eq!(failed.get("caracal_ipset_calls_total", &[]), Some(2.0));
-    assert_eq!(failed.get("caracal_iptables_restore_failures_total", &[]), Some(0.0));
     assert_eq!(
-        failed.get("caracal_policy_applies_total", &[("mode", "full"), ("result", "failure")]),
+        failed.get("caracal_iptables_restore_failures_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        failed.get(
+            "caracal_policy_applies_total",
+            &[("mode", "full"), ("result", "failure")]
+        ),
         Some(1.0)
     );
     assert_eq!(failed.get("caracal_policy_last_apply_success", &[]), Some(0.0));
     assert!(
-        metrics.policy.last_apply().unwrap().error.unwrap().contains("ipset"),
+        metrics
+            .policy
+            .last_apply()
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("ipset"),
         "the last error is kept for the node status"
     );
 }
@@ -163,14 +181,22 @@ async fn datastore_lists_and_watch_restarts_are_counted_by_kind() {
         .datastore
         .watch_restarted(crate::datastore::model::Kind::Node);
     let e = scrape::parse(&metrics.encode()).unwrap();
-    assert_eq!(e.get("caracal_datastore_lists_total", &[("kind", "Pod")]), Some(2.0));
+    assert_eq!(
+        e.get("caracal_datastore_lists_total", &[("kind", "Pod")]),
+        Some(2.0)
+    );
     assert_eq!(
         e.get("caracal_datastore_watch_restarts_total", &[("kind", "Node")]),
         Some(1.0)
     );
 }
 
-fn speakers(port: u16) -> (caracal_bgp::config::SpeakerConfig, caracal_bgp::config::SpeakerConfig) {
+fn speakers(
+    port: u16,
+) -> (
+    caracal_bgp::config::SpeakerConfig,
+    caracal_bgp::config::SpeakerConfig,
+) {
     let a = format!(
         "{{router_id: 10.0.0.1, local_as: 65001, listen_address: 127.0.0.1, listen_port: {port},
           originate: [10.1.0.0/24],
@@ -222,11 +248,9 @@ async fn a_bgp_session_coming_up_and_going_down_shows_in_the_scrape() {
     let (b, _tb) = caracal_bgp::speaker::start(cb, None).await.unwrap();
     let metrics = Metrics::new();
     let addr = serve(&metrics).await;
-    metrics.bgp.publish(
-        &a,
-        super::bgp::peer_types(&ca, &ca),
-        ca.originate.clone(),
-    );
+    metrics
+        .bgp
+        .publish(&a, super::bgp::peer_types(&ca, &ca), ca.originate.clone());
     let peer = [("peer", "127.0.0.2"), ("peer_as", "65002"), ("type", "global")];
     let up = scrape_until(&metrics, addr, "the session up", |e| {
         e.get("caracal_bgp_session_up", &peer) == Some(1.0)

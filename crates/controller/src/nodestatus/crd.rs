@@ -183,8 +183,8 @@ mod tests {
         assert_eq!(v.name, "v1alpha1");
         assert!(v.subresources.as_ref().unwrap().status.is_some());
         let json = serde_json::to_value(&crd).unwrap();
-        let peer = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-            ["properties"]["bgp"]["properties"]["peers"]["items"];
+        let peer = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["bgp"]["properties"]["peers"]["items"];
         assert_eq!(
             peer["properties"]["type"]["enum"],
             serde_json::json!(["NodeMesh", "GlobalPeer", "NodePeer"])

@@ -6,9 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr, time::SystemTime};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
-use super::crd::{
-    ApplyResult, BgpStatus, NodeStatus, PeerKind, PeerSession, PolicyStatus, RoutesStatus,
-};
+use super::crd::{ApplyResult, BgpStatus, NodeStatus, PeerKind, PeerSession, PolicyStatus, RoutesStatus};
 use crate::metrics::{
     bgp::{BgpSnapshot, PeerType},
     policy::LastApply,
@@ -41,7 +39,12 @@ fn kind(t: PeerType) -> PeerKind {
 }
 
 /// The status (without `updated`) of the node at `now`.
-pub fn build(bgp: &BgpSnapshot, policy: Option<&LastApply>, now: SystemTime, since: &mut Since) -> NodeStatus {
+pub fn build(
+    bgp: &BgpSnapshot,
+    policy: Option<&LastApply>,
+    now: SystemTime,
+    since: &mut Since,
+) -> NodeStatus {
     let bgp_status = bgp.status.as_ref().map(|s| {
         let mut kept = BTreeMap::new();
         let peers: Vec<PeerSession> = s
@@ -205,7 +208,10 @@ mod tests {
         assert_eq!(b.peers[0].kind, PeerKind::NodeMesh);
         assert_eq!(b.peers[1].kind, PeerKind::GlobalPeer);
         assert_eq!(b.peers[0].since, Some(time(t0 - Duration::from_secs(100))));
-        assert_eq!(b.peers[1].last_error.as_deref(), Some("received NOTIFICATION Cease"));
+        assert_eq!(
+            b.peers[1].last_error.as_deref(),
+            Some("received NOTIFICATION Cease")
+        );
         assert_eq!(a.routes.as_ref().unwrap().originated, vec!["10.244.1.0/24"]);
         let p = a.policy.as_ref().unwrap();
         assert_eq!((p.endpoints, p.network_policies, p.global_policies), (3, 2, 1));
@@ -252,7 +258,12 @@ mod tests {
             chains: 0,
             sets: 0,
         };
-        let s = build(&BgpSnapshot::default(), Some(&last), SystemTime::now(), &mut Since::default());
+        let s = build(
+            &BgpSnapshot::default(),
+            Some(&last),
+            SystemTime::now(),
+            &mut Since::default(),
+        );
         assert!(s.bgp.is_none() && s.routes.is_none());
         let p = s.policy.unwrap();
         assert_eq!(p.last_apply_result, Some(ApplyResult::Failed));

@@ -117,9 +117,10 @@ impl Writer {
     }
 
     async fn write(&mut self, status: &NodeStatus) -> kube::Result<()> {
-        let owner = self.node_uid().await.map(|uid| {
-            json!([{"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": uid}])
-        });
+        let owner = self
+            .node_uid()
+            .await
+            .map(|uid| json!([{"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": uid}]));
         let mut metadata = json!({"name": self.node});
         if let Some(owner) = owner {
             metadata["ownerReferences"] = owner;
@@ -131,7 +132,9 @@ impl Writer {
             "spec": {"node": self.node},
         });
         let pp = PatchParams::apply(MANAGER).force();
-        self.statuses.patch(&self.node, &pp, &Patch::Apply(&object)).await?;
+        self.statuses
+            .patch(&self.node, &pp, &Patch::Apply(&object))
+            .await?;
         let body = json!({
             "apiVersion": "caracal.dev/v1alpha1",
             "kind": "CaracalNodeStatus",
