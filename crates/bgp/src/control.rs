@@ -107,11 +107,13 @@ impl NotificationCounts {
     }
 }
 
-/// The per-family part of a peer's status, from the RIB's counters.
-pub fn family_status(c: &crate::rib::PeerCounters) -> Vec<FamilyStatus> {
+/// The per-family part of a peer's status, from the RIB's counters, for the families the peer
+/// is configured for.
+pub fn family_status(c: &crate::rib::PeerCounters, configured: &[crate::wire::Family]) -> Vec<FamilyStatus> {
     crate::rib::PeerCounters::FAMILIES
         .iter()
         .zip(c.families)
+        .filter(|(f, _)| configured.contains(f))
         .map(|(f, n)| FamilyStatus {
             afi: match f.afi {
                 Afi::Ipv4 => "ipv4".to_string(),

@@ -715,7 +715,7 @@ impl Core {
                     updates_own_next_hop: c.own_next_hop,
                     last_error: p.last_error.clone(),
                     state_secs: p.state_since.elapsed().as_secs(),
-                    families: control::family_status(&c),
+                    families: control::family_status(&c, &p.config.families()),
                     notifications_sent,
                     notifications_received,
                 }

@@ -262,6 +262,11 @@ async fn a_bgp_session_coming_up_and_going_down_shows_in_the_scrape() {
     let v4 = [("peer", "127.0.0.2"), ("afi", "ipv4"), ("safi", "unicast")];
     // b announces nothing; a advertises its originated prefix once its MRAI lets it.
     assert_eq!(up.get("caracal_bgp_prefixes_received", &v4), Some(0.0));
+    assert_eq!(
+        up.get("caracal_bgp_prefixes_received", &[("afi", "ipv6")]),
+        None,
+        "only the families the peer is configured for"
+    );
     scrape_until(&metrics, addr, "the originated prefix advertised", |e| {
         e.get("caracal_bgp_prefixes_advertised", &v4) == Some(1.0)
     })
