@@ -28,27 +28,26 @@ const EVENT_NAMESPACE: &str = "default";
 
 /// Keeps writing the status of `node` until the task is dropped.
 pub async fn run(client: Client, node: String, metrics: Metrics) {
-    let mut w = Writer {
-        statuses: Api::all(client.clone()),
-        events: Api::namespaced(client.clone(), EVENT_NAMESPACE),
-        nodes: Api::all(client),
-        node,
-        node_uid: None,
-        written: None,
-        seen: None,
-        last_write: None,
-        since: Default::default(),
-        warned: false,
-    };
+    let mut w = Writer::new(client, node);
+    let mut warned = false;
     let mut tick = tokio::time::interval(MIN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        w.step(&metrics).await;
+        match w.step(&metrics).await {
+            Ok(_) => warned = false,
+            // The CRD may not be installed yet, or the API server away: again at the next tick.
+            Err(e) if !warned => {
+                tracing::warn!(node = %w.node, "cannot write the CaracalNodeStatus: {e}");
+                warned = true;
+            }
+            Err(e) => tracing::debug!(node = %w.node, "cannot write the CaracalNodeStatus: {e}"),
+        }
     }
 }
 
-struct Writer {
+/// The writer of one node's status; [`run`] steps it every [`MIN_INTERVAL`].
+pub struct Writer {
     statuses: Api<CaracalNodeStatus>,
     events: Api<Event>,
     nodes: Api<Node>,
@@ -60,11 +59,27 @@ struct Writer {
     seen: Option<NodeStatus>,
     last_write: Option<Instant>,
     since: report::Since,
-    warned: bool,
 }
 
 impl Writer {
-    async fn step(&mut self, metrics: &Metrics) {
+    pub fn new(client: Client, node: String) -> Writer {
+        Writer {
+            statuses: Api::all(client.clone()),
+            events: Api::namespaced(client.clone(), EVENT_NAMESPACE),
+            nodes: Api::all(client),
+            node,
+            node_uid: None,
+            written: None,
+            seen: None,
+            last_write: None,
+            since: Default::default(),
+        }
+    }
+
+    /// Rebuilds the status from `metrics`, records an event for every session that went down
+    /// since the last step, and writes the status if it changed or is due; `Ok(true)` if it
+    /// wrote.
+    pub async fn step(&mut self, metrics: &Metrics) -> kube::Result<bool> {
         let now = SystemTime::now();
         let next = report::build(
             &metrics.bgp.snapshot(),
@@ -82,23 +97,14 @@ impl Writer {
         self.seen = Some(next.clone());
         let due = self.last_write.is_none_or(|t| t.elapsed() >= HEARTBEAT);
         if !due && !report::changed(self.written.as_ref(), &next) {
-            return;
+            return Ok(false);
         }
         let mut status = next;
         status.updated = Some(report::time(now));
-        match self.write(&status).await {
-            Ok(()) => {
-                self.warned = false;
-                self.written = Some(status);
-                self.last_write = Some(Instant::now());
-            }
-            // The CRD may not be installed yet, or the API server away: again at the next tick.
-            Err(e) if !self.warned => {
-                tracing::warn!(node = %self.node, "cannot write the CaracalNodeStatus: {e}");
-                self.warned = true;
-            }
-            Err(e) => tracing::debug!(node = %self.node, "cannot write the CaracalNodeStatus: {e}"),
-        }
+        self.write(&status).await?;
+        self.written = Some(status);
+        self.last_write = Some(Instant::now());
+        Ok(true)
     }
 
     /// The Node's UID, for the status object's owner and the events (once found).
