@@ -285,3 +285,25 @@ async fn a_bgp_session_coming_up_and_going_down_shows_in_the_scrape() {
     assert_eq!(down.types["caracal_bgp_notifications_received"], "counter");
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_observer_counts_the_cni_plugins_endpoint_records() {
+    let metrics = Metrics::new();
+    let d = tempfile::tempdir().unwrap();
+    let record = |id: &str| {
+        format!(
+            r#"{{"pod":{{"namespace":"x","name":"{id}"}},"containerID":"{id}","ifname":"eth0","iface":"cara{id}","mac":"ee:ee:ee:ee:ee:ee","ips":["10.244.1.2"],"netns":"/x","network":"caracal"}}"#
+        )
+    };
+    std::fs::write(d.path().join("c1_eth0.json"), record("c1")).unwrap();
+    std::fs::write(d.path().join("c2_eth0.json"), record("c2")).unwrap();
+    std::fs::write(d.path().join("c3_eth0.json"), "{half written").unwrap();
+    super::observe::once(&metrics, d.path()).await;
+    let e = scrape::parse(&metrics.encode()).unwrap();
+    assert_eq!(e.get("caracal_cni_endpoints", &[]), Some(2.0));
+    assert_eq!(
+        e.get("caracal_bgp_session_up", &[]),
+        None,
+        "no speaker, no BGP figures"
+    );
+}
