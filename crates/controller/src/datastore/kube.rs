@@ -286,14 +286,33 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
         ),
     });
     let api = api.clone();
+    // The agent that turns the verdict to Invalid also says so in an event; the others find the
+    // condition set and stay quiet.
+    let event = problem.map(|_| invalid_event(object, message));
     tokio::spawn(async move {
         let patch = Patch::Merge(json!({
             "status": {"conditions": [condition], "observedGeneration": generation}
         }));
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
             tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
+        } else if let Some(event) = event {
+            crate::nodestatus::events::record(api.into_client(), event).await;
         }
     });
+}
+
+/// The `Invalid` Warning about a GlobalPolicy the agent ignores.
+fn invalid_event(object: &DynamicObject, message: String) -> k8s_openapi::api::core::v1::Event {
+    use crate::nodestatus::events;
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(format!("{GLOBALPOLICY_GROUP}/{GLOBALPOLICY_VERSION}")),
+        kind: Some("GlobalPolicy".into()),
+        name: object.metadata.name.clone(),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now();
+    events::warning(reference, "Invalid", message, &events::this_node(), now)
 }
 
 #[cfg(test)]

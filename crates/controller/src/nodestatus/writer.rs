@@ -5,16 +5,16 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::{
     Api, Client,
-    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
 use super::{
     crd::{CaracalNodeStatus, NodeStatus, PeerKind, PeerSession},
-    report,
+    events, report,
 };
 use crate::metrics::Metrics;
 
@@ -22,9 +22,7 @@ use crate::metrics::Metrics;
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// At least one status write this often, changed or not.
 pub const HEARTBEAT: Duration = Duration::from_secs(300);
-const MANAGER: &str = "caracal-agent";
-/// Node events go to this namespace, as the kubelet's do.
-const EVENT_NAMESPACE: &str = "default";
+const MANAGER: &str = events::COMPONENT;
 
 /// Keeps writing the status of `node` until the task is dropped.
 pub async fn run(client: Client, node: String, metrics: Metrics) {
@@ -48,8 +46,8 @@ pub async fn run(client: Client, node: String, metrics: Metrics) {
 
 /// The writer of one node's status; [`run`] steps it every [`MIN_INTERVAL`].
 pub struct Writer {
+    client: Client,
     statuses: Api<CaracalNodeStatus>,
-    events: Api<Event>,
     nodes: Api<Node>,
     node: String,
     node_uid: Option<String>,
@@ -65,8 +63,8 @@ impl Writer {
     pub fn new(client: Client, node: String) -> Writer {
         Writer {
             statuses: Api::all(client.clone()),
-            events: Api::namespaced(client.clone(), EVENT_NAMESPACE),
-            nodes: Api::all(client),
+            nodes: Api::all(client.clone()),
+            client,
             node,
             node_uid: None,
             written: None,
@@ -165,36 +163,14 @@ impl Writer {
             p.peer_ip, p.peer_as, p.state
         );
         tracing::warn!(node = %self.node, peer = %p.peer_ip, "{message}");
-        let uid = self.node_uid().await;
-        let event = Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.bgp-session-down.", self.node)),
-                namespace: Some(EVENT_NAMESPACE.into()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(self.node.clone()),
-                uid,
-                ..Default::default()
-            },
-            reason: Some("BGPSessionDown".into()),
-            message: Some(message),
-            type_: Some("Warning".into()),
-            count: Some(1),
-            first_timestamp: Some(report::time(now)),
-            last_timestamp: Some(report::time(now)),
-            source: Some(EventSource {
-                component: Some(MANAGER.into()),
-                host: Some(self.node.clone()),
-            }),
-            reporting_component: Some(format!("caracal.dev/{MANAGER}")),
-            reporting_instance: Some(self.node.clone()),
+        let node = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.node.clone()),
+            uid: self.node_uid().await,
             ..Default::default()
         };
-        if let Err(e) = self.events.create(&PostParams::default(), &event).await {
-            tracing::warn!(node = %self.node, "cannot record the BGPSessionDown event: {e}");
-        }
+        let event = events::warning(node, "BGPSessionDown", message, &self.node, now);
+        events::record(self.client.clone(), event).await;
     }
 }
