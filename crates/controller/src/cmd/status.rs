@@ -9,6 +9,7 @@ use kube::{Api, api::ListParams};
 use crate::nodestatus::{
     CaracalNodeStatus, NodeStatus,
     crd::{ApplyResult, PeerKind},
+    report,
 };
 
 #[derive(clap::Args)]
@@ -92,7 +93,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 fn ago(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, now: SystemTime) -> String {
     let Some(t) = t else { return "never".into() };
-    let now = crate::nodestatus::report::time(now);
+    let now = report::time(now);
     let secs = now.0.as_second() - t.0.as_second();
     format!("{} ({} ago)", t.0, human(secs))
 }
@@ -125,7 +126,16 @@ pub fn render(items: &[CaracalNodeStatus], now: SystemTime) -> String {
         let name = o.metadata.name.as_deref().unwrap_or("?");
         let empty = NodeStatus::default();
         let s = o.status.as_ref().unwrap_or(&empty);
-        let _ = writeln!(out, "Node {name}: updated {}", ago(s.updated.as_ref(), now));
+        let _ = write!(out, "Node {name}: updated {}", ago(s.updated.as_ref(), now));
+        // The agent writes at least every HEARTBEAT: twice that without a word is a dead agent.
+        let stale = 2 * crate::nodestatus::writer::HEARTBEAT.as_secs() as i64;
+        if s.updated
+            .as_ref()
+            .is_none_or(|t| report::time(now).0.as_second() - t.0.as_second() > stale)
+        {
+            out.push_str(" (stale: is the agent running?)");
+        }
+        out.push('\n');
         match &s.bgp {
             None => out.push_str("BGP: not running\n"),
             Some(b) => {
@@ -296,6 +306,24 @@ mod tests {
             "{policy}"
         );
         assert!(policy.ends_with("(90s ago) (delta): succeeded"), "{policy}");
+        // An agent silent for longer than two heartbeats is called out.
+        let mut old = CaracalNodeStatus::new(
+            "node-b",
+            CaracalNodeStatusSpec {
+                node: "node-b".into(),
+            },
+        );
+        old.status = Some(NodeStatus {
+            updated: Some(time(t - Duration::from_secs(3600))),
+            ..Default::default()
+        });
+        let text_b = render(&[old], t);
+        assert!(
+            text_b.starts_with(
+                "Node node-b: updated 2027-01-15T07:00:00Z (60m ago) (stale: is the agent running?)\n"
+            ),
+            "{text_b}"
+        );
         // Every row of the table is as wide as its rule.
         let widths: std::collections::BTreeSet<usize> =
             lines[2..8].iter().map(|l| l.chars().count()).collect();
