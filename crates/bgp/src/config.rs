@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Family;
+use crate::wire::{Family, LargeCommunity, community};
 
 /// Configuration errors; the message names the offending field.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +56,19 @@ pub struct SpeakerConfig {
     /// `route_reflector_client`.
     #[serde(default)]
     pub cluster_id: Option<Ipv4Addr>,
-    /// Prefixes this speaker originates.
+    /// Prefixes this speaker originates, each a plain prefix or a prefix with communities.
     #[serde(default)]
-    pub originate: Vec<IpNet>,
+    pub originate: Vec<Originate>,
+    /// Learned routes for prefixes covered by these (equal or longer) stay in the RIB but are
+    /// never installed into the kernel: addresses some other component answers for on this
+    /// host (Service ranges, which kube-proxy handles on every node).
+    #[serde(default)]
+    pub no_install: Vec<IpNet>,
+    /// Routes for prefixes covered by these are advertised only while this speaker originates
+    /// them; learned ones are passed on to no peer, except by route reflection, which keeps
+    /// the next hop (a node must not draw traffic for a Service address another node announces).
+    #[serde(default)]
+    pub no_transit: Vec<IpNet>,
     /// Minimum route advertisement interval in milliseconds (RFC 4271 §9.2.1.1) for all peers;
     /// withdrawals are never delayed. 0 sends changes as soon as they are computed.
     #[serde(default)]
@@ -205,12 +215,19 @@ impl SpeakerConfig {
         if self.router_id.is_unspecified() {
             return Err(invalid("router_id", "must not be 0.0.0.0"));
         }
-        for (i, p) in self.originate.iter().enumerate() {
+        for (i, Originate { prefix: p, .. }) in self.originate.iter().enumerate() {
             if p.trunc() != *p {
                 return Err(invalid(
                     format!("originate[{i}]"),
                     format!("{p} has host bits set"),
                 ));
+            }
+        }
+        for (list, nets) in [("no_install", &self.no_install), ("no_transit", &self.no_transit)] {
+            for (i, p) in nets.iter().enumerate() {
+                if p.trunc() != *p {
+                    return Err(invalid(format!("{list}[{i}]"), format!("{p} has host bits set")));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -348,6 +365,115 @@ pub fn unspecified(v6: bool) -> IpAddr {
     }
 }
 
+/// A prefix this speaker originates and the attributes it carries. In YAML either the plain
+/// prefix (`10.1.0.0/24`, the older form) or `{prefix, communities, large_communities, peers}`
+/// with communities as `ASN:value` (or `no_export`, `no_advertise`, `no_export_subconfed`),
+/// large communities as `global:local1:local2`, and `peers` the addresses of the only peers it
+/// goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Originate {
+    pub prefix: IpNet,
+    /// COMMUNITIES (RFC 1997), as on the wire.
+    pub communities: Vec<u32>,
+    /// LARGE_COMMUNITY (RFC 8092).
+    pub large_communities: Vec<LargeCommunity>,
+    /// The peers (by address) it is advertised to; empty: every peer.
+    pub peers: Vec<IpAddr>,
+}
+
+impl From<IpNet> for Originate {
+    fn from(prefix: IpNet) -> Self {
+        Originate {
+            prefix,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl std::str::FromStr for Originate {
+    type Err = ipnet::AddrParseError;
+
+    /// A plain prefix, without attributes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<IpNet>().map(Originate::from)
+    }
+}
+
+fn parse_community(s: &str) -> Result<u32, String> {
+    community::parse(s)
+        .ok_or_else(|| format!("community {s:?} is not ASN:value (each 0-65535) or a well-known name"))
+}
+
+fn parse_large_community(s: &str) -> Result<LargeCommunity, String> {
+    community::parse_large(s).ok_or_else(|| format!("large community {s:?} is not global:local1:local2"))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginateFields {
+    prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<IpAddr>,
+}
+
+impl Serialize for Originate {
+    /// The plain prefix when there are no attributes, so configurations round-trip as written.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.communities.is_empty() && self.large_communities.is_empty() && self.peers.is_empty() {
+            return self.prefix.serialize(s);
+        }
+        OriginateFields {
+            prefix: self.prefix,
+            communities: self.communities.iter().map(|c| community::format(*c)).collect(),
+            large_communities: self
+                .large_communities
+                .iter()
+                .map(community::format_large)
+                .collect(),
+            peers: self.peers.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Originate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Originate;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prefix, or {prefix, communities, large_communities, peers}")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Originate, E> {
+                s.parse().map_err(|e| E::custom(format!("{s:?}: {e}")))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Originate, A::Error> {
+                let f = OriginateFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let communities = f.communities.iter().map(|c| parse_community(c));
+                let large = f.large_communities.iter().map(|c| parse_large_community(c));
+                Ok(Originate {
+                    prefix: f.prefix,
+                    communities: communities.collect::<Result<_, _>>().map_err(de::Error::custom)?,
+                    large_communities: large.collect::<Result<_, _>>().map_err(de::Error::custom)?,
+                    peers: f.peers,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +485,8 @@ listen_port: 1179
 control_socket: /tmp/x.sock
 cluster_id: 10.0.0.1
 originate: [10.1.0.0/24, "fd00:1::/64"]
+no_install: [10.96.0.0/16]
+no_transit: [10.96.0.0/16]
 mrai_ms: 100
 peers:
   - address: 10.0.0.2
@@ -382,12 +510,50 @@ peers:
         assert_eq!(c.local_as, 65001);
         assert_eq!(c.listen_port, 1179);
         assert_eq!(c.originate.len(), 2);
+        assert_eq!(c.no_install, ["10.96.0.0/16".parse::<IpNet>().unwrap()]);
         assert_eq!(c.peers[0].port, 179);
         assert_eq!(c.peers[0].families, vec![FamilyName::Ipv4Unicast]);
         assert_eq!(c.peers[1].hold_time, 90);
         assert!(c.peers[1].passive);
         assert_eq!(c.peers[1].families.len(), 2);
         assert_eq!(c.route_protocol, 201);
+    }
+
+    #[test]
+    fn originate_takes_plain_prefixes_and_prefixes_with_communities() {
+        let text = FULL.replace(
+            r#"originate: [10.1.0.0/24, "fd00:1::/64"]"#,
+            r#"originate:
+  - 10.1.0.0/24
+  - {prefix: "fd00:1::/64", communities: ["65001:100", no_export], large_communities: ["65001:1:2"], peers: [10.0.0.2]}"#,
+        );
+        let c = SpeakerConfig::parse(&text).unwrap();
+        assert_eq!(c.originate[0], "10.1.0.0/24".parse().unwrap());
+        assert_eq!(
+            c.originate[1],
+            Originate {
+                prefix: "fd00:1::/64".parse().unwrap(),
+                communities: vec![65001 << 16 | 100, community::NO_EXPORT],
+                large_communities: vec![LargeCommunity {
+                    global: 65001,
+                    local1: 1,
+                    local2: 2
+                }],
+                peers: vec!["10.0.0.2".parse().unwrap()],
+            }
+        );
+        // Written back: the plain form stays plain.
+        let yaml = serde_yaml::to_string(&c.originate).unwrap();
+        assert!(yaml.starts_with("- 10.1.0.0/24\n"), "{yaml}");
+        let again: Vec<Originate> = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(again, c.originate);
+        for bad in [
+            "{prefix: 10.1.0.0/24, communities: [\"65536:1\"]}",
+            "{prefix: 10.1.0.0/24, color: 1}",
+            "10.1.0/24",
+        ] {
+            assert!(serde_yaml::from_str::<Originate>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -408,6 +574,16 @@ peers:
         let text = FULL.replace("le: 24", "le: 12");
         let e = SpeakerConfig::parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("peers[0].import[0].le"), "{e}");
+    }
+
+    #[test]
+    fn no_install_with_host_bits_names_the_entry() {
+        let text = FULL.replace(
+            "no_install: [10.96.0.0/16]",
+            "no_install: [10.96.0.0/16, 10.97.0.1/16]",
+        );
+        let e = SpeakerConfig::parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("no_install[1]"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::fsm::DownReason;
-use crate::rib::{BestRoute, LOCAL};
-use crate::wire::{Afi, Origin, Safi, SegmentKind};
+use crate::rib::{BestRoute, LOCAL, RejectReason, RejectedRoute};
+use crate::wire::{Afi, Origin, Safi, SegmentKind, community};
 
 /// `caracal bgp status --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +89,10 @@ impl NotificationCounts {
         let (map, n) = match reason {
             DownReason::Stopped(n) | DownReason::NotificationSent(n) => (&mut self.sent, (n.code, n.subcode)),
             // The FSM sends Hold Timer Expired (4/0) as the timer fires (RFC 4271 §8.2.2).
-            DownReason::HoldTimerExpired => (&mut self.sent, (crate::wire::code::HOLD_TIMER_EXPIRED, 0)),
+            DownReason::HoldTimerExpired => (
+                &mut self.sent,
+                (u8::from(crate::wire::ErrorCode::HoldTimerExpired), 0),
+            ),
             DownReason::NotificationReceived(n) => (&mut self.received, (n.code, n.subcode)),
             DownReason::ConnectionLost => return,
         };
@@ -135,6 +138,28 @@ pub fn family_status(c: &crate::rib::PeerCounters, configured: &[crate::wire::Fa
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Routes {
     pub routes: Vec<RouteStatus>,
+    /// Received routes not taken into the Loc-RIB, with the reason.
+    #[serde(default)]
+    pub rejected: Vec<RejectedStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedStatus {
+    pub prefix: ipnet::IpNet,
+    /// The peer that sent it.
+    pub peer: String,
+    pub reason: RejectReason,
+}
+
+impl RejectedStatus {
+    /// Renders a rejected route; `peer_address` names the peer it came from.
+    pub fn new(r: &RejectedRoute, peer_address: Option<IpAddr>) -> Self {
+        RejectedStatus {
+            prefix: r.prefix,
+            peer: peer_address.map_or_else(|| "unknown".to_string(), |a| a.to_string()),
+            reason: r.reason,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,16 +190,8 @@ impl RouteStatus {
             Some(Origin::Egp) => "egp",
             Some(Origin::Incomplete) | None => "incomplete",
         };
-        let mut communities: Vec<String> = a
-            .communities
-            .iter()
-            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
-            .collect();
-        communities.extend(
-            a.large_communities
-                .iter()
-                .map(|c| format!("{}:{}:{}", c.global, c.local1, c.local2)),
-        );
+        let mut communities: Vec<String> = a.communities.iter().map(|c| community::format(*c)).collect();
+        communities.extend(a.large_communities.iter().map(community::format_large));
         RouteStatus {
             prefix: r.prefix,
             next_hops: r.next_hops.clone(),
@@ -246,4 +263,26 @@ pub async fn read_request(stream: &mut UnixStream) -> std::io::Result<Option<Req
     let mut r = BufReader::new(stream);
     r.read_line(&mut line).await?;
     Ok(Request::parse(&line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_routes_name_their_reason_and_old_answers_without_them_still_parse() {
+        let r = Routes {
+            routes: vec![],
+            rejected: vec![RejectedStatus {
+                prefix: "10.9.0.0/24".parse().unwrap(),
+                peer: "10.0.0.3".into(),
+                reason: RejectReason::AsPathLoop,
+            }],
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["rejected"][0]["reason"], "as_path_loop");
+        assert_eq!(serde_json::from_value::<Routes>(json).unwrap(), r);
+        let old: Routes = serde_json::from_str(r#"{"routes": []}"#).unwrap();
+        assert!(old.rejected.is_empty());
+    }
 }

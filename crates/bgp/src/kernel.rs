@@ -13,7 +13,7 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
-use crate::rib::{ChangeKind, RouteChange};
+use crate::rib::{BestRoute, ChangeKind, LOCAL, RouteChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -199,6 +199,51 @@ impl KernelRoutes {
     }
 }
 
+/// Whether `prefix` lies inside one of `nets` (equal or longer).
+pub fn covered(nets: &[IpNet], prefix: &IpNet) -> bool {
+    nets.iter().any(|n| n.contains(prefix))
+}
+
+/// The best-route changes as the kernel should see them: a prefix covered by `no_install`
+/// becomes a withdrawal, which removes it if an earlier configuration installed it and is
+/// ignored otherwise.
+pub fn without_no_install(mut changes: Vec<RouteChange>, no_install: &[IpNet]) -> Vec<RouteChange> {
+    if no_install.is_empty() {
+        return changes;
+    }
+    for c in &mut changes {
+        if covered(no_install, &c.prefix) {
+            c.kind = ChangeKind::Withdrawn;
+            c.next_hops.clear();
+        }
+    }
+    changes
+}
+
+/// When `no_install` changes from `old` to `new`: the changes that bring the kernel in line
+/// for the best routes whose coverage changed (newly covered ones removed, uncovered learned
+/// ones installed).
+pub fn no_install_changed(best: &[BestRoute], old: &[IpNet], new: &[IpNet]) -> Vec<RouteChange> {
+    best.iter()
+        .filter(|r| covered(old, &r.prefix) != covered(new, &r.prefix))
+        .filter_map(|r| {
+            if covered(new, &r.prefix) {
+                Some(RouteChange {
+                    prefix: r.prefix,
+                    kind: ChangeKind::Withdrawn,
+                    next_hops: vec![],
+                })
+            } else {
+                (r.peer != LOCAL).then(|| RouteChange {
+                    prefix: r.prefix,
+                    kind: ChangeKind::Changed,
+                    next_hops: r.next_hops.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
 /// Whether the kernel can use `hop` for `prefix` without an interface (no IPv4-mapped or
 /// link-local next hops, same family).
 fn usable(prefix: &IpNet, hop: &IpAddr) -> bool {
@@ -214,6 +259,71 @@ fn usable(prefix: &IpNet, hop: &IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn change(prefix: &str, kind: ChangeKind, hops: &[&str]) -> RouteChange {
+        RouteChange {
+            prefix: prefix.parse().unwrap(),
+            kind,
+            next_hops: hops.iter().map(|h| h.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn no_install_prefixes_reach_the_kernel_as_withdrawals_only() {
+        let no_install: Vec<IpNet> = vec!["10.96.0.0/16".parse().unwrap(), "fd00:96::/112".parse().unwrap()];
+        let changes = vec![
+            change("10.96.0.0/16", ChangeKind::Added, &["10.0.0.12"]),
+            change("10.96.0.10/32", ChangeKind::Changed, &["10.0.0.12", "10.0.0.13"]),
+            change("10.244.2.0/24", ChangeKind::Added, &["10.0.0.12"]),
+            change("10.0.0.0/8", ChangeKind::Added, &["10.0.0.12"]),
+            change("fd00:96::10/128", ChangeKind::Added, &["fd00::12"]),
+        ];
+        let got = without_no_install(changes.clone(), &no_install);
+        assert_eq!(
+            got,
+            vec![
+                change("10.96.0.0/16", ChangeKind::Withdrawn, &[]),
+                change("10.96.0.10/32", ChangeKind::Withdrawn, &[]),
+                changes[2].clone(),
+                // A shorter prefix holding the range is not covered.
+                changes[3].clone(),
+                change("fd00:96::10/128", ChangeKind::Withdrawn, &[]),
+            ]
+        );
+        assert_eq!(without_no_install(changes.clone(), &[]), changes);
+    }
+
+    #[test]
+    fn changing_no_install_withdraws_newly_covered_and_installs_uncovered_learned_routes() {
+        let attrs = std::sync::Arc::new(crate::rib::RouteAttrs {
+            attrs: Default::default(),
+            next_hop: "10.0.0.12".parse().unwrap(),
+            link_local: None,
+        });
+        let best = |prefix: &str, peer| BestRoute {
+            prefix: prefix.parse().unwrap(),
+            next_hops: vec!["10.0.0.12".parse().unwrap()],
+            attrs: attrs.clone(),
+            peer,
+        };
+        let routes = [
+            best("10.96.0.10/32", 1),
+            best("10.97.0.10/32", 1),
+            best("10.97.0.11/32", LOCAL),
+            best("10.244.2.0/24", 1),
+        ];
+        let old: Vec<IpNet> = vec!["10.96.0.0/16".parse().unwrap()];
+        let new: Vec<IpNet> = vec!["10.97.0.0/16".parse().unwrap()];
+        assert_eq!(
+            no_install_changed(&routes, &old, &new),
+            vec![
+                change("10.96.0.10/32", ChangeKind::Changed, &["10.0.0.12"]),
+                change("10.97.0.10/32", ChangeKind::Withdrawn, &[]),
+                change("10.97.0.11/32", ChangeKind::Withdrawn, &[]),
+            ]
+        );
+        assert!(no_install_changed(&routes, &old, &old).is_empty());
+    }
 
     #[test]
     fn only_same_family_global_next_hops_are_usable() {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod control;
 pub mod fsm;
+pub mod gr;
 pub mod kernel;
 pub mod md5;
 pub mod rib;

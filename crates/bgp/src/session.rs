@@ -227,7 +227,7 @@ pub async fn run(
                 Some(ToSession::RequestRefresh(family)) => {
                     if let Some(c) = s.conns.iter().find(|c| c.fsm.state() == State::Established)
                         && c.fsm.negotiated().is_some_and(|n| n.route_refresh)
-                        && let Ok(b) = Message::RouteRefresh(RouteRefresh { family, subtype: 0 }).encode(&c.options)
+                        && let Ok(b) = Message::RouteRefresh(RouteRefresh::request(family)).encode(&c.options)
                     {
                         c.write(b);
                     }
@@ -446,7 +446,7 @@ impl Session {
         let id = self.conns[loser].id;
         let actions = self.conns[loser].fsm.handle(
             Event::ManualStop {
-                subcode: wire::cease::CONNECTION_COLLISION_RESOLUTION,
+                subcode: wire::CeaseSubcode::ConnectionCollisionResolution,
                 reason: None,
             },
             std::time::Instant::now(),
@@ -484,9 +484,9 @@ impl Session {
             ConnInput::Closed => self.feed(id, Event::TcpConnectionFails).await,
             ConnInput::DecodeError(e) => {
                 let n = e.to_notification();
-                let event = match n.code {
-                    crate::wire::code::MESSAGE_HEADER => Event::BgpHeaderErr(n),
-                    crate::wire::code::OPEN => Event::BgpOpenMsgErr(n),
+                let event = match n.error_code() {
+                    Some(wire::ErrorCode::MessageHeader) => Event::BgpHeaderErr(n),
+                    Some(wire::ErrorCode::Open) => Event::BgpOpenMsgErr(n),
                     _ => Event::UpdateMsgErr(n),
                 };
                 tracing::info!(peer = %self.params.peer.address, "bad message: {e}");
@@ -563,7 +563,7 @@ impl Session {
             }
             _ => {
                 // Established (or already resolving a collision): the newcomer loses (§6.8).
-                let n = wire::Notification::cease(wire::cease::CONNECTION_COLLISION_RESOLUTION);
+                let n = wire::Notification::cease(wire::CeaseSubcode::ConnectionCollisionResolution);
                 if let Ok(b) = Message::Notification(n).encode(&SessionOptions::default()) {
                     let mut stream = stream;
                     tokio::spawn(async move {

@@ -19,13 +19,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
-use crate::control::{self, NotificationCounts, PeerStatus, Request, RouteStatus, Routes, Status};
-use crate::fsm::{DownReason, Event, FsmConfig, State};
-use crate::kernel::KernelRoutes;
+use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
+use crate::control::{
+    self, NotificationCounts, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status,
+};
+use crate::fsm::{Event, FsmConfig, State};
+use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
+use crate::kernel::{self, KernelRoutes};
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
-use crate::wire::{GracefulRestart, Message, SessionOptions};
+use crate::wire::{CeaseSubcode, SessionOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -107,10 +110,9 @@ struct PeerEntry {
     options: Option<SessionOptions>,
     last_flush: Option<Instant>,
     flush_at: Option<Instant>,
-    /// Restart time the peer advertised (graceful restart), and when its stale routes expire.
-    peer_restart_time: Option<u16>,
-    /// Both sides set the graceful-restart N bit (RFC 8538).
-    notification_gr: bool,
+    /// The peer's graceful restart as we see it (receiving speaker), and when its stale routes
+    /// expire.
+    restart: PeerRestart,
     stale_deadline: Option<Instant>,
 }
 
@@ -162,12 +164,14 @@ pub async fn start(
     let kernel_tx = if config.install_routes {
         let mut kernel = KernelRoutes::new(config.route_protocol)?;
         let ours = kernel.ours().await?;
-        let preserve = graceful(&config);
-        if !ours.is_empty() {
-            if preserve {
+        let start = gr::on_start(graceful(&config), !ours.is_empty(), restart_times(&config));
+        match start {
+            gr::Start::Fresh => {}
+            gr::Start::Restarting { .. } => {
                 restarted = true;
                 tracing::info!("keeping {} routes from before the restart", ours.len());
-            } else {
+            }
+            gr::Start::PurgeNow => {
                 kernel.purge_foreign(&HashSet::new()).await?;
             }
         }
@@ -197,17 +201,11 @@ pub async fn start(
                 }
             }
         });
-        if restarted {
+        if let gr::Start::Restarting { purge_after } = start {
             // Routes not relearned within the restart time are stale (RFC 4724 §4.1).
-            let wait = config
-                .peers
-                .iter()
-                .map(|p| p.graceful_restart_time)
-                .max()
-                .unwrap_or(0);
             let t = tx.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(wait.into())).await;
+                tokio::time::sleep(purge_after).await;
                 let _ = t.send(KernelMsg::PurgeForeign);
             });
         }
@@ -236,7 +234,8 @@ pub async fn start(
         tokio::spawn(control_loop(control, handle.clone()));
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let rib = Rib::new(rib_config(&config));
+    let mut rib = Rib::new(rib_config(&config));
+    rib.set_no_transit(config.no_transit.clone());
     let mut core = Core {
         config: config.clone(),
         rib,
@@ -249,8 +248,8 @@ pub async fn start(
         changes_tx: changes,
         restarted,
     };
-    for prefix in &config.originate {
-        core.rib.originate(*prefix);
+    for route in &config.originate {
+        core.rib.originate(route);
     }
     for p in &config.peers {
         core.add_peer(p.clone());
@@ -271,7 +270,11 @@ fn rib_config(c: &SpeakerConfig) -> RibConfig {
 
 /// Whether we act as a restarting speaker: some peer is configured for graceful restart.
 fn graceful(c: &SpeakerConfig) -> bool {
-    c.install_routes && c.peers.iter().any(|p| p.graceful_restart_time > 0)
+    gr::preserves(c.install_routes, restart_times(c))
+}
+
+fn restart_times(c: &SpeakerConfig) -> impl Iterator<Item = u16> + '_ {
+    c.peers.iter().map(|p| p.graceful_restart_time)
 }
 
 async fn listen(config: &SpeakerConfig) -> Result<Vec<Arc<TcpListener>>> {
@@ -412,18 +415,15 @@ impl Core {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let now = Instant::now();
-                    let mut purge = Vec::new();
                     for p in self.peers.values_mut() {
                         if p.stale_deadline.is_some_and(|d| d <= now) {
                             p.stale_deadline = None;
-                            purge.push(p.idx);
+                            let actions = p.restart.handle(PeerEvent::StaleTimerExpires);
+                            carry_out(&mut self.rib, p, actions);
                         }
                         if p.flush_at.is_some_and(|d| d <= now) {
                             p.flush_at = None;
                         }
-                    }
-                    for idx in purge {
-                        self.rib.purge_stale(idx, None);
                     }
                     self.after_batch();
                 }
@@ -446,18 +446,12 @@ impl Core {
             families: families.clone(),
             route_refresh: true,
             extended_message: true,
-            // Always advertised, so that peers know we keep their routes when they restart
-            // (receiving speaker); a restart time of 0 asks them not to keep ours.
-            graceful_restart: Some(GracefulRestart {
-                restarting: self.restarted && p.graceful_restart_time > 0,
-                // RFC 8538: a NOTIFICATION other than Hard Reset keeps the routes too.
-                notification: true,
-                restart_time: p.graceful_restart_time,
-                families: families
-                    .iter()
-                    .map(|f| (*f, self.config.install_routes && p.graceful_restart_time > 0))
-                    .collect(),
-            }),
+            graceful_restart: Some(gr::our_capability(
+                self.restarted,
+                self.config.install_routes,
+                p.graceful_restart_time,
+                &families,
+            )),
         }
     }
 
@@ -509,8 +503,7 @@ impl Core {
             options: None,
             last_flush: None,
             flush_at: None,
-            peer_restart_time: None,
-            notification_gr: false,
+            restart: PeerRestart::default(),
             stale_deadline: None,
         };
         self.peers.insert(p.address, entry);
@@ -526,7 +519,7 @@ impl Core {
     }
 
     /// Stops a session and forgets the peer (its routes are withdrawn).
-    fn remove_peer(&mut self, address: IpAddr, subcode: u8) {
+    fn remove_peer(&mut self, address: IpAddr, subcode: CeaseSubcode) {
         if let Some(p) = self.peers.remove(&address) {
             let _ = p.tx.send(ToSession::Event(Event::ManualStop {
                 subcode,
@@ -562,33 +555,24 @@ impl Core {
                 p.established_at = Some(Instant::now());
                 p.capabilities = negotiated.capability_names();
                 p.last_flush = None;
-                let gr = negotiated.peer_graceful_restart.clone();
-                p.peer_restart_time = gr.as_ref().map(|g| g.restart_time).filter(|t| *t > 0);
-                p.notification_gr = gr.as_ref().is_some_and(|g| g.notification);
-                let preserved = gr
-                    .as_ref()
-                    .filter(|g| g.restarting)
-                    .map(|g| g.families.iter().filter(|(_, f)| *f).map(|(f, _)| *f).collect())
-                    .unwrap_or_default();
+                let peer_gr = negotiated.peer_graceful_restart.as_ref();
                 let info = SessionInfo {
                     router_id: negotiated.peer_id,
                     families: negotiated.families.clone(),
                     local_address,
                     local_alt_address,
-                    graceful_restart: gr.is_some(),
-                    graceful_families: gr
-                        .as_ref()
-                        .map(|g| g.families.iter().map(|(f, _)| *f).collect())
-                        .unwrap_or_default(),
-                    preserved_families: preserved,
+                    graceful_restart: peer_gr.is_some(),
+                    graceful_families: gr::graceful_families(peer_gr),
+                    preserved_families: gr::preserved_families(peer_gr),
                 };
                 p.options = Some(options);
                 self.rib.peer_up(idx, info);
-                if self.rib.has_stale(idx) {
-                    // Wait for End-of-RIB, but not forever.
-                    let wait = p.peer_restart_time.unwrap_or(120).max(1);
-                    p.stale_deadline = Some(Instant::now() + Duration::from_secs(wait.into()));
-                }
+                // Stale routes wait for End-of-RIB, but not forever.
+                let actions = p.restart.handle(PeerEvent::Established {
+                    peer: peer_gr,
+                    stale_left: self.rib.has_stale(idx),
+                });
+                carry_out(&mut self.rib, p, actions);
             }
             SessionEvent::Updates(updates) => {
                 let mut exceeded = false;
@@ -603,14 +587,16 @@ impl Core {
                             "UPDATE names our own address as next hop; its routes are ignored (RFC 4271 §6.3)");
                     }
                     exceeded |= outcome.max_prefixes_exceeded;
-                    if outcome.end_of_rib.is_some() && !self.rib.has_stale(idx) {
-                        p.stale_deadline = None;
+                    if outcome.end_of_rib.is_some() {
+                        let stale_left = self.rib.has_stale(idx);
+                        let actions = p.restart.handle(PeerEvent::EndOfRib { stale_left });
+                        carry_out(&mut self.rib, p, actions);
                     }
                 }
                 if exceeded {
                     tracing::warn!(peer = %ev.peer, "maximum prefixes exceeded");
                     let _ = p.tx.send(ToSession::Event(Event::AutomaticStop {
-                        subcode: crate::wire::cease::MAX_PREFIXES,
+                        subcode: CeaseSubcode::MaxPrefixes,
                     }));
                 }
             }
@@ -624,28 +610,11 @@ impl Core {
                 p.established_at = None;
                 p.options = None;
                 p.flush_at = None;
-                if was_established {
-                    // RFC 4724: keep a graceful peer's routes when the connection just dropped;
-                    // RFC 8538: also after a NOTIFICATION from it, unless a Hard Reset (6/9).
-                    let soft = |n: &crate::wire::Notification| !n.is_hard_reset();
-                    let keep = p.peer_restart_time.is_some()
-                        && match &reason {
-                            DownReason::ConnectionLost => true,
-                            // Expiry makes us send NOTIFICATION 4/0: RFC 4724's procedures do not
-                            // cover a session ended by a NOTIFICATION unless the N bit was
-                            // exchanged (RFC 8538 §1, §4).
-                            DownReason::HoldTimerExpired => p.notification_gr,
-                            DownReason::NotificationReceived(n) => p.notification_gr && soft(n),
-                            _ => false,
-                        };
-                    self.rib.peer_down(idx, keep);
-                    p.stale_deadline = if keep {
-                        let wait = p.peer_restart_time.unwrap_or(0).max(1);
-                        Some(Instant::now() + Duration::from_secs(wait.into()))
-                    } else {
-                        None
-                    };
-                }
+                let actions = p.restart.handle(PeerEvent::SessionDown {
+                    reason: &reason,
+                    was_established,
+                });
+                carry_out(&mut self.rib, p, actions);
             }
             SessionEvent::Ended => p.set_state(State::Idle),
         }
@@ -661,19 +630,16 @@ impl Core {
                 continue;
             }
             let announce = mrai.is_zero() || p.last_flush.is_none_or(|t| now >= t + mrai);
-            let updates = self.rib.take_updates(p.idx, options.max_message_len(), !announce);
+            let diff = self.rib.take_diff(p.idx, !announce);
             if announce {
                 p.last_flush = Some(now);
             }
             if self.rib.has_pending(p.idx) {
                 p.flush_at = Some(p.last_flush.unwrap_or(now) + mrai);
             }
-            let mut msgs = Vec::with_capacity(updates.len());
-            for u in updates {
-                match Message::Update(u).encode(options) {
-                    Ok(b) => msgs.push(b),
-                    Err(e) => tracing::error!(peer = %p.config.address, "cannot encode UPDATE: {e}"),
-                }
+            let (msgs, errors) = diff.encode(options);
+            for e in errors {
+                tracing::error!(peer = %p.config.address, "cannot encode UPDATE: {e}");
             }
             if !msgs.is_empty() {
                 let _ = p.tx.send(ToSession::Send(msgs));
@@ -685,7 +651,10 @@ impl Core {
                 let _ = tx.send(changes.clone());
             }
             if let Some(tx) = &self.kernel_tx {
-                let _ = tx.send(KernelMsg::Apply(changes));
+                let _ = tx.send(KernelMsg::Apply(kernel::without_no_install(
+                    changes,
+                    &self.config.no_install,
+                )));
             }
         }
     }
@@ -736,7 +705,13 @@ impl Core {
             .iter()
             .map(|r| RouteStatus::new(r, self.rib.peer_address(r.peer)))
             .collect();
-        Routes { routes }
+        let rejected = self
+            .rib
+            .rejected()
+            .iter()
+            .map(|r| RejectedStatus::new(r, self.rib.peer_address(r.peer)))
+            .collect();
+        Routes { routes, rejected }
     }
 
     fn reload(&mut self, new: SpeakerConfig) {
@@ -746,24 +721,35 @@ impl Core {
             self.rib.set_config(rib_config(&new));
         }
         // Originated prefixes.
-        let old_o: HashSet<IpNet> = old.originate.iter().copied().collect();
-        let new_o: HashSet<IpNet> = new.originate.iter().copied().collect();
-        for p in old_o.difference(&new_o) {
+        let old_o: HashMap<IpNet, &Originate> = old.originate.iter().map(|o| (o.prefix, o)).collect();
+        let new_o: HashMap<IpNet, &Originate> = new.originate.iter().map(|o| (o.prefix, o)).collect();
+        for p in old_o.keys().filter(|p| !new_o.contains_key(p)) {
             self.rib.withdraw_local(*p);
         }
-        for p in new_o.difference(&old_o) {
-            self.rib.originate(*p);
+        for (p, o) in &new_o {
+            if old_o.get(p) != Some(o) {
+                self.rib.originate(o);
+            }
+        }
+        self.rib.set_no_transit(new.no_transit.clone());
+        if old.no_install != new.no_install
+            && let Some(tx) = &self.kernel_tx
+        {
+            let fix = kernel::no_install_changed(&self.rib.best_routes(), &old.no_install, &new.no_install);
+            if !fix.is_empty() {
+                let _ = tx.send(KernelMsg::Apply(fix));
+            }
         }
         // Peers.
         let wanted: HashMap<IpAddr, PeerConfig> = new.peers.iter().map(|p| (p.address, p.clone())).collect();
         let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
-                None => self.remove_peer(addr, crate::wire::cease::PEER_DECONFIGURED),
+                None => self.remove_peer(addr, CeaseSubcode::PeerDeconfigured),
                 Some(w) => {
                     let p = &self.peers[&addr];
                     if identity_changed || session_changed(&p.config, w) {
-                        self.remove_peer(addr, crate::wire::cease::OTHER_CONFIGURATION_CHANGE);
+                        self.remove_peer(addr, CeaseSubcode::OtherConfigurationChange);
                         self.add_peer(w.clone());
                     } else if p.config != *w {
                         let import_changed = p.config.import != w.import;
@@ -795,7 +781,7 @@ impl Core {
                 ToSession::Abort
             } else {
                 ToSession::Event(Event::ManualStop {
-                    subcode: crate::wire::cease::ADMINISTRATIVE_SHUTDOWN,
+                    subcode: CeaseSubcode::AdministrativeShutdown,
                     reason: Some("caracal shutting down".into()),
                 })
             };
@@ -813,6 +799,19 @@ impl Core {
         }
         if let Some(path) = &self.config.control_socket {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Carries out the graceful-restart decisions for one peer (receiving speaker).
+fn carry_out(rib: &mut Rib, p: &mut PeerEntry, actions: Vec<PeerAction>) {
+    for a in actions {
+        match a {
+            PeerAction::KeepStale => rib.peer_down(p.idx, true),
+            PeerAction::DropRoutes => rib.peer_down(p.idx, false),
+            PeerAction::StartStaleTimer(wait) => p.stale_deadline = Some(Instant::now() + wait),
+            PeerAction::StopStaleTimer => p.stale_deadline = None,
+            PeerAction::PurgeStale => rib.purge_stale(p.idx, None),
         }
     }
 }

@@ -144,7 +144,7 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
 }
 
 #[test]
-fn the_lab_config_map_differs_from_the_shipped_one_only_in_the_tor_peer() {
+fn the_lab_config_map_differs_from_the_shipped_one_only_in_the_tor_peer_and_its_ranges() {
     let read = |p: &str| -> serde_yaml::Value {
         let text = std::fs::read_to_string(repo().join(p)).unwrap();
         let cm: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -154,5 +154,9 @@ fn the_lab_config_map_differs_from_the_shipped_one_only_in_the_tor_peer() {
     let lab = read("tests/topologies/k8s/caracal-config.yaml");
     assert_eq!(lab["bgp"]["peers"][0]["address"], "10.0.0.1");
     shipped["bgp"]["peers"] = lab["bgp"]["peers"].clone();
+    assert_eq!(lab["services"]["cluster_ips"][0], "10.96.0.0/16");
+    shipped["services"] = lab["services"].clone();
+    assert_eq!(lab["pod_pools"][0]["cidr"], "10.244.0.0/16");
+    shipped["pod_pools"] = lab["pod_pools"].clone();
     assert_eq!(shipped, lab);
 }

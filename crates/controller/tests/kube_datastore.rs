@@ -1,6 +1,6 @@
 //! The Kubernetes datastore against a real kube-apiserver and etcd (see `caracal::testbed::kubetest`):
-//! kubectl changes reach the model within a second, the model equals the directory
-//! datastore's for the same manifests, and the agent's ServiceAccount needs nothing more than
+//! kubectl changes (Services and EndpointSlices too) reach the model within a second, the model
+//! equals the directory datastore's for the same manifests, and the agent's ServiceAccount needs nothing more than
 //! `deploy/rbac.yaml` grants.
 
 use std::{collections::BTreeMap, fs, sync::Arc, time::Duration, time::Instant};
@@ -94,6 +94,29 @@ spec:
     ports: [{protocol: UDP, port: 53}]
 ";
 
+// An ExternalName Service: the API server allocates it no cluster IP, so the directory model of
+// the same manifest is equal.
+const SERVICE: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {type: ExternalName, externalName: web.example.invalid}
+";
+
+const ENDPOINT_SLICE: &str = "
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- addresses: [10.244.1.5]
+  nodeName: node-a
+- addresses: [10.244.1.7]
+  nodeName: node-a
+  conditions: {ready: false, terminating: true}
+ports: [{name: http, port: 8080, protocol: TCP}]
+";
+
 /// Starts the control plane with the CRDs and the agent's RBAC installed, or `None` to skip.
 async fn cluster() -> Option<KubeApi> {
     let api = KubeApi::start().await.expect("start etcd and kube-apiserver")?;
@@ -139,13 +162,15 @@ async fn within_a_second(
     }
 }
 
-/// What both datastores can know: the kube-apiserver's own namespaces exist in any cluster
-/// but not in a manifest directory.
+/// What both datastores can know: the kube-apiserver's own namespaces (and its Service) exist
+/// in any cluster but not in a manifest directory.
 fn without_system_namespaces(s: &Snapshot) -> Snapshot {
     let mut s = s.clone();
-    s.cluster
-        .namespaces
-        .retain(|name, _| name != "default" && !name.starts_with("kube-"));
+    let system = |ns: &str| ns == "default" || ns.starts_with("kube-");
+    s.cluster.namespaces.retain(|name, _| !system(name));
+    // The API server's own `kubernetes` Service and its EndpointSlice.
+    s.services.retain(|key, _| !system(&key.namespace));
+    s.endpoint_slices.retain(|key, _| !system(&key.namespace));
     s
 }
 
@@ -208,6 +233,16 @@ async fn kubectl_changes_reach_the_model_within_a_second_and_end_equal_to_the_di
     })
     .await;
 
+    apply(&api, SERVICE).await;
+    apply(&api, ENDPOINT_SLICE).await;
+    within_a_second(&mut rx, "a Service and its EndpointSlice", |s| {
+        s.services.contains_key(&Key::new(NS, "web"))
+            && s.endpoint_slices
+                .get(&Key::new(NS, "web-abc"))
+                .is_some_and(|e| e.endpoints.iter().map(|e| e.ready).eq([true, false]))
+    })
+    .await;
+
     api.kubectl_ok(&["label", "pod", "web-1", "-n", NS, "tier=front"], "")
         .await;
     within_a_second(&mut rx, "pod label added", |s| {
@@ -258,6 +293,8 @@ async fn kubectl_changes_reach_the_model_within_a_second_and_end_equal_to_the_di
         ),
         NETPOL_WEB.to_string(),
         GLOBAL_DB.to_string(),
+        SERVICE.to_string(),
+        ENDPOINT_SLICE.to_string(),
     ];
     fs::write(dir.path().join("cluster.yaml"), end_state.join("---\n")).unwrap();
     let from_dir = datastore::load_dir(dir.path()).unwrap();
@@ -270,6 +307,8 @@ async fn kubectl_changes_reach_the_model_within_a_second_and_end_equal_to_the_di
     );
     assert_eq!(from_api.cluster.global_policies, from_dir.cluster.global_policies);
     assert_eq!(from_api.nodes, from_dir.nodes);
+    assert_eq!(from_api.services, from_dir.services);
+    assert_eq!(from_api.endpoint_slices, from_dir.endpoint_slices);
     assert_eq!(from_api, from_dir);
 }
 

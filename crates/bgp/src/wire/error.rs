@@ -10,7 +10,13 @@ use std::net::Ipv4Addr;
 use bytes::Bytes;
 
 use super::Notification;
-use super::notification::code;
+use super::notification::ErrorCode;
+
+// The codes by their RFC 4271 §4.5 names; the subcodes beside them are each variant's.
+const MESSAGE_HEADER: u8 = ErrorCode::MessageHeader as u8;
+const OPEN: u8 = ErrorCode::Open as u8;
+const UPDATE: u8 = ErrorCode::Update as u8;
+const ROUTE_REFRESH: u8 = ErrorCode::RouteRefresh as u8;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -106,29 +112,29 @@ impl Error {
     pub fn code(&self) -> (u8, u8) {
         use Error::*;
         match self {
-            ConnectionNotSynchronized => (code::MESSAGE_HEADER, 1),
-            BadMessageLength { .. } => (code::MESSAGE_HEADER, 2),
-            BadMessageType { .. } => (code::MESSAGE_HEADER, 3),
-            MalformedOpen { .. } => (code::OPEN, 0),
-            UnsupportedVersion { .. } => (code::OPEN, 1),
-            BadPeerAs { .. } => (code::OPEN, 2),
-            BadBgpIdentifier { .. } => (code::OPEN, 3),
-            UnsupportedOptionalParameter { .. } => (code::OPEN, 4),
-            UnacceptableHoldTime { .. } => (code::OPEN, 6),
-            UnsupportedCapability { .. } => (code::OPEN, 7),
+            ConnectionNotSynchronized => (MESSAGE_HEADER, 1),
+            BadMessageLength { .. } => (MESSAGE_HEADER, 2),
+            BadMessageType { .. } => (MESSAGE_HEADER, 3),
+            MalformedOpen { .. } => (OPEN, 0),
+            UnsupportedVersion { .. } => (OPEN, 1),
+            BadPeerAs { .. } => (OPEN, 2),
+            BadBgpIdentifier { .. } => (OPEN, 3),
+            UnsupportedOptionalParameter { .. } => (OPEN, 4),
+            UnacceptableHoldTime { .. } => (OPEN, 6),
+            UnsupportedCapability { .. } => (OPEN, 7),
             MalformedAttributeList { .. } | DuplicateAttribute { .. } | UnexpectedAttribute { .. } => {
-                (code::UPDATE, 1)
+                (UPDATE, 1)
             }
-            UnrecognizedWellKnownAttribute { .. } => (code::UPDATE, 2),
-            MissingWellKnownAttribute { .. } => (code::UPDATE, 3),
-            AttributeFlags { .. } => (code::UPDATE, 4),
-            AttributeLength { .. } => (code::UPDATE, 5),
-            InvalidOrigin { .. } => (code::UPDATE, 6),
-            InvalidNextHop { .. } => (code::UPDATE, 8),
-            OptionalAttribute { .. } => (code::UPDATE, 9),
-            InvalidNetworkField { .. } => (code::UPDATE, 10),
-            MalformedAsPath { .. } => (code::UPDATE, 11),
-            InvalidRouteRefreshLength { .. } => (code::ROUTE_REFRESH, 1),
+            UnrecognizedWellKnownAttribute { .. } => (UPDATE, 2),
+            MissingWellKnownAttribute { .. } => (UPDATE, 3),
+            AttributeFlags { .. } => (UPDATE, 4),
+            AttributeLength { .. } => (UPDATE, 5),
+            InvalidOrigin { .. } => (UPDATE, 6),
+            InvalidNextHop { .. } => (UPDATE, 8),
+            OptionalAttribute { .. } => (UPDATE, 9),
+            InvalidNetworkField { .. } => (UPDATE, 10),
+            MalformedAsPath { .. } => (UPDATE, 11),
+            InvalidRouteRefreshLength { .. } => (ROUTE_REFRESH, 1),
         }
     }
 

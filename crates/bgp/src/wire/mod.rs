@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 mod attribute;
+pub mod community;
 mod error;
 mod message;
 mod nlri;
@@ -25,7 +26,7 @@ mod update;
 
 pub use error::{EncodeError, Error, Result};
 pub use message::{MessageType, frame_len};
-pub use notification::{MAX_SHUTDOWN_COMMUNICATION, cease, code, fsm_error, open_error};
+pub use notification::{CeaseSubcode, ErrorCode, FsmSubcode, MAX_SHUTDOWN_COMMUNICATION, OpenSubcode};
 pub use open::encode_capabilities;
 pub use options::{DecodeOptions, EncodeOptions, SessionOptions};
 pub use pack::{encode_end_of_rib, encode_updates, encode_withdrawals};
@@ -270,6 +271,13 @@ pub struct Notification {
 pub struct RouteRefresh {
     pub family: Family,
     pub subtype: u8,
+}
+
+impl RouteRefresh {
+    /// A plain request for the peer's routes of `family` (RFC 2918, subtype 0 of RFC 7313).
+    pub fn request(family: Family) -> RouteRefresh {
+        RouteRefresh { family, subtype: 0 }
+    }
 }
 
 /// Path attribute type codes (IANA "BGP Path Attributes").

@@ -16,62 +16,132 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::Notification;
 use super::error::{Error, Result};
 
-/// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313).
-pub mod code {
-    pub const MESSAGE_HEADER: u8 = 1;
-    pub const OPEN: u8 = 2;
-    pub const UPDATE: u8 = 3;
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    pub const FSM: u8 = 5;
-    pub const CEASE: u8 = 6;
-    pub const ROUTE_REFRESH: u8 = 7;
+/// A `u8`-valued code from an IANA registry: the enum, its wire value and the way back.
+macro_rules! wire_code {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident = $n:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $v = $n,)*
+        }
+
+        impl $name {
+            /// The value for `v`, when it is one this speaker knows.
+            pub fn from_u8(v: u8) -> Option<Self> {
+                match v {
+                    $($n => Some(Self::$v),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(c: $name) -> u8 {
+                c as u8
+            }
+        }
+    };
 }
 
-/// Cease subcodes (RFC 4486, RFC 9003).
-pub mod cease {
-    pub const MAX_PREFIXES: u8 = 1;
-    pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
-    pub const PEER_DECONFIGURED: u8 = 3;
-    pub const ADMINISTRATIVE_RESET: u8 = 4;
-    pub const CONNECTION_REJECTED: u8 = 5;
-    pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
-    pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
-    pub const OUT_OF_RESOURCES: u8 = 8;
-    pub const HARD_RESET: u8 = 9;
+wire_code! {
+    /// NOTIFICATION error codes (RFC 4271 §4.5, RFC 7313 §5).
+    pub enum ErrorCode {
+        MessageHeader = 1,
+        Open = 2,
+        Update = 3,
+        HoldTimerExpired = 4,
+        Fsm = 5,
+        Cease = 6,
+        RouteRefresh = 7,
+    }
 }
 
-/// OPEN Message Error subcodes (RFC 4271 §6.2, RFC 5492).
-pub mod open_error {
-    pub const UNSUPPORTED_VERSION: u8 = 1;
-    pub const BAD_PEER_AS: u8 = 2;
-    pub const BAD_BGP_ID: u8 = 3;
-    pub const UNSUPPORTED_OPTIONAL_PARAMETER: u8 = 4;
-    pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
-    pub const UNSUPPORTED_CAPABILITY: u8 = 7;
+wire_code! {
+    /// Cease subcodes (RFC 4486, RFC 8538, RFC 9003).
+    pub enum CeaseSubcode {
+        MaxPrefixes = 1,
+        AdministrativeShutdown = 2,
+        PeerDeconfigured = 3,
+        AdministrativeReset = 4,
+        ConnectionRejected = 5,
+        OtherConfigurationChange = 6,
+        ConnectionCollisionResolution = 7,
+        OutOfResources = 8,
+        HardReset = 9,
+    }
 }
 
-/// Finite State Machine Error subcodes (RFC 6608).
-pub mod fsm_error {
-    pub const UNEXPECTED_IN_OPENSENT: u8 = 1;
-    pub const UNEXPECTED_IN_OPENCONFIRM: u8 = 2;
-    pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
+wire_code! {
+    /// OPEN Message Error subcodes (RFC 4271 §6.2, RFC 5492).
+    pub enum OpenSubcode {
+        Unspecific = 0,
+        UnsupportedVersion = 1,
+        BadPeerAs = 2,
+        BadBgpId = 3,
+        UnsupportedOptionalParameter = 4,
+        UnacceptableHoldTime = 6,
+        UnsupportedCapability = 7,
+    }
+}
+
+wire_code! {
+    /// Finite State Machine Error subcodes (RFC 6608).
+    pub enum FsmSubcode {
+        Unspecified = 0,
+        UnexpectedInOpenSent = 1,
+        UnexpectedInOpenConfirm = 2,
+        UnexpectedInEstablished = 3,
+    }
 }
 
 /// Longest shutdown communication (RFC 9003 §2).
 pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
 
 impl Notification {
-    pub fn new(code: u8, subcode: u8) -> Notification {
+    /// A NOTIFICATION with `code`, `subcode` and no data. The builders below name the
+    /// subcodes; this is for the codes whose subcodes the codec's [`Error`] already names.
+    pub fn new(code: ErrorCode, subcode: u8) -> Notification {
         Notification {
-            code,
+            code: code.into(),
             subcode,
             data: Bytes::new(),
         }
     }
 
+    /// Hold Timer Expired (4/0).
+    pub fn hold_timer_expired() -> Notification {
+        Notification::new(ErrorCode::HoldTimerExpired, 0)
+    }
+
+    /// A Finite State Machine Error (RFC 6608).
+    pub fn fsm_error(subcode: FsmSubcode) -> Notification {
+        Notification::new(ErrorCode::Fsm, subcode.into())
+    }
+
+    /// An OPEN Message Error with its data (RFC 4271 §6.2 says what each subcode carries).
+    pub fn open_error(subcode: OpenSubcode, data: Bytes) -> Notification {
+        Notification {
+            data,
+            ..Notification::new(ErrorCode::Open, subcode.into())
+        }
+    }
+
     /// A Cease with `subcode` and no data.
-    pub fn cease(subcode: u8) -> Notification {
-        Notification::new(code::CEASE, subcode)
+    pub fn cease(subcode: CeaseSubcode) -> Notification {
+        Notification::new(ErrorCode::Cease, subcode.into())
+    }
+
+    /// The error code, when it is one this speaker knows.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_u8(self.code)
+    }
+
+    /// The Cease subcode of a Cease this speaker knows.
+    pub fn cease_subcode(&self) -> Option<CeaseSubcode> {
+        match self.error_code() {
+            Some(ErrorCode::Cease) => CeaseSubcode::from_u8(self.subcode),
+            _ => None,
+        }
     }
 
     /// A Cease/Administrative Shutdown (`reset == false`) or Administrative Reset (`true`)
@@ -80,9 +150,9 @@ impl Notification {
     /// character boundary, since stopping a session must not fail over its explanation.
     pub fn shutdown(reset: bool, message: &str) -> Notification {
         let subcode = if reset {
-            cease::ADMINISTRATIVE_RESET
+            CeaseSubcode::AdministrativeReset
         } else {
-            cease::ADMINISTRATIVE_SHUTDOWN
+            CeaseSubcode::AdministrativeShutdown
         };
         let mut end = message.len().min(MAX_SHUTDOWN_COMMUNICATION);
         while !message.is_char_boundary(end) {
@@ -101,10 +171,10 @@ impl Notification {
 
     /// A Cease with `subcode`, carrying `reason` as shutdown communication when the subcode
     /// takes one (Administrative Shutdown or Reset, RFC 9003).
-    pub fn cease_with(subcode: u8, reason: Option<&str>) -> Notification {
+    pub fn cease_with(subcode: CeaseSubcode, reason: Option<&str>) -> Notification {
         match (subcode, reason) {
-            (cease::ADMINISTRATIVE_SHUTDOWN, Some(r)) => Notification::shutdown(false, r),
-            (cease::ADMINISTRATIVE_RESET, Some(r)) => Notification::shutdown(true, r),
+            (CeaseSubcode::AdministrativeShutdown, Some(r)) => Notification::shutdown(false, r),
+            (CeaseSubcode::AdministrativeReset, Some(r)) => Notification::shutdown(true, r),
             _ => Notification::cease(subcode),
         }
     }
@@ -116,27 +186,24 @@ impl Notification {
         data.put_u8(inner.subcode);
         data.put_slice(&inner.data);
         Notification {
-            code: code::CEASE,
-            subcode: cease::HARD_RESET,
             data: data.freeze(),
+            ..Notification::cease(CeaseSubcode::HardReset)
         }
     }
 
     /// Whether this is a Hard Reset (RFC 8538 §3).
     pub fn is_hard_reset(&self) -> bool {
-        self.code == code::CEASE && self.subcode == cease::HARD_RESET
+        self.cease_subcode() == Some(CeaseSubcode::HardReset)
     }
 
     /// The shutdown communication (RFC 9003) of a Cease/Administrative Shutdown or Reset.
     /// `None` when there is none or it is malformed (length beyond the data or not UTF-8):
     /// RFC 9003 §4 says such a message is to be treated as if absent, not as an error.
     pub fn shutdown_communication(&self) -> Option<&str> {
-        if self.code != code::CEASE
-            || !matches!(
-                self.subcode,
-                cease::ADMINISTRATIVE_SHUTDOWN | cease::ADMINISTRATIVE_RESET
-            )
-        {
+        if !matches!(
+            self.cease_subcode(),
+            Some(CeaseSubcode::AdministrativeShutdown | CeaseSubcode::AdministrativeReset)
+        ) {
             return None;
         }
         let (&len, rest) = self.data.split_first()?;

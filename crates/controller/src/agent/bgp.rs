@@ -1,5 +1,6 @@
-//! The BGP reconciler: the speaker originating this node's pod CIDRs, meshed with the other
-//! nodes, reloaded with only the differences.
+//! The BGP reconciler: the speaker originating this node's pod CIDRs and Service routes (from
+//! the services reconciler's channel), meshed with the other nodes, reloaded with only the
+//! differences.
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -7,7 +8,10 @@ use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use super::{AgentConfig, health};
-use crate::datastore::{Node, Snapshot};
+use crate::{
+    datastore::{Node, Snapshot},
+    services::ServiceRoutes,
+};
 
 /// This node's pod CIDRs: the configured ones, else the Node object's.
 pub fn pod_cidrs(config: &AgentConfig, nodes: &BTreeMap<String, Node>) -> Vec<ipnet::IpNet> {
@@ -30,8 +34,8 @@ pub fn speaker_config(
     let mut c = base.clone();
     for cidr in pod_cidrs(config, nodes) {
         let cidr = cidr.trunc();
-        if !c.originate.contains(&cidr) {
-            c.originate.push(cidr);
+        if !c.originate.iter().any(|o| o.prefix == cidr) {
+            c.originate.push(cidr.into());
         }
     }
     if config.bgp_node_mesh {
@@ -61,6 +65,27 @@ pub fn speaker_config(
     c
 }
 
+/// Adds the Service routes to a speaker configuration: the prefixes to `originate`, the
+/// configured ranges to `no_install` (kube-proxy answers for them on every node; a learned
+/// route in the kernel would take the traffic away from it) and to `no_transit` (a node passes
+/// on no other node's Service route: `externalTrafficPolicy: Local` next hops stay the nodes
+/// with endpoints).
+pub fn with_service_routes(c: &mut caracal_bgp::config::SpeakerConfig, routes: &ServiceRoutes) {
+    for p in &routes.advertise {
+        if !c.originate.iter().any(|o| o.prefix == *p) {
+            c.originate.push((*p).into());
+        }
+    }
+    for r in &routes.ranges {
+        if !c.no_install.contains(r) {
+            c.no_install.push(*r);
+        }
+        if !c.no_transit.contains(r) {
+            c.no_transit.push(*r);
+        }
+    }
+}
+
 /// A mesh peer: `address` and `remote_as`, the speaker's defaults for everything else.
 fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig {
     #[derive(serde::Serialize)]
@@ -77,6 +102,7 @@ fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig
 pub async fn reconcile_bgp(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut services: watch::Receiver<ServiceRoutes>,
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
     metrics: crate::metrics::BgpMetrics,
@@ -117,6 +143,7 @@ pub async fn reconcile_bgp(
     let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut current = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
+    with_service_routes(&mut current, &services.borrow_and_update());
     let (handle, task) = caracal_bgp::speaker::start(current.clone(), None)
         .await
         .context("starting the BGP speaker")?;
@@ -125,7 +152,7 @@ pub async fn reconcile_bgp(
         metrics.publish(
             &handle,
             crate::metrics::bgp::peer_types(&base, c),
-            c.originate.clone(),
+            c.originate.iter().map(|o| o.prefix).collect(),
         );
     };
     publish(&current);
@@ -133,23 +160,26 @@ pub async fn reconcile_bgp(
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
-            _ = tick.tick() => health.beat(),
-            changed = snapshots.changed() => {
-                if changed.is_err() { break; }
-                let next = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
-                if next != current {
-                    tracing::info!(originate = ?next.originate, peers = next.peers.len(), "BGP config changed");
-                    if let Err(e) = handle.reload(next.clone()).await {
-                        tracing::error!("BGP reload: {e}");
-                        health.not_ready(format!("BGP reload failed: {e}"));
-                    } else {
-                        current = next;
-                        publish(&current);
-                        health.ready();
-                    }
-                }
+            _ = tick.tick() => {
+                health.beat();
+                continue;
             }
+            changed = snapshots.changed() => if changed.is_err() { break },
+            changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
+        }
+        let mut next = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
+        with_service_routes(&mut next, &services.borrow_and_update());
+        if next != current {
+            tracing::info!(originate = ?next.originate, peers = next.peers.len(), "BGP config changed");
+            if let Err(e) = handle.reload(next.clone()).await {
+                tracing::error!("BGP reload: {e}");
+                health.not_ready(format!("BGP reload failed: {e}"));
+            } else {
+                current = next;
+                publish(&current);
+                health.ready();
+            }
         }
     }
     metrics.stopped();
@@ -238,5 +268,34 @@ mod tests {
                 .iter()
                 .all(|p| p.graceful_restart_time == 0)
         );
+    }
+
+    #[test]
+    fn service_routes_are_originated_and_their_ranges_kept_out_of_the_kernel() {
+        let base = caracal_bgp::config::SpeakerConfig::parse(
+            "{local_as: 64512, router_id: 192.0.2.1, originate: [10.244.1.0/24], no_install: [10.96.0.0/16]}",
+        )
+        .unwrap();
+        let routes = ServiceRoutes {
+            advertise: ["10.96.0.0/16", "10.96.0.10/32"]
+                .iter()
+                .map(|p| p.parse().unwrap())
+                .collect(),
+            ranges: vec!["10.96.0.0/16".parse().unwrap(), "192.0.2.0/24".parse().unwrap()],
+        };
+        let mut c = base.clone();
+        with_service_routes(&mut c, &routes);
+        let text = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let originated: Vec<_> = c.originate.iter().map(|o| o.prefix).collect();
+        assert_eq!(
+            text(&originated),
+            ["10.244.1.0/24", "10.96.0.0/16", "10.96.0.10/32"]
+        );
+        assert_eq!(text(&c.no_install), ["10.96.0.0/16", "192.0.2.0/24"]);
+        assert_eq!(text(&c.no_transit), ["10.96.0.0/16", "192.0.2.0/24"]);
+        c.validate().unwrap();
+        let mut same = base.clone();
+        with_service_routes(&mut same, &ServiceRoutes::default());
+        assert_eq!(same, base, "nothing configured changes nothing");
     }
 }

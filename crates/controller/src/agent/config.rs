@@ -14,6 +14,13 @@
 //!   router_id: 10.0.1.2            # `originate`: the agent originates this node's pod CIDRs
 //!   local_as: 65101
 //!   peers: [{address: 10.0.1.1, remote_as: 65000}]
+//! services:                        # service IP advertisement over BGP (crate::services)
+//!   cluster_ips: [10.96.0.0/16]
+//!   external_ips: [192.0.2.0/24]
+//!   load_balancer_ips: [198.51.100.0/24]
+//!   load_balancer_aggregation: Enabled   # Disabled: one /32 per LoadBalancer IP in use
+//! pod_pools:                       # outgoing NAT per pool (crate::nat)
+//!   - {cidr: 10.244.0.0/16, nat_outgoing: true}
 //! ```
 
 use std::{
@@ -25,6 +32,8 @@ use anyhow::{Context, Result};
 use caracal_bgp::config::SpeakerConfig;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
+
+use crate::{nat::PodPool, services::ServiceAdvertisement};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +82,15 @@ pub struct AgentConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The BGP speaker's configuration, as `caracal bgp run` takes it; absent: no BGP.
     pub bgp: Option<BgpConfig>,
+    /// Service IP advertisement: the ranges whose Service addresses this node announces over
+    /// BGP (with `bgp`); empty: none.
+    #[serde(default)]
+    pub services: ServiceAdvertisement,
+    /// The cluster's pod address pools. A pool with `nat_outgoing` has its pods' traffic to
+    /// anywhere outside every pool, every node's pod CIDRs and the Service ranges masqueraded
+    /// to the node's address (outgoing NAT); none: the agent leaves the nat table alone.
+    #[serde(default, deserialize_with = "crate::nat::deserialize_pools")]
+    pub pod_pools: Vec<PodPool>,
 }
 
 /// The agent's BGP section: a speaker config, as `caracal bgp run` takes it, in which
@@ -170,6 +188,19 @@ mod tests {
     fn unknown_field_is_named_in_the_error() {
         let e = serde_yaml::from_str::<AgentConfig>("node_name: n\npolicyy: true\n").unwrap_err();
         assert!(e.to_string().contains("policyy"), "{e}");
+    }
+
+    #[test]
+    fn services_section_is_typed_and_checked_at_load() {
+        let c: AgentConfig = serde_yaml::from_str(
+            "services: {cluster_ips: [10.96.0.0/16], load_balancer_aggregation: Disabled}\n",
+        )
+        .unwrap();
+        assert_eq!(c.services.cluster_ips, ["10.96.0.0/16".parse::<IpNet>().unwrap()]);
+        assert!(AgentConfig::default().services.is_empty());
+        let e =
+            serde_yaml::from_str::<AgentConfig>("services: {external_ips: [192.0.2.1/24]}\n").unwrap_err();
+        assert!(e.to_string().contains("services.external_ips[0]"), "{e}");
     }
 
     #[test]

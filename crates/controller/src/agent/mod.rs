@@ -5,6 +5,8 @@
 //!                                                  ├─► compile ─► iptables/ipset applier
 //!  CNI endpoint records (/var/run/caracal/...) ───┘
 //!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
+//!  Services, EndpointSlices ─► service routes ─► BGP speaker (originate, keep out of the kernel)
+//!  pod pools, Node pod CIDRs, Service ranges ─► outgoing NAT (nat table, ipsets)
 //! ```
 //!
 //! Nothing is programmed before the datastore has delivered its first complete snapshot, so a
@@ -15,7 +17,9 @@ pub mod bgp;
 pub mod cni;
 pub mod config;
 pub mod health;
+pub mod nat;
 pub mod policy;
+pub mod services;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -29,6 +33,7 @@ pub use policy::{
     PolicyReconciler, PolicyStep, local_address_overrides, read_endpoints, reconcile_policy,
     with_local_addresses,
 };
+pub use services::{reconcile_services, service_routes};
 
 use crate::datastore::Snapshot;
 
@@ -42,6 +47,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let health = health::Health::default();
+    if !config.pod_pools.is_empty() {
+        let h = health.register("nat", "outgoing NAT not applied yet");
+        tasks.spawn(nat::reconcile_nat(config.clone(), snapshots.clone(), h));
+    }
     if config.policy {
         let h = health.register("policy", "the first snapshot is not applied yet");
         tasks.spawn(reconcile_policy(
@@ -53,10 +62,23 @@ pub async fn run(
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
+    if config.bgp.is_none() && !config.services.is_empty() {
+        tracing::warn!("services: ranges are configured but there is no bgp section: nothing is advertised");
+    }
+    // The first value is computed here, so the speaker starts with this node's Service routes.
+    let (routes_tx, routes_rx) = watch::channel(service_routes(&config, &snapshots.borrow()));
+    let h = health.register("services", "the first snapshot is not read yet");
+    tasks.spawn(reconcile_services(
+        config.clone(),
+        snapshots.clone(),
+        routes_tx,
+        h,
+    ));
     let h = health.register("bgp", "the speaker is not configured yet");
     tasks.spawn(reconcile_bgp(
         config.clone(),
         snapshots.clone(),
+        routes_rx,
         stop_rx.clone(),
         h,
         metrics.bgp.clone(),
@@ -114,7 +136,9 @@ pub async fn run(
             _ = &mut deadline => break,
             _ = tasks.join_next() => {}
         }
-        if config.bgp.is_none() || tasks.len() <= usize::from(config.policy) + 1 {
+        // Only BGP ends on stop; the others (policy, NAT, CNI config, services) are not waited for.
+        let lingering = usize::from(config.policy) + usize::from(!config.pod_pools.is_empty()) + 2;
+        if config.bgp.is_none() || tasks.len() <= lingering {
             break;
         }
     }

@@ -15,7 +15,7 @@ pub enum BgpCommand {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show the peers (or with --routes the Loc-RIB) of a running speaker.
+    /// Show the peers (or with --routes the Loc-RIB and the rejected routes) of a running speaker.
     Status {
         /// The speaker's control socket (`control_socket` in its config).
         #[arg(long, default_value = "/run/caracal/bgp.sock")]
@@ -106,6 +106,13 @@ fn status(socket: PathBuf, json: bool, routes: bool) -> anyhow::Result<ExitCode>
                 path.join(" "),
                 r.peer
             );
+        }
+        if !r.rejected.is_empty() {
+            println!();
+            println!("{:<44} {:<40} REASON", "REJECTED", "FROM");
+            for x in r.rejected {
+                println!("{:<44} {:<40} {}", x.prefix, x.peer, x.reason);
+            }
         }
     } else {
         let s: Status = serde_json::from_value(value)?;

@@ -7,12 +7,15 @@
 //!   kubernetes-sigs/iptables-wrappers do.
 //! - [`applier`]: incremental apply: read back, diff, one `iptables-restore --noflush` per table
 //!   and family, `ipset restore` before and after.
+//! - [`nat`]: the outgoing-NAT chain and sets in the nat table ([`crate::nat`]), read back and
+//!   repaired on every apply.
 //!
 //! The node lab and the node-mode conformance prober built on these are in
 //! [`crate::testbed`].
 
 pub mod applier;
 pub mod backend;
+pub mod nat;
 pub mod netns;
 
 use caracal_policy::{compile::Delta, program::Program};

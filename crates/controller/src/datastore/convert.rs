@@ -1,14 +1,20 @@
 //! Kubernetes objects to model objects: pure functions shared by both datastores, so the API
 //! server and a directory of manifests produce the same model for the same objects. Everything
 //! policy reads goes through [`caracal_policy::k8s`], the converter `caracal policy explain` and
-//! the conformance harness use too; only Nodes (routing and BGP) are converted here.
+//! the conformance harness use too; only Nodes (routing and BGP), Services and EndpointSlices
+//! (service IP advertisement) are converted here.
+
+use std::net::IpAddr;
 
 use caracal_policy::k8s;
 use ipnet::IpNet;
-use k8s_openapi::{api::core::v1 as core, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::{
+    api::{core::v1 as core, discovery::v1 as discovery},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use serde_json::Value;
 
-use super::model::{Node, NodeAddress, Object};
+use super::model::{Endpoint, EndpointSlice, Node, NodeAddress, Object, Service, ServiceType};
 
 pub use caracal_policy::k8s::{global_policy, implicit_namespace, namespace, network_policy, pod};
 /// The label the API server puts on every namespace; the directory datastore adds it too.
@@ -54,16 +60,95 @@ pub fn node(n: &core::Node) -> Node {
     }
 }
 
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+fn ips<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
+    texts.into_iter().filter_map(|t| t.parse().ok()).collect()
+}
+
+pub fn service(s: &core::Service) -> Service {
+    let spec = s.spec.clone().unwrap_or_default();
+    // `clusterIPs` supersedes `clusterIP`; "None" (headless) and "" parse to nothing.
+    let mut cluster_ips = ips(spec.cluster_ips.iter().flatten());
+    if cluster_ips.is_empty() {
+        cluster_ips = ips(spec.cluster_ip.iter());
+    }
+    let mut ip_families = spec.ip_families.clone().unwrap_or_default();
+    if ip_families.is_empty() {
+        ip_families = cluster_ips
+            .iter()
+            .map(|ip| if ip.is_ipv4() { "IPv4" } else { "IPv6" }.to_string())
+            .collect();
+    }
+    let type_ = match spec.type_.as_deref() {
+        None | Some("" | "ClusterIP") => ServiceType::ClusterIP,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        Some(_) => ServiceType::Other,
+    };
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    Service {
+        namespace: s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        type_,
+        cluster_ips,
+        external_ips: ips(spec.external_ips.iter().flatten()),
+        load_balancer_ip: spec.load_balancer_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        ingress_ips: ips(ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref())),
+        external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+        ip_families,
+        load_balancer_class: spec.load_balancer_class,
+    }
+}
+
+pub fn endpoint_slice(s: &discovery::EndpointSlice) -> EndpointSlice {
+    EndpointSlice {
+        namespace: s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        service: s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .cloned(),
+        address_type: s.address_type.clone(),
+        endpoints: s
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
+                node_name: e.node_name.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    f: impl FnOnce(&T) -> Object,
+) -> Result<Object, String> {
+    serde_json::from_value::<T>(value.clone())
+        .map(|t| f(&t))
+        .map_err(|e| e.to_string())
+}
+
 /// Converts any supported manifest; `None` for kinds the datastore does not read.
 pub fn object(value: &Value) -> Option<Result<Object, String>> {
     let api_version = value.get("apiVersion").and_then(Value::as_str)?;
     let kind = value.get("kind").and_then(Value::as_str)?;
-    if (api_version, kind) == ("v1", "Node") {
-        return Some(
-            serde_json::from_value::<core::Node>(value.clone())
-                .map(|n| Object::Node(node(&n)))
-                .map_err(|e| e.to_string()),
-        );
+    match (api_version, kind) {
+        ("v1", "Node") => return Some(typed(value, |n| Object::Node(node(n)))),
+        ("v1", "Service") => return Some(typed(value, |s| Object::Service(service(s)))),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            return Some(typed(value, |s| Object::EndpointSlice(endpoint_slice(s))));
+        }
+        _ => {}
     }
     Some(k8s::object(value)?.map(|o| match o {
         k8s::Object::Namespace(ns) => Object::Namespace(ns),
@@ -75,8 +160,6 @@ pub fn object(value: &Value) -> Option<Result<Object, String>> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
     use super::*;
     use serde_json::json;
 
@@ -114,8 +197,95 @@ mod tests {
     }
 
     #[test]
+    fn service_reads_ips_policy_and_families_and_headless_has_no_cluster_ip() {
+        let s = service(
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {
+                    "type": "LoadBalancer", "clusterIP": "10.96.0.10",
+                    "clusterIPs": ["10.96.0.10", "fd00:96::10"],
+                    "externalIPs": ["192.0.2.10", "not-an-ip"],
+                    "loadBalancerIP": "198.51.100.7", "loadBalancerClass": "caracal.dev/lb",
+                    "externalTrafficPolicy": "Local", "ipFamilies": ["IPv4", "IPv6"]
+                },
+                "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}, {"hostname": "lb.example"}]}}
+            }))
+            .unwrap(),
+        );
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert_eq!(s.type_, ServiceType::LoadBalancer);
+        assert_eq!(s.cluster_ips, [ip("10.96.0.10"), ip("fd00:96::10")]);
+        assert_eq!(s.external_ips, [ip("192.0.2.10")]);
+        assert_eq!(s.load_balancer_ip, Some(ip("198.51.100.7")));
+        assert_eq!(s.ingress_ips, [ip("198.51.100.7")]);
+        assert!(s.external_traffic_local);
+        assert_eq!(s.ip_families, ["IPv4", "IPv6"]);
+        assert_eq!(s.load_balancer_class.as_deref(), Some("caracal.dev/lb"));
+        let headless = service(
+            &serde_json::from_value(json!({
+                "metadata": {"name": "db", "namespace": "shop"},
+                "spec": {"clusterIP": "None", "clusterIPs": ["None"]}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(headless.type_, ServiceType::ClusterIP);
+        assert!(headless.cluster_ips.is_empty() && headless.ip_families.is_empty());
+        assert!(!headless.external_traffic_local);
+        // A manifest without ipFamilies (no API server defaulting): the cluster IPs' families.
+        let plain = service(
+            &serde_json::from_value(json!({"metadata": {"name": "a"}, "spec": {"clusterIP": "fd00:96::1"}}))
+                .unwrap(),
+        );
+        assert_eq!(plain.ip_families, ["IPv6"]);
+        assert_eq!(plain.namespace, "default");
+    }
+
+    #[test]
+    fn endpoint_slice_reads_service_label_and_ready_with_absent_meaning_ready() {
+        let s = endpoint_slice(
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web-abc", "namespace": "shop",
+                             "labels": {SERVICE_NAME_LABEL: "web"}},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": ["10.244.1.5"], "nodeName": "n1", "conditions": {"ready": true}},
+                    {"addresses": ["10.244.2.5"], "nodeName": "n2", "conditions": {"ready": false, "terminating": true}},
+                    {"addresses": ["10.244.2.6"], "nodeName": "n2", "conditions": {}},
+                    {"addresses": ["10.244.3.6"]}
+                ]
+            }))
+            .unwrap(),
+        );
+        assert_eq!(s.service.as_deref(), Some("web"));
+        assert_eq!(s.address_type, "IPv4");
+        let eps: Vec<(bool, Option<&str>)> = s
+            .endpoints
+            .iter()
+            .map(|e| (e.ready, e.node_name.as_deref()))
+            .collect();
+        assert_eq!(
+            eps,
+            [
+                (true, Some("n1")),
+                (false, Some("n2")),
+                (true, Some("n2")),
+                (true, None)
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_kinds_are_not_read_and_nodes_are() {
-        assert!(object(&json!({"apiVersion": "v1", "kind": "Service"})).is_none());
+        assert!(object(&json!({"apiVersion": "v1", "kind": "ConfigMap"})).is_none());
+        assert!(matches!(
+            object(&json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}})),
+            Some(Ok(Object::Service(s))) if s.name == "s"
+        ));
+        assert!(matches!(
+            object(&json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                           "metadata": {"name": "s-1"}, "addressType": "IPv4", "endpoints": []})),
+            Some(Ok(Object::EndpointSlice(s))) if s.name == "s-1"
+        ));
         assert!(object(&json!({"kind": "Pod"})).is_none());
         assert!(matches!(
             object(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})),

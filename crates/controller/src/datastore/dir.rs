@@ -1,5 +1,6 @@
 //! The directory datastore: the model built from a directory of manifests (the YAML one would
-//! give to `kubectl apply -f <dir>`), rescanned for changes by polling file stamps.
+//! give to `kubectl apply -f <dir>`), rescanned for changes by polling file stamps. Services and
+//! EndpointSlices are read as written (nothing computes slices from selectors here).
 
 use std::{
     collections::BTreeMap,
@@ -194,8 +195,19 @@ metadata: {name: prod, labels: {env: prod}}
 # an empty document and an unrelated kind are skipped
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: prod}
+---
+apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: prod}
+spec: {type: LoadBalancer, clusterIP: 10.96.0.20, externalTrafficPolicy: Local}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1a2b, namespace: prod, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.5], nodeName: node-a}]
 ---
 apiVersion: v1
 kind: List
@@ -231,6 +243,12 @@ items:
             s.cluster.namespaces["dev"].labels[convert::NAMESPACE_NAME_LABEL],
             "dev"
         );
+        let svc = &s.services[&caracal_policy::model::Key::new("prod", "web")];
+        assert_eq!(svc.type_, crate::datastore::ServiceType::LoadBalancer);
+        assert!(svc.external_traffic_local);
+        let slice = &s.endpoint_slices[&caracal_policy::model::Key::new("prod", "web-1a2b")];
+        assert_eq!(slice.service.as_deref(), Some("web"));
+        assert_eq!(slice.endpoints[0].node_name.as_deref(), Some("node-a"));
         let np = &s.cluster.network_policies[&caracal_policy::model::Key::new("dev", "deny")];
         let spec = np.spec.as_ref().unwrap();
         // The API server's defaults are applied, so both datastores agree.

@@ -1,4 +1,5 @@
 //! The Kubernetes datastore: one watcher per kind feeding a [`Store`], debounced into snapshots.
+//! Services and EndpointSlices are watched for service IP advertisement.
 //!
 //! Every watcher event is converted at once and sent to a single task that owns the store, so
 //! the model is only ever touched in one place. A watcher that loses the API server keeps
@@ -16,7 +17,8 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::api::{
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node, Pod, Service},
+    discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
 use kube::{
@@ -100,6 +102,20 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
                 let (key, np) = convert::network_policy(np);
                 Object::NetworkPolicy(key, Box::new(np))
             },
+            changes_tx.clone(),
+            options.metrics.clone(),
+        )),
+        tokio::spawn(run_watcher(
+            Api::<Service>::all(client.clone()),
+            Kind::Service,
+            |s| Object::Service(convert::service(s)),
+            changes_tx.clone(),
+            options.metrics.clone(),
+        )),
+        tokio::spawn(run_watcher(
+            Api::<EndpointSlice>::all(client.clone()),
+            Kind::EndpointSlice,
+            |s| Object::EndpointSlice(convert::endpoint_slice(s)),
             changes_tx.clone(),
             options.metrics.clone(),
         )),
@@ -386,7 +402,8 @@ mod tests {
         assert!(m.rx.has_changed().unwrap());
         assert!(m.rx.borrow_and_update().cluster.namespaces.contains_key("a"));
         assert!(m.synced.try_recv().is_ok());
-        assert_eq!(m.lists.load(Ordering::Relaxed), 6);
+        // Every kind's list plus the namespaces' first one.
+        assert_eq!(m.lists.load(Ordering::Relaxed), Kind::ALL.len() as u64 + 1);
     }
 
     #[tokio::test(start_paused = true)]

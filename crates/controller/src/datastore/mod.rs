@@ -1,8 +1,8 @@
 //! The datastore: where the agent's desired state comes from.
 //!
 //! Two sources feed the same [`Snapshot`] (the policy model plus the nodes):
-//! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies and
-//!   GlobalPolicies, debounced into batches;
+//! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies,
+//!   GlobalPolicies, Services and EndpointSlices, debounced into batches;
 //! - [`watch_dir`]: a directory of manifests, as one would give to `kubectl apply -f`,
 //!   rescanned for changes.
 //!
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 pub use self::{
     dir::{DirSource, load_dir, watch_dir},
     kube::{KubeOptions, watch_kube},
-    model::{Node, NodeAddress, Snapshot},
+    model::{Endpoint, EndpointSlice, Node, NodeAddress, Service, ServiceType, Snapshot},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -45,11 +45,63 @@ pub struct NodeAddress {
     pub ip: IpAddr,
 }
 
+/// A Service, as service IP advertisement needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub type_: ServiceType,
+    /// `spec.clusterIPs` (or `spec.clusterIP`); empty for a headless (`None`) Service.
+    pub cluster_ips: Vec<IpAddr>,
+    pub external_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerIP`, the requested address.
+    pub load_balancer_ip: Option<IpAddr>,
+    /// `status.loadBalancer.ingress[].ip`, the assigned addresses.
+    pub ingress_ips: Vec<IpAddr>,
+    /// `spec.externalTrafficPolicy: Local`.
+    pub external_traffic_local: bool,
+    /// `spec.ipFamilies` (`IPv4`, `IPv6`); when absent, the families of the cluster IPs.
+    pub ip_families: Vec<String>,
+    pub load_balancer_class: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+    /// A type this version does not know.
+    Other,
+}
+
+/// An EndpointSlice (`discovery.k8s.io/v1`), as service IP advertisement needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSlice {
+    pub namespace: String,
+    pub name: String,
+    /// The `kubernetes.io/service-name` label: the Service (same namespace) it belongs to.
+    pub service: Option<String>,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `conditions.ready`, where absent means ready (as the API documents it).
+    pub ready: bool,
+    pub node_name: Option<String>,
+}
+
 /// The desired state handed to the reconcilers: the policy model plus the nodes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub cluster: ClusterState,
     pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<Key, Service>,
+    pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
     /// GlobalPolicies ignored as a whole, by name, with the reason.
     pub rejected: BTreeMap<String, String>,
 }
@@ -88,19 +140,30 @@ impl Snapshot {
                 self.cluster.global_policies.remove(&name);
                 self.rejected.insert(name, reason);
             }
+            Object::Service(svc) => {
+                self.services
+                    .insert(Key::new(svc.namespace.clone(), svc.name.clone()), svc);
+            }
+            Object::EndpointSlice(slice) => {
+                self.endpoint_slices
+                    .insert(Key::new(slice.namespace.clone(), slice.name.clone()), slice);
+            }
         }
     }
 
-    /// Object counts for logs: `nodes=3 namespaces=5 pods=40 netpols=2 globalpolicies=1 rejected=0`.
+    /// Object counts for logs: `nodes=3 namespaces=5 pods=40 netpols=2 globalpolicies=1 rejected=0
+    /// services=4 endpointslices=4`.
     pub fn summary(&self) -> String {
         format!(
-            "nodes={} namespaces={} pods={} netpols={} globalpolicies={} rejected={}",
+            "nodes={} namespaces={} pods={} netpols={} globalpolicies={} rejected={} services={} endpointslices={}",
             self.nodes.len(),
             self.cluster.namespaces.len(),
             self.cluster.pods.len(),
             self.cluster.network_policies.len(),
             self.cluster.global_policies.len(),
-            self.rejected.len()
+            self.rejected.len(),
+            self.services.len(),
+            self.endpoint_slices.len()
         )
     }
 }
@@ -113,15 +176,19 @@ pub enum Kind {
     Pod,
     NetworkPolicy,
     GlobalPolicy,
+    Service,
+    EndpointSlice,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Node,
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
         Kind::GlobalPolicy,
+        Kind::Service,
+        Kind::EndpointSlice,
     ];
 }
 
@@ -134,6 +201,8 @@ pub enum Object {
     NetworkPolicy(Key, Box<NetworkPolicy>),
     /// A GlobalPolicy, or the reason it is ignored.
     GlobalPolicy(String, Result<Box<GlobalPolicy>, String>),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
 }
 
 impl Object {
@@ -144,6 +213,8 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::NetworkPolicy(..) => Kind::NetworkPolicy,
             Object::GlobalPolicy(..) => Kind::GlobalPolicy,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
         }
     }
 
@@ -155,6 +226,8 @@ impl Object {
             Object::Pod(p) => format!("{}/{}", p.namespace, p.name),
             Object::NetworkPolicy(k, _) => k.to_string(),
             Object::GlobalPolicy(name, _) => name.clone(),
+            Object::Service(s) => format!("{}/{}", s.namespace, s.name),
+            Object::EndpointSlice(s) => format!("{}/{}", s.namespace, s.name),
         }
     }
 }
@@ -264,8 +337,8 @@ mod tests {
     #[test]
     fn not_synced_until_every_kind_listed_once() {
         let mut store = Store::default();
-        for kind in &Kind::ALL[..4] {
-            list(&mut store, *kind, vec![]);
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::GlobalPolicy) {
+            list(&mut store, kind, vec![]);
         }
         assert!(!store.synced());
         assert_eq!(store.unsynced(), BTreeSet::from([Kind::GlobalPolicy]));

@@ -248,9 +248,11 @@ async fn a_bgp_session_coming_up_and_going_down_shows_in_the_scrape() {
     let (b, _tb) = caracal_bgp::speaker::start(cb, None).await.unwrap();
     let metrics = Metrics::new();
     let addr = serve(&metrics).await;
-    metrics
-        .bgp
-        .publish(&a, super::bgp::peer_types(&ca, &ca), ca.originate.clone());
+    metrics.bgp.publish(
+        &a,
+        super::bgp::peer_types(&ca, &ca),
+        ca.originate.iter().map(|o| o.prefix).collect(),
+    );
     let peer = [("peer", "127.0.0.2"), ("peer_as", "65002"), ("type", "global")];
     let up = scrape_until(&metrics, addr, "the session up", |e| {
         e.get("caracal_bgp_session_up", &peer) == Some(1.0)
