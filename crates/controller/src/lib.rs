@@ -6,6 +6,8 @@
 //! - [`cmd`]: one module per `caracal` subcommand.
 //! - [`dataplane`]: programs the compiled policy into iptables and ipset; the node test bed.
 //! - [`datastore`]: the desired-state model, from the Kubernetes API or a manifest directory.
+//! - [`metrics`]: the agent's Prometheus metrics and the small HTTP server of its endpoints.
+//! - [`nodestatus`]: the CaracalNodeStatus each agent writes, and its BGP session events.
 //! - [`nat`]: outgoing NAT for pods' traffic leaving the cluster's ranges.
 //! - [`services`]: which Service prefixes a node advertises over BGP.
 //! - [`testbed`]: test beds, not the agent: a real kube-apiserver, the node lab, the node-mode
@@ -19,6 +21,8 @@ pub mod dataplane;
 pub mod datastore;
 pub mod lab;
 pub mod logging;
+pub mod metrics;
 pub mod nat;
+pub mod nodestatus;
 pub mod services;
 pub mod testbed;

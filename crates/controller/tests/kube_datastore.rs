@@ -382,6 +382,31 @@ async fn node_agent_serviceaccount_can_list_and_watch_but_not_write() {
     }
     assert!(status.starts_with("False"), "{status}");
     assert!(status.contains("spec.subject.selector"), "{status}");
+    // The agent that set the condition also recorded an Invalid Warning event on the policy.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "default",
+                    "--field-selector",
+                    "reason=Invalid,involvedObject.name=bad-expr",
+                    "-o",
+                    "jsonpath={.items[*].involvedObject.kind} {.items[*].message}",
+                ],
+                "",
+            )
+            .await;
+        if events.starts_with("GlobalPolicy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(events.starts_with("GlobalPolicy "), "{events}");
+    assert!(events.contains("spec.subject.selector"), "{events}");
 
     // Any other write is refused.
     let denied = api

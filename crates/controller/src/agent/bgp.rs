@@ -151,6 +151,7 @@ pub async fn reconcile_bgp(
     mut services: watch::Receiver<ServiceRoutes>,
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
+    metrics: crate::metrics::BgpMetrics,
 ) -> Result<()> {
     let Some(bgp) = config.bgp.clone() else {
         health.ready();
@@ -199,6 +200,14 @@ pub async fn reconcile_bgp(
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
+    let publish = |handle: &caracal_bgp::speaker::SpeakerHandle, c: &caracal_bgp::config::SpeakerConfig| {
+        metrics.publish(
+            handle,
+            crate::metrics::bgp::peer_types(&base, c),
+            c.originate.iter().map(|o| o.prefix).collect(),
+        );
+    };
+    publish(&handle, &current);
     health.ready();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -232,6 +241,7 @@ pub async fn reconcile_bgp(
                 .await
                 .context("restarting the BGP speaker on its new listen port")?;
             current = next;
+            publish(&handle, &current);
             health.ready();
         } else if next != current {
             tracing::info!(originate = ?next.originate, peers = next.peers.len(), cluster_id = ?next.cluster_id, "BGP config changed");
@@ -240,10 +250,12 @@ pub async fn reconcile_bgp(
                 health.not_ready(format!("BGP reload failed: {e}"));
             } else {
                 current = next;
+                publish(&handle, &current);
                 health.ready();
             }
         }
     }
+    metrics.stopped();
     let _ = handle.shutdown().await;
     let _ = task.await;
     Ok(())

@@ -38,8 +38,12 @@ pub use services::{reconcile_services, service_routes};
 
 use crate::datastore::Snapshot;
 
-/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM.
-pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>) -> Result<()> {
+/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM, counting into `metrics`.
+pub async fn run(
+    config: AgentConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: crate::metrics::Metrics,
+) -> Result<()> {
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -50,7 +54,12 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     }
     if config.policy {
         let h = health.register("policy", "the first snapshot is not applied yet");
-        tasks.spawn(reconcile_policy(config.clone(), snapshots.clone(), h));
+        tasks.spawn(reconcile_policy(
+            config.clone(),
+            snapshots.clone(),
+            h,
+            metrics.policy.clone(),
+        ));
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
@@ -71,8 +80,9 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
         config.clone(),
         snapshots.clone(),
         routes_rx,
-        stop_rx,
+        stop_rx.clone(),
         h,
+        metrics.bgp.clone(),
     ));
     // Not one of the reconcilers: it never ends on its own, and its failure to bind is fatal.
     let health_server = match config.health_listen {
@@ -85,6 +95,24 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
         }
         None => None,
     };
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics endpoint on {addr}"))?;
+            Some(tokio::spawn(crate::metrics::server::serve_metrics(
+                metrics.clone(),
+                listener,
+            )))
+        }
+        None => None,
+    };
+    let observer = tokio::spawn(crate::metrics::observe::run(
+        metrics.clone(),
+        config.endpoints_dir.clone(),
+        crate::metrics::observe::PERIOD,
+        stop_rx,
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = loop {
         tokio::select! {
@@ -119,6 +147,10 @@ pub async fn run(config: AgentConfig, snapshots: watch::Receiver<Arc<Snapshot>>)
     if let Some(h) = health_server {
         h.abort();
     }
+    if let Some(h) = metrics_server {
+        h.abort();
+    }
+    observer.abort();
     result
 }
 

@@ -25,7 +25,8 @@ pub struct AgentArgs {
     /// Milliseconds to gather API events into one model update.
     #[arg(long, default_value_t = 50)]
     pub debounce_ms: u64,
-    /// Do not write the Valid condition to GlobalPolicy status.
+    /// Write no status: neither the Valid condition of GlobalPolicies nor this node's
+    /// CaracalNodeStatus and BGP session events.
     #[arg(long)]
     pub no_status: bool,
     /// The agent's configuration file (folders, pod CIDRs, BGP); see `crate::agent::config`.
@@ -85,6 +86,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     config.node_name = node.clone();
     let manifests = args.manifests.clone().or_else(|| config.manifests.clone());
+    let metrics = crate::metrics::Metrics::new();
+    let mut status_client = None;
     let ds: Datastore = match &manifests {
         Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
             .await
@@ -92,6 +95,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         None => {
             let client = kube_client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
             tracing::info!(%node, "watching the Kubernetes API");
+            status_client = (!args.no_status).then(|| client.clone());
             let options = KubeOptions {
                 debounce: Duration::from_millis(args.debounce_ms),
                 report_status: !args.no_status,
@@ -100,6 +104,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     .ok()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| datastore::kube::DEFAULT_NAMESPACE.to_string()),
+                metrics: metrics.datastore.clone(),
                 ..Default::default()
             };
             tokio::select! {
@@ -119,7 +124,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 log_model(&log_node, &rx.borrow_and_update().clone());
             }
         });
-        crate::agent::run(config, rx).await?;
+        // The node status reports what the reconcilers do: only with a dataplane.
+        let writer = status_client
+            .map(|c| tokio::spawn(crate::nodestatus::writer::run(c, node.clone(), metrics.clone())));
+        let result = crate::agent::run(config, rx, metrics).await;
+        if let Some(w) = writer {
+            w.abort();
+        }
+        result?;
         drop(ds);
         return Ok(ExitCode::SUCCESS);
     }

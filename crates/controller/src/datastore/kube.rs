@@ -53,6 +53,8 @@ pub struct KubeOptions {
     /// Watch BGPConfigurations, BGPPeers and Secrets (the agent does; `caracal policy explain`
     /// needs none of them, nor the BGP CRDs installed).
     pub bgp: bool,
+    /// Counts lists and watch restarts (the agent's `/metrics`).
+    pub metrics: crate::metrics::DatastoreMetrics,
 }
 
 impl Default for KubeOptions {
@@ -62,6 +64,7 @@ impl Default for KubeOptions {
             report_status: true,
             namespace: DEFAULT_NAMESPACE.to_string(),
             bgp: true,
+            metrics: Default::default(),
         }
     }
 }
@@ -114,6 +117,7 @@ fn untyped_watcher(
             object
         },
         tx,
+        options.metrics.clone(),
     ))
 }
 
@@ -146,18 +150,21 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Kind::Node,
             |n| Object::Node(convert::node(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Namespace>::all(client.clone()),
             Kind::Namespace,
             |n| Object::Namespace(convert::namespace(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Pod>::all(client.clone()),
             Kind::Pod,
             |p| Object::Pod(convert::pod(p)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<NetworkPolicy>::all(client.clone()),
@@ -167,18 +174,21 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
                 Object::NetworkPolicy(key, Box::new(np))
             },
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Service>::all(client.clone()),
             Kind::Service,
             |s| Object::Service(convert::service(s)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<EndpointSlice>::all(client.clone()),
             Kind::EndpointSlice,
             |s| Object::EndpointSlice(convert::endpoint_slice(s)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
     ];
     // GlobalPolicies are read untyped, so one object the agent cannot parse (an older or newer
@@ -205,6 +215,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
         tasks.push(tokio::spawn(run_secret_watcher(
             Api::<Secret>::namespaced(client.clone(), &options.namespace),
             changes_tx.clone(),
+            options.metrics.clone(),
         )));
     } else {
         // Not watched: listed once, empty, so the store is complete without them.
@@ -236,6 +247,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Object::GlobalPolicy(name, parsed.map(Box::new))
         },
         changes_tx,
+        options.metrics.clone(),
     )));
 
     let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
@@ -247,6 +259,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
         options.debounce,
         synced_tx,
         lists.clone(),
+        options.metrics.clone(),
     ));
     tasks.push(merger);
     let guard = TaskGuard(tasks);
@@ -272,18 +285,23 @@ async fn run_watcher<K>(
     kind: Kind,
     convert: impl Fn(&K) -> Object + Send + 'static,
     tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     // Lists are served from the API server's watch cache (resourceVersion=0), as client-go
     // informers do: every node re-listing after an outage must not all go to etcd.
     let config = watcher::Config::default().any_semantic();
-    run_watcher_with(api, config, kind, move |o| Some(convert(o)), tx).await
+    run_watcher_with(api, config, kind, move |o| Some(convert(o)), tx, metrics).await
 }
 
 /// Opaque Secrets only (a field selector, so the API server never sends the others), kept as
 /// their UTF-8 values.
-async fn run_secret_watcher(api: Api<Secret>, tx: mpsc::UnboundedSender<Change>) {
+async fn run_secret_watcher(
+    api: Api<Secret>,
+    tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
+) {
     let config = watcher::Config::default().any_semantic().fields("type=Opaque");
     run_watcher_with(
         api,
@@ -291,6 +309,7 @@ async fn run_secret_watcher(api: Api<Secret>, tx: mpsc::UnboundedSender<Change>)
         Kind::Secret,
         |s| convert::secret(s).map(Object::Secret),
         tx,
+        metrics,
     )
     .await
 }
@@ -303,6 +322,7 @@ async fn run_watcher_with<K>(
     kind: Kind,
     convert: impl Fn(&K) -> Option<Object> + Send + 'static,
     tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -332,6 +352,7 @@ async fn run_watcher_with<K>(
             Err(e) => {
                 // The model keeps its last state; the backoff paces the retries.
                 tracing::warn!(?kind, "watch failed, retrying: {e}");
+                metrics.watch_restarted(kind);
                 continue;
             }
         };
@@ -349,10 +370,12 @@ async fn merge(
     debounce: Duration,
     synced: tokio::sync::oneshot::Sender<()>,
     lists: Arc<AtomicU64>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) {
     let apply = |store: &mut Store, change: Change| {
-        if matches!(change, Change::ListDone(_)) {
+        if let Change::ListDone(kind) = change {
             lists.fetch_add(1, Ordering::Relaxed);
+            metrics.listed(kind);
         }
         store.apply(change)
     };
@@ -438,14 +461,33 @@ fn report_status(
         ),
     });
     let api = api.clone();
+    // The agent that turns the verdict to Invalid also says so in an event; the others find the
+    // condition set and stay quiet.
+    let event = problem.map(|_| invalid_event(object, message));
     tokio::spawn(async move {
         let patch = Patch::Merge(json!({
             "status": {"conditions": [condition], "observedGeneration": generation}
         }));
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
             tracing::warn!(kind, %name, "cannot set the Valid condition: {e}");
+        } else if let Some(event) = event {
+            crate::nodestatus::events::record(api.into_client(), event).await;
         }
     });
+}
+
+/// The `Invalid` Warning about a GlobalPolicy the agent ignores.
+fn invalid_event(object: &DynamicObject, message: String) -> k8s_openapi::api::core::v1::Event {
+    use crate::nodestatus::events;
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(format!("{GLOBALPOLICY_GROUP}/{GLOBALPOLICY_VERSION}")),
+        kind: Some("GlobalPolicy".into()),
+        name: object.metadata.name.clone(),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now();
+    events::warning(reference, "Invalid", message, &events::this_node(), now)
 }
 
 #[cfg(test)]
@@ -482,6 +524,7 @@ mod tests {
             Duration::from_millis(50),
             synced_tx,
             lists.clone(),
+            Default::default(),
         ));
         Merger {
             tx,
