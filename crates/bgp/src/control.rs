@@ -3,6 +3,7 @@
 //! Protocol: the client connects to the unix socket, writes one request line (`status` or
 //! `routes`), and reads one JSON document until the speaker closes the connection.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -10,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::fsm::DownReason;
 use crate::rib::{BestRoute, LOCAL, RejectReason, RejectedRoute};
-use crate::wire::{Origin, SegmentKind, community};
+use crate::wire::{Afi, Origin, Safi, SegmentKind, community};
 
 /// `caracal bgp status --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,95 @@ pub struct PeerStatus {
     #[serde(default)]
     pub updates_own_next_hop: u64,
     pub last_error: Option<String>,
+    /// Seconds since the session entered its current state.
+    #[serde(default)]
+    pub state_secs: u64,
+    /// Prefix counts per address family (IPv4 and IPv6 unicast).
+    #[serde(default)]
+    pub families: Vec<FamilyStatus>,
+    /// NOTIFICATIONs sent to the peer, by code and subcode, since the peer was configured.
+    #[serde(default)]
+    pub notifications_sent: Vec<NotificationCount>,
+    /// NOTIFICATIONs received from the peer, by code and subcode.
+    #[serde(default)]
+    pub notifications_received: Vec<NotificationCount>,
+}
+
+/// One address family's prefix counts: `afi` is `ipv4` or `ipv6`, `safi` `unicast`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyStatus {
+    pub afi: String,
+    pub safi: String,
+    pub received: u64,
+    pub accepted: u64,
+    pub advertised: u64,
+}
+
+/// How many NOTIFICATIONs of one code and subcode (RFC 4271 §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationCount {
+    pub code: u8,
+    pub subcode: u8,
+    pub count: u64,
+}
+
+/// The NOTIFICATIONs of one peer by direction, code and subcode, counted by the speaker as
+/// sessions end (every NOTIFICATION ends its session, RFC 4271 §4.5).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    sent: BTreeMap<(u8, u8), u64>,
+    received: BTreeMap<(u8, u8), u64>,
+}
+
+impl NotificationCounts {
+    /// Counts the NOTIFICATION, if any, that ended a session for `reason`.
+    pub fn record(&mut self, reason: &DownReason) {
+        let (map, n) = match reason {
+            DownReason::Stopped(n) | DownReason::NotificationSent(n) => (&mut self.sent, (n.code, n.subcode)),
+            // The FSM sends Hold Timer Expired (4/0) as the timer fires (RFC 4271 §8.2.2).
+            DownReason::HoldTimerExpired => (
+                &mut self.sent,
+                (u8::from(crate::wire::ErrorCode::HoldTimerExpired), 0),
+            ),
+            DownReason::NotificationReceived(n) => (&mut self.received, (n.code, n.subcode)),
+            DownReason::ConnectionLost => return,
+        };
+        *map.entry(n).or_default() += 1;
+    }
+
+    /// (sent, received), ordered by code and subcode.
+    pub fn status(&self) -> (Vec<NotificationCount>, Vec<NotificationCount>) {
+        let list = |m: &BTreeMap<(u8, u8), u64>| {
+            m.iter()
+                .map(|(&(code, subcode), &count)| NotificationCount { code, subcode, count })
+                .collect()
+        };
+        (list(&self.sent), list(&self.received))
+    }
+}
+
+/// The per-family part of a peer's status, from the RIB's counters, for the families the peer
+/// is configured for.
+pub fn family_status(c: &crate::rib::PeerCounters, configured: &[crate::wire::Family]) -> Vec<FamilyStatus> {
+    crate::rib::PeerCounters::FAMILIES
+        .iter()
+        .zip(c.families)
+        .filter(|(f, _)| configured.contains(f))
+        .map(|(f, n)| FamilyStatus {
+            afi: match f.afi {
+                Afi::Ipv4 => "ipv4".to_string(),
+                Afi::Ipv6 => "ipv6".to_string(),
+                Afi::Other(x) => x.to_string(),
+            },
+            safi: match f.safi {
+                Safi::Unicast => "unicast".to_string(),
+                Safi::Other(x) => x.to_string(),
+            },
+            received: n.received,
+            accepted: n.accepted,
+            advertised: n.advertised,
+        })
+        .collect()
 }
 
 /// `caracal bgp status --json --routes`.

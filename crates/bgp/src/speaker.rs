@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
-use crate::control::{self, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status};
+use crate::control::{
+    self, NotificationCounts, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status,
+};
 use crate::fsm::{Event, FsmConfig, State};
 use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
 use crate::kernel::{self, KernelRoutes};
@@ -99,7 +101,10 @@ struct PeerEntry {
     tx: mpsc::UnboundedSender<ToSession>,
     task: JoinHandle<()>,
     state: State,
+    /// When the session entered `state`.
+    state_since: Instant,
     established_at: Option<Instant>,
+    notifications: NotificationCounts,
     capabilities: Vec<String>,
     last_error: Option<String>,
     options: Option<SessionOptions>,
@@ -109,6 +114,15 @@ struct PeerEntry {
     /// expire.
     restart: PeerRestart,
     stale_deadline: Option<Instant>,
+}
+
+impl PeerEntry {
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
+        }
+    }
 }
 
 struct Core {
@@ -481,7 +495,9 @@ impl Core {
             tx,
             task,
             state: State::Idle,
+            state_since: Instant::now(),
             established_at: None,
+            notifications: NotificationCounts::default(),
             capabilities: Vec::new(),
             last_error: None,
             options: None,
@@ -528,14 +544,14 @@ impl Core {
         }
         let idx = p.idx;
         match ev.event {
-            SessionEvent::State(s) => p.state = s,
+            SessionEvent::State(s) => p.set_state(s),
             SessionEvent::Established {
                 negotiated,
                 local_address,
                 local_alt_address,
                 options,
             } => {
-                p.state = State::Established;
+                p.set_state(State::Established);
                 p.established_at = Some(Instant::now());
                 p.capabilities = negotiated.capability_names();
                 p.last_flush = None;
@@ -590,6 +606,7 @@ impl Core {
                 was_established,
             } => {
                 p.last_error = Some(reason.to_string());
+                p.notifications.record(&reason);
                 p.established_at = None;
                 p.options = None;
                 p.flush_at = None;
@@ -599,7 +616,7 @@ impl Core {
                 });
                 carry_out(&mut self.rib, p, actions);
             }
-            SessionEvent::Ended => p.state = State::Idle,
+            SessionEvent::Ended => p.set_state(State::Idle),
         }
     }
 
@@ -648,6 +665,7 @@ impl Core {
             .values()
             .map(|p| {
                 let c = self.rib.counters(p.idx);
+                let (notifications_sent, notifications_received) = p.notifications.status();
                 PeerStatus {
                     address: p.config.address,
                     remote_as: p.config.remote_as,
@@ -665,6 +683,10 @@ impl Core {
                     updates_treated_as_withdraw: c.treated_as_withdraw,
                     updates_own_next_hop: c.own_next_hop,
                     last_error: p.last_error.clone(),
+                    state_secs: p.state_since.elapsed().as_secs(),
+                    families: control::family_status(&c, &p.config.families()),
+                    notifications_sent,
+                    notifications_received,
                 }
             })
             .collect();

@@ -92,6 +92,17 @@ async fn wrong_remote_as_is_refused_with_2_2() {
     })
     .await;
     assert_ne!(peer0(&a).await.state, "Established");
+    // Both ends count the NOTIFICATION by code and subcode: a sent it, b received it.
+    let bad_peer_as = |list: &[caracal_bgp::control::NotificationCount]| {
+        list.iter().any(|n| (n.code, n.subcode) == (2, 2) && n.count >= 1)
+    };
+    let pb = peer0(&b).await;
+    assert!(bad_peer_as(&pb.notifications_received), "{pb:?}");
+    assert!(pb.notifications_sent.is_empty(), "{pb:?}");
+    wait_for("a to count the 2/2 it sent", Duration::from_secs(5), || async {
+        bad_peer_as(&peer0(&a).await.notifications_sent)
+    })
+    .await;
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }

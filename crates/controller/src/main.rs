@@ -32,6 +32,8 @@ enum Command {
     Policy(cmd::policy::PolicyCommand),
     /// Run the node agent.
     Agent(cmd::agent::AgentArgs),
+    /// Every node's BGP sessions, routes and policy state (CaracalNodeStatus), through the API.
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Conformance(a) => cmd::conformance::run(a),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Status(a) => cmd::status::run(a),
     };
     match result {
         Ok(code) => code,

@@ -3,8 +3,11 @@
 //! with both nodes as next hops and no node installs it; an `externalTrafficPolicy: Local`
 //! LoadBalancer Service with an external IP and an ingress IP is announced as /32s by exactly the
 //! nodes with a ready endpoint, reachable from the ToR through them, and its routes follow the
-//! endpoint to the other node within a second of the old one's deletion. With the lab's
-//! `pod_pools` (outgoing NAT on), a pod's connection to the ToR comes from its node's address.
+//! endpoint to the other node within a second of the old one's deletion. A host outside the
+//! cluster (`ext`, behind the ToR) reaches the Service with its source address kept, and a
+//! NetworkPolicy on the backends blocks it too. With the lab's `pod_pools` (outgoing NAT on) a
+//! pod's connection to the outside host comes from its node's address; with NAT turned off,
+//! from the pod's own.
 //!
 //! Needs what k8s_smoke.rs needs; skipped (passing) without it unless `CARACAL_REQUIRE_K8S=1`.
 
@@ -22,6 +25,8 @@ use k8s_support::{Cluster, agnhost_pod, skip_or_fail};
 
 const NODE1: &str = "10.0.0.11";
 const NODE2: &str = "10.0.0.12";
+/// The host outside the cluster, behind the ToR (tests/topologies/k8s).
+const EXT: &str = "203.0.113.10";
 const EXTERNAL_IP: &str = "198.18.0.10";
 const INGRESS_IP: &str = "198.18.1.10";
 
@@ -33,6 +38,30 @@ fn tor_next_hops(c: &Cluster, prefix: &str) -> BTreeSet<String> {
         .filter_map(|v| v.split_whitespace().next())
         .map(str::to_string)
         .collect()
+}
+
+/// `GET http://<ip>:8080/<path>` from the outside host (agnhost netexec); empty on failure.
+fn ext_get(c: &Cluster, ip: &str, path: &str) -> String {
+    let url = format!("http://{ip}:8080/{path}");
+    c.lab()
+        .exec("ext", &["curl", "-sS", "-m", "2", &url])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The source address the outside host sees when `pod` connects to it.
+fn ext_sees(c: &Cluster, ns: &str, pod: &str) -> IpAddr {
+    let listener = in_netns(Some(c.lab().netns("ext").unwrap()), || {
+        TcpListener::bind(format!("{EXT}:0"))
+    })
+    .unwrap()
+    .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    c.wait(&format!("{pod} connects to the outside host"), 30, |c| {
+        Ok(c.connect(ns, pod, &format!("{EXT}:{port}")) == "ok")
+    });
+    let (_conn, peer) = listener.accept().unwrap();
+    peer.ip()
 }
 
 fn hops(list: &[&str]) -> BTreeSet<String> {
@@ -125,12 +154,18 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         !routes.contains("198.18."),
         "node2 installed a Service route: {routes}"
     );
-    // From outside the cluster (the ToR's own namespace) through the announced address.
-    c.wait("the ToR reaches web-1 through the external IP", 30, |c| {
-        let url = format!("http://{EXTERNAL_IP}:8080/hostname");
-        let out = c.lab().exec("tor", &["curl", "-sS", "-m", "2", &url])?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim() == "web-1")
-    });
+    // From the host outside the cluster, through the ToR and the announced address; with
+    // `externalTrafficPolicy: Local` the pod sees the outside host's own address.
+    c.wait(
+        "the outside host reaches web-1 through the external IP",
+        30,
+        |c| Ok(ext_get(c, EXTERNAL_IP, "hostname") == "web-1"),
+    );
+    let client = ext_get(&c, EXTERNAL_IP, "clientip");
+    assert!(
+        client.starts_with(&format!("{EXT}:")),
+        "the source address is kept through the Service: {client}"
+    );
 
     // A second endpoint on node2: both nodes announce.
     c.run_pods(ns, &web_pod(ns, "web-2", "node2"));
@@ -138,23 +173,53 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         Ok(all_from(c, &[NODE1, NODE2]))
     });
 
-    // Outgoing NAT: web-2 (node2) reaches a listener on the ToR, outside every range, from
-    // node2's address.
-    let listener = in_netns(Some(c.lab().netns("tor").unwrap()), || {
-        TcpListener::bind("10.0.0.1:0")
-    })
-    .unwrap()
-    .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    c.wait("web-2 connects to the ToR", 30, |c| {
-        Ok(c.connect(ns, "web-2", &format!("10.0.0.1:{port}")) == "ok")
+    // NetworkPolicy sees the pod after kube-proxy's DNAT: denying ingress to the backends
+    // blocks the outside host too, and lifting it lets it back.
+    c.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-web, namespace: {ns}}}\nspec: {{podSelector: {{matchLabels: {{app: web}}}}, policyTypes: [Ingress]}}\n"
+    ));
+    c.wait("the deny policy blocks the outside host", 30, |c| {
+        Ok(ext_get(c, EXTERNAL_IP, "hostname").is_empty())
     });
-    let (_conn, peer) = listener.accept().unwrap();
+    c.kubectl_ok(&["-n", ns, "delete", "networkpolicy", "deny-web"]);
+    c.wait("the outside host is let back in", 30, |c| {
+        Ok(!ext_get(c, EXTERNAL_IP, "hostname").is_empty())
+    });
+
+    // Outgoing NAT on (the lab's pool): web-2 (node2) reaches the outside host from node2's
+    // address.
     assert_eq!(
-        peer.ip(),
+        ext_sees(&c, ns, "web-2"),
         NODE2.parse::<IpAddr>().unwrap(),
         "masqueraded to node2's address"
     );
+    // And off: the outside host sees the pod's own address (the ToR routes the reply back to
+    // the pod CIDR it learned from the nodes).
+    let config =
+        std::fs::read_to_string(k8s_support::repo().join("tests/topologies/k8s/caracal-config.yaml"))
+            .unwrap();
+    assert!(config.contains("nat_outgoing: true"));
+    c.apply(&config.replace("nat_outgoing: true", "nat_outgoing: false"));
+    c.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "restart",
+        "daemonset/caracal-node",
+    ]);
+    c.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "daemonset/caracal-node",
+        "--timeout=180s",
+    ]);
+    c.wait_agents_ready();
+    let pod_ip: IpAddr = c.pod_ip(ns, "web-2").parse().unwrap();
+    c.wait("without NAT the outside host sees the pod's address", 60, |c| {
+        Ok(ext_sees(c, ns, "web-2") == pod_ip)
+    });
 
     // The endpoint leaves node1: node1's announcements go within a second.
     c.kubectl_ok(&["-n", ns, "delete", "pod", "web-1", "--wait=false"]);

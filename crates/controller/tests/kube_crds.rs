@@ -167,3 +167,126 @@ async fn deploy_and_crds_apply_with_server_side_dry_run() {
         .await;
     assert!(!out.status.success());
 }
+
+fn bgp_object(kind: &str, name: &str, spec: &str) -> String {
+    format!("apiVersion: caracal.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bgp_crds_store_calico_shaped_objects_and_refuse_bad_ones_with_the_field() {
+    let Some(api) = KubeApi::start().await.expect("start etcd and kube-apiserver") else {
+        return;
+    };
+    api.install_crds().await;
+    api.kubectl_ok(
+        &["apply", "-f", "-"],
+        &bgp_object(
+            "BGPConfiguration",
+            "default",
+            "{asNumber: 64512, nodeToNodeMeshEnabled: false, nodeMeshMaxRestartTime: 120s, \
+             serviceClusterIPs: [{cidr: 10.96.0.0/12}]}",
+        ),
+    )
+    .await;
+    api.kubectl_ok(
+        &["apply", "-f", "-"],
+        &bgp_object(
+            "BGPPeer",
+            "rack-a",
+            "{peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\", \
+             password: {secretKeyRef: {name: bgp, key: rack-a}}, \
+             importFilter: [{cidr: 10.0.0.0/8, prefixLength: {max: 24}, action: Accept}]}",
+        ),
+    )
+    .await;
+    api.kubectl_ok(
+        &["apply", "-f", "-"],
+        &bgp_object(
+            "BGPPeer",
+            "to-rr",
+            "{peerSelector: \"route-reflector == 'true'\"}",
+        ),
+    )
+    .await;
+    // The schema's defaults, and the short names.
+    let mesh = api
+        .kubectl_ok(
+            &["get", "bgpp", "to-rr", "-o", "jsonpath={.spec.sourceAddress}"],
+            "",
+        )
+        .await;
+    assert_eq!(mesh, "UseNodeIP");
+    let peers = api
+        .kubectl_ok(
+            &["get", "bgppeers", "-o", "jsonpath={.items[*].metadata.name}"],
+            "",
+        )
+        .await;
+    assert_eq!(peers, "rack-a to-rr");
+    api.kubectl_ok(&["get", "bgpconfig", "default"], "").await;
+
+    let cases = [
+        (
+            "BGPPeer",
+            "both-peer-fields",
+            "{peerIP: 10.0.0.1, asNumber: 1, peerSelector: all()}",
+            &["exactly one of peerIP and peerSelector"][..],
+        ),
+        (
+            "BGPPeer",
+            "node-and-selector",
+            "{peerIP: 10.0.0.1, asNumber: 1, node: a, nodeSelector: all()}",
+            &["node and nodeSelector are mutually exclusive"][..],
+        ),
+        (
+            "BGPPeer",
+            "no-as",
+            "{peerIP: 10.0.0.1}",
+            &["asNumber is required with peerIP"][..],
+        ),
+        (
+            "BGPPeer",
+            "bad-source",
+            "{peerIP: 10.0.0.1, asNumber: 1, sourceAddress: Elsewhere}",
+            &["spec.sourceAddress", "Unsupported value"][..],
+        ),
+        (
+            "BGPPeer",
+            "bad-ttl",
+            "{peerIP: 10.0.0.1, asNumber: 1, ebgpMultihop: 300}",
+            &["spec.ebgpMultihop"][..],
+        ),
+        (
+            "BGPConfiguration",
+            "default",
+            "{listenPort: 70000}",
+            &["spec.listenPort", "65535"][..],
+        ),
+        (
+            "BGPConfiguration",
+            "default",
+            "{serviceLoadBalancerAggregation: Sometimes}",
+            &["spec.serviceLoadBalancerAggregation", "Unsupported value"][..],
+        ),
+    ];
+    for (kind, name, spec, expected) in cases {
+        let out = api
+            .kubectl(&["apply", "-f", "-"], &bgp_object(kind, name, spec))
+            .await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{kind} {name} {spec} was accepted");
+        for e in expected {
+            assert!(err.contains(e), "{kind} {name}: expected {e:?} in: {err}");
+        }
+    }
+    let explain = api.kubectl_ok(&["explain", "bgppeer.spec"], "").await;
+    for field in [
+        "peerIP",
+        "nodeSelector",
+        "peerSelector",
+        "password",
+        "maxRestartTime",
+    ] {
+        assert!(explain.contains(field), "explain lacks {field}: {explain}");
+    }
+}

@@ -382,6 +382,31 @@ async fn node_agent_serviceaccount_can_list_and_watch_but_not_write() {
     }
     assert!(status.starts_with("False"), "{status}");
     assert!(status.contains("spec.subject.selector"), "{status}");
+    // The agent that set the condition also recorded an Invalid Warning event on the policy.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "default",
+                    "--field-selector",
+                    "reason=Invalid,involvedObject.name=bad-expr",
+                    "-o",
+                    "jsonpath={.items[*].involvedObject.kind} {.items[*].message}",
+                ],
+                "",
+            )
+            .await;
+        if events.starts_with("GlobalPolicy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(events.starts_with("GlobalPolicy "), "{events}");
+    assert!(events.contains("spec.subject.selector"), "{events}");
 
     // Any other write is refused.
     let denied = api
@@ -476,4 +501,86 @@ async fn datastore_waits_for_the_globalpolicy_crd_instead_of_publishing_a_partia
     .await
     .expect("the GlobalPolicy is in the model");
     assert!(s.cluster.namespaces.contains_key(NS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bgp_objects_and_their_secret_reach_the_model_and_a_bad_peer_says_which_field() {
+    let Some(api) = cluster().await else { return };
+    let ds = start_datastore(&api, kubetest::NODE_AGENT).await;
+    let mut rx = ds.subscribe();
+    apply(
+        &api,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bgp, namespace: kube-system}\n\
+         type: Opaque\nstringData: {rack-a: s3cret}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: elsewhere, namespace: default}\n\
+         type: Opaque\nstringData: {x: other}\n---\n\
+         apiVersion: caracal.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: rack-a}\n\
+         spec: {peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\", \
+         password: {secretKeyRef: {name: bgp, key: rack-a}}}\n",
+    )
+    .await;
+    let s = within_a_second(&mut rx, "BGPPeer and its Secret", |s| {
+        s.bgp_peers.contains_key("rack-a") && s.secrets.contains_key("bgp")
+    })
+    .await;
+    assert_eq!(s.secrets["bgp"].data["rack-a"].expose(), "s3cret");
+    assert!(!s.secrets.contains_key("elsewhere"), "only the agent's namespace");
+
+    // The schema accepts it, caracal does not: ignored whole, with the field in its status.
+    apply(
+        &api,
+        "apiVersion: caracal.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: bad-ip}\n\
+         spec: {peerIP: 10.0.0.300, asNumber: 65001}\n",
+    )
+    .await;
+    let s = within_a_second(&mut rx, "invalid BGPPeer rejected", |s| {
+        s.rejected_bgp.contains_key("BGPPeer/bad-ip")
+    })
+    .await;
+    assert!(!s.bgp_peers.contains_key("bad-ip"));
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "bgppeer",
+                    "bad-ip",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Valid\")].status} \
+                     {.status.conditions[?(@.type==\"Valid\")].message}",
+                ],
+                "",
+            )
+            .await;
+        if status.starts_with("False") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status.starts_with("False") && status.contains("spec.peerIP: \"10.0.0.300\" is not an IP address"),
+        "{status}"
+    );
+
+    // The agent may read Secrets only in its own namespace, and write none.
+    for (verb, namespace, want) in [
+        ("get", "kube-system", "yes"),
+        ("watch", "kube-system", "yes"),
+        ("get", "default", "no"),
+        ("create", "kube-system", "no"),
+    ] {
+        let out = api
+            .kubectl_as(
+                kubetest::NODE_AGENT,
+                &["auth", "can-i", verb, "secrets", "-n", namespace],
+                "",
+            )
+            .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "{verb} secrets in {namespace}"
+        );
+    }
 }

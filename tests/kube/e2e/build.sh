@@ -29,7 +29,7 @@ tmp=$(mktemp -d "$cache/.e2e-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 echo "build.sh: building e2e.test ($kver) and ginkgo into $out" >&2
 start=$(date +%s)
-"$GO" test -c -trimpath -ldflags "-s -w $x" -o "$tmp/e2e.test" k8s.io/kubernetes/test/e2e
+"$GO" test -c -vet=off -trimpath -ldflags "-s -w $x" -o "$tmp/e2e.test" k8s.io/kubernetes/test/e2e
 "$GO" build -trimpath -o "$tmp/ginkgo" github.com/onsi/ginkgo/v2/ginkgo
 echo "build.sh: built in $(( $(date +%s) - start )) s" >&2
 rm -rf "$out"

@@ -158,7 +158,7 @@ impl Rib {
                 p.treatments.own_next_hop += 1;
             }
             if let Some(max) = p.policy.max_prefixes {
-                outcome.max_prefixes_exceeded = p.accepted > u64::from(max);
+                outcome.max_prefixes_exceeded = p.accepted.iter().sum::<u64>() > u64::from(max);
             }
         }
     }

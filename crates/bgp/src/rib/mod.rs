@@ -121,6 +121,29 @@ pub struct PeerCounters {
     pub treated_as_withdraw: u64,
     /// UPDATEs ignored for naming our own address as next hop (RFC 4271 §6.3).
     pub own_next_hop: u64,
+    /// `received`, `accepted` and `advertised` of IPv4 unicast (`[0]`) and IPv6 unicast (`[1]`).
+    pub families: [FamilyCounters; 2],
+}
+
+/// Prefix counts of one address family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FamilyCounters {
+    pub received: u64,
+    pub accepted: u64,
+    pub advertised: u64,
+}
+
+impl PeerCounters {
+    /// The families in the order of [`PeerCounters::families`].
+    pub const FAMILIES: [Family; 2] = [Family::IPV4_UNICAST, Family::IPV6_UNICAST];
+}
+
+/// The slot of a prefix's family in per-family counters: 0 IPv4, 1 IPv6 (unicast).
+fn slot(prefix: &IpNet) -> usize {
+    match prefix {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => 1,
+    }
 }
 
 /// How often the peer's UPDATEs got each RFC 7606 treatment, since the peer was added.
@@ -134,8 +157,8 @@ struct Treatments {
 struct RibPeer {
     policy: PeerPolicy,
     session: Option<SessionInfo>,
-    /// Accepted paths in the tables from this peer (excluding stale ones).
-    accepted: u64,
+    /// Accepted paths in the tables from this peer (excluding stale ones), per family slot.
+    accepted: [u64; 2],
     /// Prefixes received but rejected, with the reason.
     rejected: Map<IpNet, RejectReason>,
     /// Adj-RIB-Out: what the peer has been sent.

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::tables::{Batch, Paths, Pfx, Tables};
-use super::{Map, PeerCounters, PeerIdx, PeerPolicy, RejectedRoute, Rib, RibPeer, SessionInfo, Treatments};
+use super::{
+    FamilyCounters, Map, PeerCounters, PeerIdx, PeerPolicy, RejectedRoute, Rib, RibPeer, SessionInfo,
+    Treatments, slot,
+};
 use crate::wire::Family;
 
 impl Rib {
@@ -16,7 +19,7 @@ impl Rib {
         let peer = RibPeer {
             policy,
             session: None,
-            accepted: 0,
+            accepted: [0; 2],
             rejected: Map::default(),
             adj_out: Map::default(),
             dirty: HashSet::default(),
@@ -60,14 +63,29 @@ impl Rib {
 
     pub fn counters(&self, peer: PeerIdx) -> PeerCounters {
         match self.peer(peer) {
-            Some(p) => PeerCounters {
-                received: p.accepted + p.rejected.len() as u64,
-                accepted: p.accepted,
-                advertised: p.adj_out.len() as u64,
-                attribute_discards: p.treatments.attribute_discard,
-                treated_as_withdraw: p.treatments.treat_as_withdraw,
-                own_next_hop: p.treatments.own_next_hop,
-            },
+            Some(p) => {
+                let mut families = [FamilyCounters::default(); 2];
+                for (f, accepted) in families.iter_mut().zip(p.accepted) {
+                    f.accepted = accepted;
+                    f.received = accepted;
+                }
+                for prefix in p.rejected.keys() {
+                    families[slot(prefix)].received += 1;
+                }
+                for prefix in p.adj_out.keys() {
+                    families[slot(prefix)].advertised += 1;
+                }
+                let accepted: u64 = p.accepted.iter().sum();
+                PeerCounters {
+                    received: accepted + p.rejected.len() as u64,
+                    accepted,
+                    advertised: p.adj_out.len() as u64,
+                    attribute_discards: p.treatments.attribute_discard,
+                    treated_as_withdraw: p.treatments.treat_as_withdraw,
+                    own_next_hop: p.treatments.own_next_hop,
+                    families,
+                }
+            }
             None => PeerCounters::default(),
         }
     }
@@ -120,7 +138,7 @@ impl Rib {
         p.rejected.clear();
         if keep_stale && !families.is_empty() {
             p.stale = families.clone();
-            p.accepted = 0;
+            p.accepted = [0; 2];
             for f in &families {
                 if *f == Family::IPV4_UNICAST {
                     mark_stale::<Ipv4Net>(&mut self.tables, peer);
@@ -168,7 +186,7 @@ impl Rib {
         purge::<Ipv4Net>(self, &mut batch, peer, only_stale, &select);
         purge::<Ipv6Net>(self, &mut batch, peer, only_stale, &select);
         if !only_stale && let Some(p) = self.peer_mut(peer) {
-            p.accepted = 0;
+            p.accepted = [0; 2];
         }
         self.finish(batch);
     }

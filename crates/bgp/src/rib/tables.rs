@@ -70,11 +70,14 @@ impl Paths {
 
 /// The two address families' prefix types share the RIB code through this trait.
 pub(super) trait Pfx: Copy + Eq + Hash + Ord + Into<IpNet> + std::fmt::Debug {
+    /// The family's slot in per-family counters (`super::slot`).
+    const SLOT: usize;
     fn table(t: &Tables) -> &Map<Self, Paths>;
     fn table_mut(t: &mut Tables) -> &mut Map<Self, Paths>;
 }
 
 impl Pfx for Ipv4Net {
+    const SLOT: usize = 0;
     fn table(t: &Tables) -> &Map<Self, Paths> {
         &t.v4
     }
@@ -84,6 +87,7 @@ impl Pfx for Ipv4Net {
 }
 
 impl Pfx for Ipv6Net {
+    const SLOT: usize = 1;
     fn table(t: &Tables) -> &Map<Self, Paths> {
         &t.v6
     }
@@ -196,7 +200,7 @@ impl Rib {
             }
         };
         if peer != LOCAL {
-            batch.accepted_delta += i64::from(added) - i64::from(removed);
+            batch.accepted_delta[P::SLOT] += i64::from(added) - i64::from(removed);
         }
         if let (Some(before), Some(after)) = (before, after) {
             batch.note(prefix.into(), before, after, self.config.track_changes);
@@ -206,7 +210,9 @@ impl Rib {
     /// Applies a batch's bookkeeping: per-peer counters, dirty marks, change records.
     pub(super) fn finish(&mut self, batch: Batch) {
         if let Some(p) = self.peers.get_mut(batch.peer as usize).and_then(Option::as_mut) {
-            p.accepted = p.accepted.saturating_add_signed(batch.accepted_delta);
+            for (accepted, delta) in p.accepted.iter_mut().zip(batch.accepted_delta) {
+                *accepted = accepted.saturating_add_signed(delta);
+            }
         }
         if batch.changed.is_empty() {
             return;
@@ -288,7 +294,7 @@ impl Rib {
 /// Bookkeeping of one RIB operation.
 pub(super) struct Batch {
     peer: PeerIdx,
-    accepted_delta: i64,
+    accepted_delta: [i64; 2],
     /// Somebody needs to know which prefixes changed best route.
     wants_changes: bool,
     changed: Vec<IpNet>,
@@ -305,7 +311,7 @@ impl Batch {
                 .any(|(i, p)| p.as_ref().is_some_and(|p| p.session.is_some()) && i as PeerIdx != peer);
         Batch {
             peer,
-            accepted_delta: 0,
+            accepted_delta: [0; 2],
             wants_changes,
             changed: Vec::new(),
             records: Vec::new(),

@@ -1,6 +1,6 @@
 //! The BGP reconciler: the speaker originating this node's pod CIDRs and Service routes (from
-//! the services reconciler's channel), meshed with the other nodes, reloaded with only the
-//! differences.
+//! the services reconciler's channel), with the sessions the BGP objects give this node (or,
+//! without them, the ConfigMap's peers and node mesh), reloaded with only the differences.
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -65,6 +65,49 @@ pub fn speaker_config(
     c
 }
 
+/// The speaker configuration for a snapshot, and the sessions left out with why.
+///
+/// When the datastore holds BGP objects (a BGPConfiguration `default` or any BGPPeer), they win:
+/// they decide this node's AS, cluster ID, listen port and sessions ([`crate::bgpapi`]), and the
+/// ConfigMap's `bgp.peers` and `bgp_node_mesh` are ignored; the rest of the ConfigMap (router
+/// ID, listen address, control socket, `local_as` as the default AS, and
+/// `bgp_mesh_graceful_restart_time` as the default restart time) still applies, and the
+/// BGPConfiguration's communities go on the originated prefixes. Without objects,
+/// [`speaker_config`] from the ConfigMap alone. Both add the Service routes.
+pub fn desired_speaker(
+    config: &AgentConfig,
+    base: &caracal_bgp::config::SpeakerConfig,
+    snapshot: &Snapshot,
+    services: &ServiceRoutes,
+) -> (caracal_bgp::config::SpeakerConfig, Vec<String>) {
+    let Some(objects) = crate::bgpapi::Objects::of(snapshot) else {
+        let mut c = speaker_config(config, base, &snapshot.nodes);
+        with_service_routes(&mut c, services);
+        return (c, Vec::new());
+    };
+    let defaults = crate::bgpapi::select::Defaults {
+        local_as: base.local_as,
+        listen_port: if base.listen_port == 0 {
+            179
+        } else {
+            base.listen_port
+        },
+        restart_time: config.bgp_mesh_graceful_restart_time,
+    };
+    let node = objects.node_bgp(snapshot, &config.node_name, defaults);
+    // Originated prefixes as without objects; the sessions only from the objects.
+    let mut no_mesh = config.clone();
+    no_mesh.bgp_node_mesh = false;
+    let mut no_peers = base.clone();
+    no_peers.peers.clear();
+    let mut originating = speaker_config(&no_mesh, &no_peers, &snapshot.nodes);
+    with_service_routes(&mut originating, services);
+    // The BGPConfiguration's communities on every originated prefix they cover, Service routes
+    // included.
+    objects.communities.apply(&mut originating.originate);
+    (node.apply_to(&originating), node.problems)
+}
+
 /// Adds the Service routes to a speaker configuration: the prefixes to `originate`, the
 /// configured ranges to `no_install` (kube-proxy answers for them on every node; a learned
 /// route in the kernel would take the traffic away from it) and to `no_transit` (a node passes
@@ -88,23 +131,27 @@ pub fn with_service_routes(c: &mut caracal_bgp::config::SpeakerConfig, routes: &
 
 /// A mesh peer: `address` and `remote_as`, the speaker's defaults for everything else.
 fn mesh_peer(address: IpAddr, remote_as: u32) -> caracal_bgp::config::PeerConfig {
-    #[derive(serde::Serialize)]
-    struct Required {
-        address: IpAddr,
-        remote_as: u32,
+    crate::bgpapi::select::base_peer(address, remote_as)
+}
+
+fn log_problems(problems: &[String], last: &mut Vec<String>) {
+    if problems != last.as_slice() {
+        for p in problems {
+            tracing::warn!("BGP session left out: {p}");
+        }
+        *last = problems.to_vec();
     }
-    let value = serde_json::to_value(Required { address, remote_as }).expect("two plain fields encode");
-    serde::Deserialize::deserialize(value).expect("a peer needs only its address and AS")
 }
 
 /// The BGP reconciler: starts the speaker once the first snapshot is there, then reloads it with
-/// only the differences whenever this node's pod CIDRs or the node mesh change.
+/// only the differences whenever this node's pod CIDRs or sessions change.
 pub async fn reconcile_bgp(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut services: watch::Receiver<ServiceRoutes>,
     mut stop: watch::Receiver<bool>,
     health: health::LoopHealth,
+    metrics: crate::metrics::BgpMetrics,
 ) -> Result<()> {
     let Some(bgp) = config.bgp.clone() else {
         health.ready();
@@ -141,12 +188,26 @@ pub async fn reconcile_bgp(
     };
     let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
-    let mut current = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
-    with_service_routes(&mut current, &services.borrow_and_update());
-    let (handle, task) = caracal_bgp::speaker::start(current.clone(), None)
+    let mut problems = Vec::new();
+    let (mut current, found) = desired_speaker(
+        &config,
+        &base,
+        &snapshots.borrow_and_update(),
+        &services.borrow_and_update(),
+    );
+    log_problems(&found, &mut problems);
+    let (mut handle, mut task) = caracal_bgp::speaker::start(current.clone(), None)
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
+    let publish = |handle: &caracal_bgp::speaker::SpeakerHandle, c: &caracal_bgp::config::SpeakerConfig| {
+        metrics.publish(
+            handle,
+            crate::metrics::bgp::peer_types(&base, c),
+            c.originate.iter().map(|o| o.prefix).collect(),
+        );
+    };
+    publish(&handle, &current);
     health.ready();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -159,19 +220,42 @@ pub async fn reconcile_bgp(
             changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
         }
-        let mut next = speaker_config(&config, &base, &snapshots.borrow_and_update().nodes);
-        with_service_routes(&mut next, &services.borrow_and_update());
-        if next != current {
-            tracing::info!(originate = ?next.originate, peers = next.peers.len(), "BGP config changed");
+        let (next, found) = desired_speaker(
+            &config,
+            &base,
+            &snapshots.borrow_and_update(),
+            &services.borrow_and_update(),
+        );
+        log_problems(&found, &mut problems);
+        if next.listen_port != current.listen_port {
+            // The listener is bound once: a new port (BGPConfiguration listenPort) needs a new
+            // speaker.
+            tracing::info!(
+                from = current.listen_port,
+                to = next.listen_port,
+                "BGP listen port changed: restarting the speaker"
+            );
+            let _ = handle.shutdown().await;
+            let _ = task.await;
+            (handle, task) = caracal_bgp::speaker::start(next.clone(), None)
+                .await
+                .context("restarting the BGP speaker on its new listen port")?;
+            current = next;
+            publish(&handle, &current);
+            health.ready();
+        } else if next != current {
+            tracing::info!(originate = ?next.originate, peers = next.peers.len(), cluster_id = ?next.cluster_id, "BGP config changed");
             if let Err(e) = handle.reload(next.clone()).await {
                 tracing::error!("BGP reload: {e}");
                 health.not_ready(format!("BGP reload failed: {e}"));
             } else {
                 current = next;
+                publish(&handle, &current);
                 health.ready();
             }
         }
     }
+    metrics.stopped();
     let _ = handle.shutdown().await;
     let _ = task.await;
     Ok(())
@@ -180,6 +264,91 @@ pub async fn reconcile_bgp(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bgp_objects_win_over_the_configmaps_peers_and_mesh() {
+        use crate::datastore::model::{NodeAddress, Object};
+        let node = |name: &str, ip: &str, rack: &str| {
+            let mut n = Node {
+                name: name.into(),
+                pod_cidrs: vec![format!("10.244.{}.0/24", &ip[ip.len() - 1..]).parse().unwrap()],
+                addresses: vec![NodeAddress {
+                    kind: "InternalIP".into(),
+                    ip: ip.parse().unwrap(),
+                }],
+                ..Default::default()
+            };
+            n.labels.insert("rack".into(), rack.into());
+            Object::Node(n)
+        };
+        let manifest = |yaml: &str| {
+            crate::datastore::convert::object(&serde_yaml::from_str(yaml).unwrap())
+                .unwrap()
+                .unwrap()
+        };
+        let config: AgentConfig = serde_yaml::from_str("{node_name: n1, bgp_node_mesh: true}").unwrap();
+        let base = caracal_bgp::config::SpeakerConfig::parse(
+            "{local_as: 64512, router_id: 192.0.2.1, peers: [{address: 192.0.2.254, remote_as: 65000}]}",
+        )
+        .unwrap();
+        let nodes = [node("n1", "192.0.2.1", "a"), node("n2", "192.0.2.2", "b")];
+        let none = ServiceRoutes::default();
+        // Without objects: the ConfigMap's peer and the mesh.
+        let plain = Snapshot::from_objects(nodes.clone());
+        let (c, problems) = desired_speaker(&config, &base, &plain, &none);
+        let addresses = |c: &caracal_bgp::config::SpeakerConfig| -> Vec<String> {
+            c.peers.iter().map(|p| p.address.to_string()).collect()
+        };
+        assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
+        assert!(problems.is_empty());
+        // With a BGPConfiguration turning the mesh off and a per-rack peer: only that peer.
+        let mut objects = nodes.to_vec();
+        objects.push(manifest(
+            "{apiVersion: caracal.dev/v1alpha1, kind: BGPConfiguration, metadata: {name: default},              spec: {nodeToNodeMeshEnabled: false, asNumber: 64600, prefixAdvertisements: [{cidr: 10.244.0.0/16, communities: ['64600:1']}]}}",
+        ));
+        objects.push(manifest(
+            "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: tor-a},              spec: {peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}}",
+        ));
+        let (c, problems) = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()), &none);
+        assert_eq!(addresses(&c), ["10.0.1.254"]);
+        assert_eq!(c.local_as, 64600, "the cluster AS from the BGPConfiguration");
+        assert_eq!(
+            c.router_id, base.router_id,
+            "the ConfigMap's settings still apply"
+        );
+        assert_eq!(c.originate.len(), 1);
+        assert_eq!(
+            c.originate[0].prefix,
+            "10.244.1.0/24".parse::<ipnet::IpNet>().unwrap()
+        );
+        assert_eq!(
+            c.originate[0].communities,
+            [caracal_bgp::wire::community::parse("64600:1").unwrap()],
+            "the prefix advertisement's community"
+        );
+        assert_eq!(c.peers[0].graceful_restart_time, 120);
+        assert!(problems.is_empty());
+        c.validate().unwrap();
+        // A BGPPeer alone: Calico's default mesh is on, plus the peer (rack b does not match).
+        let (c, _) = desired_speaker(
+            &config,
+            &base,
+            &Snapshot::from_objects(objects[..2].iter().cloned().chain([objects[3].clone()])),
+            &none,
+        );
+        assert_eq!(addresses(&c), ["10.0.1.254", "192.0.2.2"]);
+        // A rejected object alone does not switch the ConfigMap off.
+        let bad = manifest(
+            "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: bad}, spec: {peerIP: nope, asNumber: 1}}",
+        );
+        let (c, _) = desired_speaker(
+            &config,
+            &base,
+            &Snapshot::from_objects(nodes.iter().cloned().chain([bad])),
+            &none,
+        );
+        assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
+    }
 
     #[test]
     fn node_mesh_peers_every_other_node_with_its_asn_and_graceful_restart() {

@@ -8,6 +8,8 @@
 //! readiness_file: /var/run/caracal/ready
 //! pod_cidrs: [10.244.1.0/24]       # default: the Node object's spec.podCIDRs
 //! policy: true                     # program NetworkPolicy and GlobalPolicy
+//! health_listen: 127.0.0.1:9099     # /livez and /readyz
+//! metrics_listen: 0.0.0.0:9091      # /metrics (OpenMetrics text)
 //! lb_ipam: true                    # take part in the LoadBalancer IP allocator's election
 //! bgp:                             # a speaker config (see crates/bgp/README.md), without
 //!   router_id: 10.0.1.2            # `originate`: the agent originates this node's pod CIDRs
@@ -67,7 +69,9 @@ pub struct AgentConfig {
     pub cni_conflist_template: Option<PathBuf>,
     pub cni_conflist: Option<PathBuf>,
     /// Peer with every other node (InternalIP; remote AS from the node's
-    /// `caracal.dev/bgp-asn` annotation, else iBGP), as well as with `bgp.peers`.
+    /// `caracal.dev/bgp-asn` annotation, else iBGP), as well as with `bgp.peers`. Both are
+    /// ignored while a BGPConfiguration `default` or a BGPPeer exists: the objects decide
+    /// (see `crate::bgpapi`).
     #[serde(default)]
     pub bgp_node_mesh: bool,
     /// Graceful-restart time (seconds) of the node-mesh sessions when `bgp.peers` gives no
@@ -79,6 +83,10 @@ pub struct AgentConfig {
     /// absent: nowhere.
     #[serde(default)]
     pub health_listen: Option<std::net::SocketAddr>,
+    /// Where Prometheus scrapes `/metrics` (the DaemonSet: 0.0.0.0:9091, every address of the
+    /// node, as Felix's 9091); absent: nowhere.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The BGP speaker's configuration, as `caracal bgp run` takes it; absent: no BGP.
     pub bgp: Option<BgpConfig>,
     /// Service IP advertisement: the ranges whose Service addresses this node announces over
@@ -217,6 +225,20 @@ mod tests {
         assert!(c.bgp_node_mesh);
         assert_eq!(c.bgp_mesh_graceful_restart_time, 120);
         assert_eq!(c.policy_resync_secs, 90);
+        // The DaemonSet names the port the agent serves its metrics on.
+        let metrics = c.metrics_listen.expect("metrics_listen");
+        assert!(metrics.ip().is_unspecified(), "scraped on the node's addresses");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/daemonset.yaml");
+        let ds: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let agent = &ds["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(agent["name"], "agent");
+        let ports = agent["ports"].as_sequence().expect("ports");
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["name"] == "metrics" && p["containerPort"].as_u64() == Some(metrics.port().into())),
+            "{ports:?}"
+        );
         assert!(c.lb_ipam, "the DaemonSet allocates LoadBalancer addresses");
         let bgp = c.bgp.expect("a bgp section");
         // The agent fills in the router ID from the node's InternalIP.

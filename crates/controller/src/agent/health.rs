@@ -3,8 +3,9 @@
 //! Each reconciler registers under its name, beats as its loop turns, and says whether it is
 //! ready and, if not, why. `/livez` answers 200 while every loop has beaten within the liveness
 //! window; `/readyz` answers 200 once every loop is ready (policy: the first complete snapshot
-//! applied; BGP: the speaker configured; CNI: the config list written). Both list every loop
-//! with its state, so a failing probe says which loop and why.
+//! applied; BGP: the speaker configured; CNI: the config list written). Both bodies start with
+//! a line naming the loops at fault, then list every loop with its state, for how long, and
+//! why, so a failing probe says which loop and why.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::metrics::server::Reply;
 
 /// A loop that has not beaten for this long is stuck.
 pub const LIVENESS_WINDOW: Duration = Duration::from_secs(60);
@@ -23,6 +24,8 @@ pub const LIVENESS_WINDOW: Duration = Duration::from_secs(60);
 struct LoopState {
     last_beat: Instant,
     ready: Result<(), String>,
+    /// When `ready` last changed between ready and not ready.
+    since: Instant,
 }
 
 /// The agent's loops, shared by the reconcilers and the HTTP server.
@@ -46,6 +49,7 @@ impl Health {
             LoopState {
                 last_beat: Instant::now(),
                 ready: Err(why_not_ready.to_string()),
+                since: Instant::now(),
             },
         );
         LoopHealth {
@@ -63,39 +67,57 @@ impl Health {
     /// (all live, report) at `now`.
     pub fn liveness(&self, now: Instant) -> (bool, String) {
         let loops = self.loops.lock().expect("not poisoned");
-        let mut ok = true;
+        let mut stuck = Vec::new();
         let mut out = String::new();
         for (name, s) in loops.iter() {
             let age = now.saturating_duration_since(s.last_beat);
-            let live = age <= LIVENESS_WINDOW;
-            ok &= live;
-            let _ = writeln!(
-                out,
-                "{name}: {} (last turned {:.1} s ago)",
-                if live { "live" } else { "stuck" },
-                age.as_secs_f64()
-            );
+            if age <= LIVENESS_WINDOW {
+                let _ = writeln!(out, "{name}: live (last turned {:.1} s ago)", age.as_secs_f64());
+            } else {
+                stuck.push(*name);
+                let _ = writeln!(
+                    out,
+                    "{name}: stuck (last turned {:.1} s ago, more than the {} s allowed)",
+                    age.as_secs_f64(),
+                    LIVENESS_WINDOW.as_secs()
+                );
+            }
         }
-        (ok, out)
+        (stuck.is_empty(), summary(&stuck, "live", "stuck") + &out)
+    }
+
+    /// (all ready, report) at `now`.
+    pub fn readiness_at(&self, now: Instant) -> (bool, String) {
+        let loops = self.loops.lock().expect("not poisoned");
+        let mut failing = Vec::new();
+        let mut out = String::new();
+        for (name, s) in loops.iter() {
+            let secs = now.saturating_duration_since(s.since).as_secs();
+            match &s.ready {
+                Ok(()) => {
+                    let _ = writeln!(out, "{name}: ready (for {secs} s)");
+                }
+                Err(why) => {
+                    failing.push(*name);
+                    let _ = writeln!(out, "{name}: not ready (for {secs} s): {why}");
+                }
+            }
+        }
+        (failing.is_empty(), summary(&failing, "ready", "not ready") + &out)
     }
 
     /// (all ready, report).
     pub fn readiness(&self) -> (bool, String) {
-        let loops = self.loops.lock().expect("not poisoned");
-        let mut ok = true;
-        let mut out = String::new();
-        for (name, s) in loops.iter() {
-            match &s.ready {
-                Ok(()) => {
-                    let _ = writeln!(out, "{name}: ready");
-                }
-                Err(why) => {
-                    ok = false;
-                    let _ = writeln!(out, "{name}: not ready: {why}");
-                }
-            }
-        }
-        (ok, out)
+        self.readiness_at(Instant::now())
+    }
+}
+
+/// The first line of a report: `ready`, or `not ready: bgp, policy`.
+fn summary(failing: &[&str], good: &str, bad: &str) -> String {
+    if failing.is_empty() {
+        format!("{good}\n")
+    } else {
+        format!("{bad}: {}\n", failing.join(", "))
     }
 }
 
@@ -109,6 +131,9 @@ impl LoopHealth {
     pub fn ready(&self) {
         self.health.update(self.name, |s| {
             s.last_beat = Instant::now();
+            if s.ready.is_err() {
+                s.since = s.last_beat;
+            }
             s.ready = Ok(());
         });
     }
@@ -118,14 +143,16 @@ impl LoopHealth {
         let why = why.into();
         self.health.update(self.name, |s| {
             s.last_beat = Instant::now();
+            if s.ready.is_ok() {
+                s.since = s.last_beat;
+            }
             s.ready = Err(why);
         });
     }
 }
 
-/// The response to one request line: (status, body).
-pub fn respond(health: &Health, request_line: &str) -> (u16, String) {
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+/// The response to one request path: (status, body).
+pub fn respond(health: &Health, path: &str) -> (u16, String) {
     let (ok, body) = match path {
         "/livez" => health.liveness(Instant::now()),
         "/readyz" => health.readiness(),
@@ -140,29 +167,12 @@ pub async fn serve(health: Health, addr: SocketAddr) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("health endpoint on {addr}: {e}"))?;
     tracing::info!(%addr, "serving /livez and /readyz");
-    loop {
-        let (mut sock, _) = listener.accept().await?;
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let text = String::from_utf8_lossy(&buf[..n]);
-            let (code, body) = respond(&health, text.lines().next().unwrap_or(""));
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                _ => "Service Unavailable",
-            };
-            let reply = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(reply.as_bytes()).await;
-        });
-    }
+    crate::metrics::server::serve(listener, move |p| {
+        let (status, body) = respond(&health, p);
+        Reply::text(status, body)
+    })
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,40 +180,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readiness_names_the_loop_that_is_not_ready_and_why() {
+    fn readiness_names_the_loop_that_is_not_ready_why_and_for_how_long() {
         let h = Health::default();
         let policy = h.register("policy", "waiting for the first snapshot");
         let bgp = h.register("bgp", "speaker not started");
-        let (ok, body) = h.readiness();
+        let (ok, body) = h.readiness_at(Instant::now() + Duration::from_secs(7));
         assert!(!ok);
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines[0], "not ready: bgp, policy", "{body}");
         assert!(
-            body.contains("policy: not ready: waiting for the first snapshot"),
+            lines.contains(&"policy: not ready (for 7 s): waiting for the first snapshot"),
             "{body}"
         );
         policy.ready();
         bgp.not_ready("bgp: invalid speaker config");
         let (ok, body) = h.readiness();
         assert!(!ok);
-        assert!(body.contains("policy: ready"));
-        assert!(body.contains("bgp: not ready: bgp: invalid speaker config"));
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines[0], "not ready: bgp", "{body}");
+        assert!(lines.contains(&"policy: ready (for 0 s)"), "{body}");
+        assert!(
+            lines.contains(&"bgp: not ready (for 0 s): bgp: invalid speaker config"),
+            "{body}"
+        );
         bgp.ready();
-        assert!(h.readiness().0);
-        assert_eq!(respond(&h, "GET /readyz HTTP/1.1").0, 200);
+        let (ok, body) = h.readiness();
+        assert!(ok);
+        assert_eq!(body.lines().next(), Some("ready"));
+        assert_eq!(respond(&h, "/readyz").0, 200);
     }
 
     #[test]
-    fn a_loop_that_stops_turning_fails_liveness() {
+    fn a_loop_that_stops_turning_fails_liveness_and_is_named() {
         let h = Health::default();
         let l = h.register("policy", "starting");
+        h.register("bgp", "starting");
         let now = Instant::now();
         assert!(h.liveness(now).0);
         let later = now + LIVENESS_WINDOW + Duration::from_secs(1);
         let (ok, body) = h.liveness(later);
         assert!(!ok);
-        assert!(body.contains("policy: stuck"), "{body}");
+        assert_eq!(body.lines().next(), Some("stuck: bgp, policy"), "{body}");
+        assert!(body.contains("policy: stuck (last turned 61."), "{body}");
+        assert!(body.contains("more than the 60 s allowed"), "{body}");
         l.beat();
-        assert!(h.liveness(Instant::now()).0);
-        assert_eq!(respond(&h, "GET /nope HTTP/1.1").0, 404);
+        let (ok, body) = h.liveness(Instant::now());
+        assert!(ok);
+        assert_eq!(body.lines().next(), Some("live"), "{body}");
+        assert_eq!(respond(&h, "/nope").0, 404);
     }
 
     #[tokio::test]
@@ -216,24 +240,22 @@ mod tests {
         let server = tokio::spawn(serve(h.clone(), addr));
         let get = |path: &'static str| async move {
             for _ in 0..50 {
-                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                    let mut out = String::new();
-                    s.read_to_string(&mut out).await.unwrap();
-                    return out;
+                if let Ok(r) = crate::metrics::server::get(addr, path).await {
+                    return r;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             panic!("health server never listened");
         };
-        let r = get("/readyz").await;
-        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-        assert!(r.contains("cni-config: not ready: no pod CIDR yet"));
+        let (status, body) = get("/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("cni-config: not ready (for 0 s): no pod CIDR yet"),
+            "{body}"
+        );
         l.ready();
-        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(get("/livez").await.starts_with("HTTP/1.1 200"));
+        assert_eq!(get("/readyz").await.0, 200);
+        assert_eq!(get("/livez").await.0, 200);
         server.abort();
     }
 }

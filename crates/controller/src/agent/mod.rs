@@ -4,7 +4,8 @@
 //!  datastore (kube-rs reflectors | manifest dir) ─┐
 //!                                                  ├─► compile ─► iptables/ipset applier
 //!  CNI endpoint records (/var/run/caracal/...) ───┘
-//!  Node objects ─► BGP speaker (originate this node's pod CIDRs, mesh with the other nodes)
+//!  Nodes, BGPConfiguration, BGPPeers, Secrets ─► BGP speaker (originate this node's pod
+//!  CIDRs; sessions from the BGP objects, or the ConfigMap's peers and node mesh)
 //!  Services, EndpointSlices ─► service routes ─► BGP speaker (originate, keep out of the kernel)
 //!  pod pools, Node pod CIDRs, Service ranges ─► outgoing NAT (nat table, ipsets)
 //! ```
@@ -37,11 +38,12 @@ pub use services::{reconcile_services, service_routes};
 
 use crate::datastore::Snapshot;
 
-/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM; with a `client` and
-/// `lb_ipam`, also the LoadBalancer IP allocator's election and controller.
+/// Runs every reconciler against `snapshots` until SIGINT or SIGTERM, counting into `metrics`;
+/// with a `client` and `lb_ipam`, also the LoadBalancer IP allocator's election and controller.
 pub async fn run(
     config: AgentConfig,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: crate::metrics::Metrics,
     client: Option<kube::Client>,
 ) -> Result<()> {
     let config = Arc::new(config);
@@ -54,7 +56,12 @@ pub async fn run(
     }
     if config.policy {
         let h = health.register("policy", "the first snapshot is not applied yet");
-        tasks.spawn(reconcile_policy(config.clone(), snapshots.clone(), h));
+        tasks.spawn(reconcile_policy(
+            config.clone(),
+            snapshots.clone(),
+            h,
+            metrics.policy.clone(),
+        ));
     }
     let h = health.register("cni-config", "not written yet");
     tasks.spawn(reconcile_cni_config(config.clone(), snapshots.clone(), h));
@@ -76,8 +83,9 @@ pub async fn run(
         config.clone(),
         snapshots.clone(),
         routes_rx,
-        stop_rx,
+        stop_rx.clone(),
         h,
+        metrics.bgp.clone(),
     ));
     // Outside the JoinSet: it retries on its own, and on stop it releases its Lease.
     let lb_ipam = match client.filter(|_| config.lb_ipam) {
@@ -99,6 +107,24 @@ pub async fn run(
         }
         None => None,
     };
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics endpoint on {addr}"))?;
+            Some(tokio::spawn(crate::metrics::server::serve_metrics(
+                metrics.clone(),
+                listener,
+            )))
+        }
+        None => None,
+    };
+    let observer = tokio::spawn(crate::metrics::observe::run(
+        metrics.clone(),
+        config.endpoints_dir.clone(),
+        crate::metrics::observe::PERIOD,
+        stop_rx,
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = loop {
         tokio::select! {
@@ -136,6 +162,10 @@ pub async fn run(
     if let Some(h) = health_server {
         h.abort();
     }
+    if let Some(h) = metrics_server {
+        h.abort();
+    }
+    observer.abort();
     result
 }
 

@@ -106,6 +106,7 @@ pub struct PolicyReconciler<D: Dataplane = Applier> {
     compiler: Option<caracal_policy::compile::Compiler>,
     endpoints: Vec<LocalEndpoint>,
     errors: std::collections::BTreeSet<String>,
+    metrics: Option<crate::metrics::PolicyMetrics>,
 }
 
 impl<D: Dataplane> PolicyReconciler<D> {
@@ -115,7 +116,14 @@ impl<D: Dataplane> PolicyReconciler<D> {
             compiler: None,
             endpoints: Vec::new(),
             errors: Default::default(),
+            metrics: None,
         }
+    }
+
+    /// Records every step's durations, kernel calls and results in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::PolicyMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn applier(&self) -> &D {
@@ -166,11 +174,28 @@ impl<D: Dataplane> PolicyReconciler<D> {
         if resync {
             self.applier.resync();
         }
+        let apply_start = Instant::now();
         let result = match &incremental {
             None => self.applier.apply(compiler.program()),
             Some(delta) if delta.is_empty() => Ok(Default::default()),
             Some(delta) => self.applier.apply_delta(compiler.program(), delta),
         };
+        if let Some(m) = &self.metrics {
+            use crate::metrics::policy::{Mode, StepRecord};
+            m.record(&StepRecord {
+                mode: match &incremental {
+                    None => Mode::Full,
+                    Some(delta) if delta.is_empty() => Mode::Unchanged,
+                    Some(_) => Mode::Delta,
+                },
+                compile,
+                apply: apply_start.elapsed(),
+                result: result.as_ref(),
+                program: compiler.program(),
+                endpoints: eps.len(),
+                cluster,
+            });
+        }
         match result {
             Ok(stats) => Ok(PolicyStep {
                 full,
@@ -195,11 +220,12 @@ pub async fn reconcile_policy(
     config: Arc<AgentConfig>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     health: health::LoopHealth,
+    metrics: crate::metrics::PolicyMetrics,
 ) -> Result<()> {
     let applier = tokio::task::spawn_blocking(|| Applier::new(None, None))
         .await?
         .context("detecting iptables")?;
-    let mut reconciler = Some(PolicyReconciler::new(applier));
+    let mut reconciler = Some(PolicyReconciler::new(applier).with_metrics(metrics));
     let endpoints_dir = config.endpoints_dir.clone();
     let mut last_fp = None;
     let mut dirty = true;

@@ -10,8 +10,26 @@ use tokio::sync::watch;
 use super::{AgentConfig, health};
 use crate::{
     datastore::Snapshot,
-    services::{self, ServiceRoutes},
+    services::{self, ServiceAdvertisement, ServiceRoutes},
 };
+
+/// The configured ranges: the BGPConfiguration `default`'s when it sets any (as the BGP objects
+/// win over the agent config for peers), else the agent config's `services:` section. A
+/// BGPConfiguration whose ranges do not parse advertises none of its ranges (and says why).
+pub fn service_ranges(config: &AgentConfig, snapshot: &Snapshot) -> ServiceAdvertisement {
+    let from_object = snapshot
+        .bgp_configurations
+        .get(crate::bgpapi::types::DEFAULT_CONFIGURATION)
+        .and_then(ServiceAdvertisement::from_bgp_configuration);
+    match from_object {
+        None => config.services.clone(),
+        Some(Ok(ranges)) => ranges,
+        Some(Err(e)) => {
+            tracing::warn!("BGPConfiguration default: service ranges ignored: {e}");
+            ServiceAdvertisement::default()
+        }
+    }
+}
 
 /// The Service routes of this node for `snapshot`.
 pub fn service_routes(config: &AgentConfig, snapshot: &Snapshot) -> ServiceRoutes {
@@ -21,7 +39,7 @@ pub fn service_routes(config: &AgentConfig, snapshot: &Snapshot) -> ServiceRoute
         .get(&config.node_name)
         .map_or(&no_labels, |n| &n.labels);
     services::routes(
-        &config.services,
+        &service_ranges(config, snapshot),
         &snapshot.services,
         &snapshot.endpoint_slices,
         &config.node_name,
@@ -101,6 +119,53 @@ mod tests {
                 }],
             }),
         ])
+    }
+
+    #[test]
+    fn a_bgp_configuration_with_service_ranges_wins_over_the_agent_config() {
+        let config = config();
+        let mut snap = snapshot("n1", true);
+        assert_eq!(
+            service_ranges(&config, &snap),
+            config.services,
+            "no object: the agent config"
+        );
+        let spec: crate::bgpapi::types::BgpConfigurationSpec =
+            serde_json::from_value(serde_json::json!({"asNumber": 64512})).unwrap();
+        snap.bgp_configurations.insert("default".into(), spec);
+        assert_eq!(
+            service_ranges(&config, &snap),
+            config.services,
+            "an object without ranges leaves them to the agent config"
+        );
+        let spec: crate::bgpapi::types::BgpConfigurationSpec = serde_json::from_value(serde_json::json!({
+            "serviceClusterIPs": [{"cidr": "10.97.0.0/16"}],
+            "serviceLoadBalancerAggregation": "Disabled"
+        }))
+        .unwrap();
+        snap.bgp_configurations.insert("default".into(), spec);
+        let ranges = service_ranges(&config, &snap);
+        assert_eq!(
+            ranges.cluster_ips,
+            ["10.97.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+        );
+        assert!(ranges.external_ips.is_empty(), "the object's lists, not a merge");
+        assert_eq!(ranges.load_balancer_aggregation, services::Aggregation::Disabled);
+        let routes = service_routes(&config, &snap);
+        assert!(
+            routes.advertise.contains(&"10.97.0.0/16".parse().unwrap())
+                && !routes.advertise.contains(&"10.96.0.0/16".parse().unwrap()),
+            "{routes:?}"
+        );
+        let spec: crate::bgpapi::types::BgpConfigurationSpec = serde_json::from_value(serde_json::json!({
+            "serviceClusterIPs": [{"cidr": "10.97.0.1/16"}]
+        }))
+        .unwrap();
+        snap.bgp_configurations.insert("default".into(), spec);
+        assert!(
+            service_ranges(&config, &snap).is_empty(),
+            "host bits set: none of its ranges"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,8 @@ pub struct AgentArgs {
     /// Milliseconds to gather API events into one model update.
     #[arg(long, default_value_t = 50)]
     pub debounce_ms: u64,
-    /// Do not write the Valid condition to GlobalPolicy status.
+    /// Write no status: neither the Valid condition of GlobalPolicies nor this node's
+    /// CaracalNodeStatus and BGP session events.
     #[arg(long)]
     pub no_status: bool,
     /// The agent's configuration file (folders, pod CIDRs, BGP); see `crate::agent::config`.
@@ -85,18 +86,28 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     config.node_name = node.clone();
     let manifests = args.manifests.clone().or_else(|| config.manifests.clone());
-    let mut kube = None;
+    let metrics = crate::metrics::Metrics::new();
+    let mut status_client = None;
+    let mut lb_client = None;
     let ds: Datastore = match &manifests {
         Some(dir) => datastore::watch_dir(dir, Duration::from_millis(500))
             .await
             .with_context(|| format!("read manifests from {}", dir.display()))?,
         None => {
             let client = kube_client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-            kube = Some(client.clone());
+            lb_client = Some(client.clone());
             tracing::info!(%node, "watching the Kubernetes API");
+            status_client = (!args.no_status).then(|| client.clone());
             let options = KubeOptions {
                 debounce: Duration::from_millis(args.debounce_ms),
                 report_status: !args.no_status,
+                // The DaemonSet sets it from metadata.namespace: BGP passwords' Secrets live there.
+                namespace: std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| datastore::kube::DEFAULT_NAMESPACE.to_string()),
+                metrics: metrics.datastore.clone(),
+                ..Default::default()
             };
             tokio::select! {
                 ds = datastore::watch_kube(client, options) => ds,
@@ -115,7 +126,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 log_model(&log_node, &rx.borrow_and_update().clone());
             }
         });
-        crate::agent::run(config, rx, kube).await?;
+        // The node status reports what the reconcilers do: only with a dataplane.
+        let writer = status_client
+            .map(|c| tokio::spawn(crate::nodestatus::writer::run(c, node.clone(), metrics.clone())));
+        let result = crate::agent::run(config, rx, metrics, lb_client).await;
+        if let Some(w) = writer {
+            w.abort();
+        }
+        result?;
         drop(ds);
         return Ok(ExitCode::SUCCESS);
     }
@@ -154,5 +172,8 @@ fn log_model(node: &str, snapshot: &Arc<Snapshot>) {
     }
     for (name, reason) in &snapshot.rejected {
         tracing::warn!(globalpolicy = %name, "ignored: {reason}");
+    }
+    for (object, reason) in &snapshot.rejected_bgp {
+        tracing::warn!(%object, "ignored: {reason}");
     }
 }

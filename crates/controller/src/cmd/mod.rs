@@ -5,3 +5,4 @@ pub mod bgp;
 pub mod conformance;
 pub mod lab;
 pub mod policy;
+pub mod status;

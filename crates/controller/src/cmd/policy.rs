@@ -77,6 +77,8 @@ fn api_state(kubeconfig: &std::path::Path) -> anyhow::Result<ClusterState> {
         let options = crate::datastore::KubeOptions {
             debounce: std::time::Duration::from_millis(10),
             report_status: false,
+            bgp: false,
+            ..Default::default()
         };
         let ds = tokio::time::timeout(
             std::time::Duration::from_secs(30),

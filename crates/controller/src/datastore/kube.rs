@@ -17,7 +17,7 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::api::{
-    core::v1::{Namespace, Node, Pod, Service},
+    core::v1::{Namespace, Node, Pod, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::NetworkPolicy,
 };
@@ -44,9 +44,17 @@ pub const VALID_CONDITION: &str = "Valid";
 pub struct KubeOptions {
     /// How long to gather events into one snapshot after the first one arrives.
     pub debounce: Duration,
-    /// Write an `Valid` condition to each GlobalPolicy's status (needs `patch` on
-    /// `globalpolicies/status`).
+    /// Write an `Valid` condition to each GlobalPolicy's, BGPConfiguration's and BGPPeer's
+    /// status (needs `patch` on their `status`).
     pub report_status: bool,
+    /// The agent's own namespace, whose Opaque Secrets hold BGP passwords (the DaemonSet sets
+    /// `POD_NAMESPACE`; default `kube-system`).
+    pub namespace: String,
+    /// Watch BGPConfigurations, BGPPeers and Secrets (the agent does; `caracal policy explain`
+    /// needs none of them, nor the BGP CRDs installed).
+    pub bgp: bool,
+    /// Counts lists and watch restarts (the agent's `/metrics`).
+    pub metrics: crate::metrics::DatastoreMetrics,
 }
 
 impl Default for KubeOptions {
@@ -54,15 +62,81 @@ impl Default for KubeOptions {
         KubeOptions {
             debounce: Duration::from_millis(50),
             report_status: true,
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            bgp: true,
+            metrics: Default::default(),
         }
     }
 }
 
+/// Where the agent runs when nothing says otherwise (`deploy/`).
+pub const DEFAULT_NAMESPACE: &str = "kube-system";
+
 fn globalpolicy_resource() -> ApiResource {
+    caracal_resource("GlobalPolicy", "globalpolicies")
+}
+
+fn caracal_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GLOBALPOLICY_GROUP, GLOBALPOLICY_VERSION, "GlobalPolicy"),
-        "globalpolicies",
+        &GroupVersionKind::gvk(GLOBALPOLICY_GROUP, GLOBALPOLICY_VERSION, kind),
+        plural,
     )
+}
+
+/// A watcher of a caracal CRD read untyped, so one object the agent cannot parse (an older or
+/// newer schema) is rejected alone instead of failing the whole list; each verdict goes to the
+/// object's `Valid` condition.
+fn untyped_watcher(
+    client: &Client,
+    options: &KubeOptions,
+    kind: Kind,
+    (crd_kind, plural): (&'static str, &'static str),
+    convert: fn(&Value) -> (Object, Option<String>),
+    tx: mpsc::UnboundedSender<Change>,
+) -> tokio::task::JoinHandle<()> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &caracal_resource(crd_kind, plural));
+    let status_api = options.report_status.then(|| api.clone());
+    tokio::spawn(run_watcher(
+        api,
+        kind,
+        move |o: &DynamicObject| {
+            let value = serde_json::to_value(o).unwrap_or(Value::Null);
+            let (object, note) = convert(&value);
+            let problem = match &object {
+                Object::BgpConfiguration(_, Err(r)) | Object::BgpPeer(_, Err(r)) => Some(r.as_str()),
+                _ => None,
+            };
+            if let Some(api) = &status_api {
+                report_status(api, crd_kind, o, problem, note.as_deref());
+            }
+            if let Some(reason) = problem {
+                tracing::warn!(kind = crd_kind, name = %object.key(), "ignored: {reason}");
+            } else if let Some(note) = &note {
+                tracing::warn!(kind = crd_kind, name = %object.key(), "accepted; not applied: {note}");
+            }
+            object
+        },
+        tx,
+        options.metrics.clone(),
+    ))
+}
+
+/// A BGPConfiguration as the model holds it, and what of it is not applied.
+fn bgp_configuration(value: &Value) -> (Object, Option<String>) {
+    let (name, parsed) = crate::bgpapi::configuration_from_json(value);
+    let note = parsed
+        .as_ref()
+        .ok()
+        .filter(|(_, notes)| !notes.is_empty())
+        .map(|(_, notes)| notes.join("; "));
+    (
+        Object::BgpConfiguration(name, parsed.map(|(spec, _)| Box::new(spec))),
+        note,
+    )
+}
+
+fn bgp_peer(value: &Value) -> (Object, Option<String>) {
+    (convert::bgp_peer(value), None)
 }
 
 /// Starts the watchers and returns once every kind has been listed, with the first complete
@@ -76,18 +150,21 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Kind::Node,
             |n| Object::Node(convert::node(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Namespace>::all(client.clone()),
             Kind::Namespace,
             |n| Object::Namespace(convert::namespace(n)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Pod>::all(client.clone()),
             Kind::Pod,
             |p| Object::Pod(convert::pod(p)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<NetworkPolicy>::all(client.clone()),
@@ -97,22 +174,56 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
                 Object::NetworkPolicy(key, Box::new(np))
             },
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<Service>::all(client.clone()),
             Kind::Service,
             |s| Object::Service(convert::service(s)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
         tokio::spawn(run_watcher(
             Api::<EndpointSlice>::all(client.clone()),
             Kind::EndpointSlice,
             |s| Object::EndpointSlice(convert::endpoint_slice(s)),
             changes_tx.clone(),
+            options.metrics.clone(),
         )),
     ];
     // GlobalPolicies are read untyped, so one object the agent cannot parse (an older or newer
     // schema) is rejected alone instead of failing the whole list.
+    if options.bgp {
+        tasks.push(untyped_watcher(
+            &client,
+            &options,
+            Kind::BgpConfiguration,
+            ("BGPConfiguration", "bgpconfigurations"),
+            bgp_configuration,
+            changes_tx.clone(),
+        ));
+        tasks.push(untyped_watcher(
+            &client,
+            &options,
+            Kind::BgpPeer,
+            ("BGPPeer", "bgppeers"),
+            bgp_peer,
+            changes_tx.clone(),
+        ));
+        // Only Opaque Secrets, and only in the agent's namespace (a Role, not a ClusterRole, grants
+        // them): BGP passwords.
+        tasks.push(tokio::spawn(run_secret_watcher(
+            Api::<Secret>::namespaced(client.clone(), &options.namespace),
+            changes_tx.clone(),
+            options.metrics.clone(),
+        )));
+    } else {
+        // Not watched: listed once, empty, so the store is complete without them.
+        for kind in [Kind::BgpConfiguration, Kind::BgpPeer, Kind::Secret] {
+            let _ = changes_tx.send(Change::ListStart(kind));
+            let _ = changes_tx.send(Change::ListDone(kind));
+        }
+    }
     let gp_api = Api::<DynamicObject>::all_with(client, &globalpolicy_resource());
     let status_api = options.report_status.then(|| gp_api.clone());
     tasks.push(tokio::spawn(run_watcher(
@@ -122,7 +233,13 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             let value = serde_json::to_value(o).unwrap_or(Value::Null);
             let (name, parsed) = convert::global_policy(&value);
             if let Some(api) = &status_api {
-                report_status(api, o, parsed.as_ref().err().map(String::as_str));
+                report_status(
+                    api,
+                    "GlobalPolicy",
+                    o,
+                    parsed.as_ref().err().map(String::as_str),
+                    None,
+                );
             }
             if let Err(reason) = &parsed {
                 tracing::warn!(globalpolicy = %name, "GlobalPolicy ignored: {reason}");
@@ -130,6 +247,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
             Object::GlobalPolicy(name, parsed.map(Box::new))
         },
         changes_tx,
+        options.metrics.clone(),
     )));
 
     let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
@@ -141,6 +259,7 @@ pub async fn watch_kube(client: Client, options: KubeOptions) -> Datastore {
         options.debounce,
         synced_tx,
         lists.clone(),
+        options.metrics.clone(),
     ));
     tasks.push(merger);
     let guard = TaskGuard(tasks);
@@ -166,22 +285,66 @@ async fn run_watcher<K>(
     kind: Kind,
     convert: impl Fn(&K) -> Object + Send + 'static,
     tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     // Lists are served from the API server's watch cache (resourceVersion=0), as client-go
     // informers do: every node re-listing after an outage must not all go to etcd.
     let config = watcher::Config::default().any_semantic();
+    run_watcher_with(api, config, kind, move |o| Some(convert(o)), tx, metrics).await
+}
+
+/// Opaque Secrets only (a field selector, so the API server never sends the others), kept as
+/// their UTF-8 values.
+async fn run_secret_watcher(
+    api: Api<Secret>,
+    tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
+) {
+    let config = watcher::Config::default().any_semantic().fields("type=Opaque");
+    run_watcher_with(
+        api,
+        config,
+        Kind::Secret,
+        |s| convert::secret(s).map(Object::Secret),
+        tx,
+        metrics,
+    )
+    .await
+}
+
+/// A watcher whose `convert` may leave objects out (`None`): they are neither listed nor
+/// applied, and their deletion is a no-op.
+async fn run_watcher_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    kind: Kind,
+    convert: impl Fn(&K) -> Option<Object> + Send + 'static,
+    tx: mpsc::UnboundedSender<Change>,
+    metrics: crate::metrics::DatastoreMetrics,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let change = match event {
-            Ok(watcher::Event::Apply(o)) => Change::Apply(convert(&o)),
-            Ok(watcher::Event::Delete(o)) => Change::Delete(kind, convert(&o).key()),
+            Ok(watcher::Event::Apply(o)) => match convert(&o) {
+                Some(object) => Change::Apply(object),
+                None => continue,
+            },
+            Ok(watcher::Event::Delete(o)) => match convert(&o) {
+                Some(object) => Change::Delete(kind, object.key()),
+                None => continue,
+            },
             Ok(watcher::Event::Init) => {
                 tracing::debug!(?kind, "listing");
                 Change::ListStart(kind)
             }
-            Ok(watcher::Event::InitApply(o)) => Change::ListItem(convert(&o)),
+            Ok(watcher::Event::InitApply(o)) => match convert(&o) {
+                Some(object) => Change::ListItem(object),
+                None => continue,
+            },
             Ok(watcher::Event::InitDone) => {
                 tracing::debug!(?kind, "listed");
                 Change::ListDone(kind)
@@ -189,6 +352,7 @@ async fn run_watcher<K>(
             Err(e) => {
                 // The model keeps its last state; the backoff paces the retries.
                 tracing::warn!(?kind, "watch failed, retrying: {e}");
+                metrics.watch_restarted(kind);
                 continue;
             }
         };
@@ -206,10 +370,12 @@ async fn merge(
     debounce: Duration,
     synced: tokio::sync::oneshot::Sender<()>,
     lists: Arc<AtomicU64>,
+    metrics: crate::metrics::DatastoreMetrics,
 ) {
     let apply = |store: &mut Store, change: Change| {
-        if matches!(change, Change::ListDone(_)) {
+        if let Change::ListDone(kind) = change {
             lists.fetch_add(1, Ordering::Relaxed);
+            metrics.listed(kind);
         }
         store.apply(change)
     };
@@ -250,16 +416,24 @@ async fn merge(
     }
 }
 
-/// Sets the `Valid` condition unless the object already carries the same verdict for its
-/// current generation, so every agent writing it converges to no writes at all.
-fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Option<&str>) {
+/// Sets the `Valid` condition (`problem`: why it is ignored; `note`: what of an accepted object
+/// is not applied) unless the object already carries the same verdict for its current
+/// generation, so every agent writing it converges to no writes at all.
+fn report_status(
+    api: &Api<DynamicObject>,
+    kind: &'static str,
+    object: &DynamicObject,
+    problem: Option<&str>,
+    note: Option<&str>,
+) {
     let Some(name) = object.metadata.name.clone() else {
         return;
     };
     let generation = object.metadata.generation;
-    let (status, reason, message) = match problem {
-        None => ("True", "Valid", "accepted by caracal".to_string()),
-        Some(p) => ("False", "Invalid", format!("ignored by caracal: {p}")),
+    let (status, reason, message) = match (problem, note) {
+        (None, None) => ("True", "Valid", "accepted by caracal".to_string()),
+        (None, Some(n)) => ("True", "Valid", format!("accepted by caracal; not applied: {n}")),
+        (Some(p), _) => ("False", "Invalid", format!("ignored by caracal: {p}")),
     };
     let current = object
         .data
@@ -287,14 +461,33 @@ fn report_status(api: &Api<DynamicObject>, object: &DynamicObject, problem: Opti
         ),
     });
     let api = api.clone();
+    // The agent that turns the verdict to Invalid also says so in an event; the others find the
+    // condition set and stay quiet.
+    let event = problem.map(|_| invalid_event(object, message));
     tokio::spawn(async move {
         let patch = Patch::Merge(json!({
             "status": {"conditions": [condition], "observedGeneration": generation}
         }));
         if let Err(e) = api.patch_status(&name, &PatchParams::default(), &patch).await {
-            tracing::warn!(globalpolicy = %name, "cannot set the Valid condition: {e}");
+            tracing::warn!(kind, %name, "cannot set the Valid condition: {e}");
+        } else if let Some(event) = event {
+            crate::nodestatus::events::record(api.into_client(), event).await;
         }
     });
+}
+
+/// The `Invalid` Warning about a GlobalPolicy the agent ignores.
+fn invalid_event(object: &DynamicObject, message: String) -> k8s_openapi::api::core::v1::Event {
+    use crate::nodestatus::events;
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(format!("{GLOBALPOLICY_GROUP}/{GLOBALPOLICY_VERSION}")),
+        kind: Some("GlobalPolicy".into()),
+        name: object.metadata.name.clone(),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now();
+    events::warning(reference, "Invalid", message, &events::this_node(), now)
 }
 
 #[cfg(test)]
@@ -331,6 +524,7 @@ mod tests {
             Duration::from_millis(50),
             synced_tx,
             lists.clone(),
+            Default::default(),
         ));
         Merger {
             tx,

@@ -2,7 +2,8 @@
 //!
 //! Two sources feed the same [`Snapshot`] (the policy model plus the nodes):
 //! - [`watch_kube`]: kube-rs watchers on Nodes, Namespaces, Pods, NetworkPolicies,
-//!   GlobalPolicies, Services and EndpointSlices, debounced into batches;
+//!   GlobalPolicies, Services, EndpointSlices, BGPConfigurations, BGPPeers and the Opaque
+//!   Secrets of the agent's namespace, debounced into batches;
 //! - [`watch_dir`]: a directory of manifests, as one would give to `kubectl apply -f`,
 //!   rescanned for changes.
 //!

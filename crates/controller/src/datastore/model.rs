@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
 };
 
 use caracal_policy::{
@@ -14,6 +14,8 @@ use caracal_policy::{
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
+
+use crate::bgpapi::types::{BgpConfigurationSpec, BgpPeerSpec};
 
 /// A cluster node, as routing and BGP need it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,10 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     /// The node's own AS number from the `caracal.dev/bgp-asn` annotation, if set and valid.
     pub asn: Option<u32>,
+    /// The route-reflector cluster ID from the `caracal.dev/bgp-rr-cluster-id` annotation, if
+    /// set and an IPv4 address: the node is then a route reflector.
+    #[serde(default)]
+    pub rr_cluster_id: Option<Ipv4Addr>,
 }
 
 impl Node {
@@ -104,6 +110,47 @@ pub struct Snapshot {
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
     /// GlobalPolicies ignored as a whole, by name, with the reason.
     pub rejected: BTreeMap<String, String>,
+    /// Valid BGPConfigurations (only `default` is ever valid), by name.
+    #[serde(default)]
+    pub bgp_configurations: BTreeMap<String, BgpConfigurationSpec>,
+    /// Valid BGPPeers, by name.
+    #[serde(default)]
+    pub bgp_peers: BTreeMap<String, BgpPeerSpec>,
+    /// BGP objects ignored as a whole, as `BGPPeer/<name>` or `BGPConfiguration/<name>`, with
+    /// the reason.
+    #[serde(default)]
+    pub rejected_bgp: BTreeMap<String, String>,
+    /// Opaque Secrets of the agent's namespace, by name (BGP passwords).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// An Opaque Secret: its keys and their UTF-8 values (others are left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub name: String,
+    pub data: BTreeMap<String, SecretValue>,
+}
+
+/// A secret value, kept out of `Debug` output (snapshots are logged).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Snapshot {
@@ -148,6 +195,35 @@ impl Snapshot {
                 self.endpoint_slices
                     .insert(Key::new(slice.namespace.clone(), slice.name.clone()), slice);
             }
+            Object::BgpConfiguration(name, parsed) => {
+                let key = format!("BGPConfiguration/{name}");
+                self.bgp_configurations.remove(&name);
+                self.rejected_bgp.remove(&key);
+                match parsed {
+                    Ok(spec) => {
+                        self.bgp_configurations.insert(name, *spec);
+                    }
+                    Err(reason) => {
+                        self.rejected_bgp.insert(key, reason);
+                    }
+                }
+            }
+            Object::BgpPeer(name, parsed) => {
+                let key = format!("BGPPeer/{name}");
+                self.bgp_peers.remove(&name);
+                self.rejected_bgp.remove(&key);
+                match parsed {
+                    Ok(spec) => {
+                        self.bgp_peers.insert(name, *spec);
+                    }
+                    Err(reason) => {
+                        self.rejected_bgp.insert(key, reason);
+                    }
+                }
+            }
+            Object::Secret(secret) => {
+                self.secrets.insert(secret.name.clone(), secret);
+            }
         }
     }
 
@@ -155,7 +231,7 @@ impl Snapshot {
     /// services=4 endpointslices=4`.
     pub fn summary(&self) -> String {
         format!(
-            "nodes={} namespaces={} pods={} netpols={} globalpolicies={} rejected={} services={} endpointslices={}",
+            "nodes={} namespaces={} pods={} netpols={} globalpolicies={} rejected={} services={} endpointslices={} bgpconfigs={} bgppeers={} rejected_bgp={}",
             self.nodes.len(),
             self.cluster.namespaces.len(),
             self.cluster.pods.len(),
@@ -163,7 +239,10 @@ impl Snapshot {
             self.cluster.global_policies.len(),
             self.rejected.len(),
             self.services.len(),
-            self.endpoint_slices.len()
+            self.endpoint_slices.len(),
+            self.bgp_configurations.len(),
+            self.bgp_peers.len(),
+            self.rejected_bgp.len()
         )
     }
 }
@@ -178,10 +257,13 @@ pub enum Kind {
     GlobalPolicy,
     Service,
     EndpointSlice,
+    BgpConfiguration,
+    BgpPeer,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Node,
         Kind::Namespace,
         Kind::Pod,
@@ -189,6 +271,9 @@ impl Kind {
         Kind::GlobalPolicy,
         Kind::Service,
         Kind::EndpointSlice,
+        Kind::BgpConfiguration,
+        Kind::BgpPeer,
+        Kind::Secret,
     ];
 }
 
@@ -203,6 +288,12 @@ pub enum Object {
     GlobalPolicy(String, Result<Box<GlobalPolicy>, String>),
     Service(Service),
     EndpointSlice(EndpointSlice),
+    /// A BGPConfiguration's spec, or the reason it is ignored.
+    BgpConfiguration(String, Result<Box<BgpConfigurationSpec>, String>),
+    /// A BGPPeer's spec, or the reason it is ignored.
+    BgpPeer(String, Result<Box<BgpPeerSpec>, String>),
+    /// An Opaque Secret of the agent's namespace.
+    Secret(Secret),
 }
 
 impl Object {
@@ -215,6 +306,9 @@ impl Object {
             Object::GlobalPolicy(..) => Kind::GlobalPolicy,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::BgpConfiguration(..) => Kind::BgpConfiguration,
+            Object::BgpPeer(..) => Kind::BgpPeer,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -228,6 +322,8 @@ impl Object {
             Object::GlobalPolicy(name, _) => name.clone(),
             Object::Service(s) => format!("{}/{}", s.namespace, s.name),
             Object::EndpointSlice(s) => format!("{}/{}", s.namespace, s.name),
+            Object::BgpConfiguration(name, _) | Object::BgpPeer(name, _) => name.clone(),
+            Object::Secret(s) => s.name.clone(),
         }
     }
 }
@@ -378,5 +474,40 @@ mod tests {
         )]);
         assert!(s.cluster.global_policies.is_empty());
         assert_eq!(s.rejected["bad"], "priority: out of range");
+    }
+
+    #[test]
+    fn bgp_objects_are_modelled_or_rejected_by_kind_and_name() {
+        let peer = |ok: bool| {
+            Object::BgpPeer(
+                "tor".into(),
+                if ok {
+                    Ok(Box::default())
+                } else {
+                    Err("spec.peerIP: bad".into())
+                },
+            )
+        };
+        // A GlobalPolicy of the same name is another object.
+        let s = Snapshot::from_objects([
+            peer(true),
+            Object::GlobalPolicy("tor".into(), Err("priority".into())),
+        ]);
+        assert!(s.bgp_peers.contains_key("tor"));
+        assert!(s.rejected_bgp.is_empty());
+        assert_eq!(s.rejected["tor"], "priority");
+        let s = Snapshot::from_objects([peer(true), peer(false)]);
+        assert!(s.bgp_peers.is_empty());
+        assert_eq!(s.rejected_bgp["BGPPeer/tor"], "spec.peerIP: bad");
+        let secret = Secret {
+            name: "bgp".into(),
+            data: [("pw".to_string(), SecretValue::new("hunter2"))].into(),
+        };
+        let s = Snapshot::from_objects([Object::Secret(secret)]);
+        assert_eq!(s.secrets["bgp"].data["pw"].expose(), "hunter2");
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "secret values stay out of logs"
+        );
     }
 }

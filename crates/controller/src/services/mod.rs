@@ -2,8 +2,8 @@
 //!
 //! - [`ServiceAdvertisement`]: the configured ranges (Calico's `serviceClusterIPs`,
 //!   `serviceExternalIPs`, `serviceLoadBalancerIPs` and `serviceLoadBalancerAggregation`), read
-//!   from the agent config's `services:` section today and meant to be fed from a
-//!   BGPConfiguration object later;
+//!   from the BGPConfiguration `default` when it sets any of them ([`ServiceAdvertisement::from_bgp_configuration`]),
+//!   else from the agent config's `services:` section;
 //! - [`advertise`]: the pure function from the ranges, the Services, their EndpointSlices and
 //!   this node to the prefixes it advertises (Calico's semantics);
 //! - the reconciler that runs it on every snapshot is [`crate::agent::services`].
@@ -19,7 +19,7 @@ pub use advertise::{ServiceRoutes, advertised, routes};
 
 /// Whether LoadBalancer ranges are advertised whole (Enabled, Calico's default) or only as the
 /// /32 (/128) of each LoadBalancer IP in use (Disabled: anycast failover per address).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Aggregation {
     #[default]
     Enabled,
@@ -71,6 +71,40 @@ impl TryFrom<RawAdvertisement> for ServiceAdvertisement {
 }
 
 impl ServiceAdvertisement {
+    /// The ranges a BGPConfiguration sets, or `None` when it sets none (the agent config's
+    /// then apply); an unparsable or invalid range is an error naming the field (the object's
+    /// validation refuses those before they get here).
+    pub fn from_bgp_configuration(
+        spec: &crate::bgpapi::types::BgpConfigurationSpec,
+    ) -> Option<Result<ServiceAdvertisement, String>> {
+        let parse = |field: &str, list: &[crate::bgpapi::types::ServiceCidr]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.cidr
+                        .parse::<IpNet>()
+                        .map_err(|e| format!("spec.{field}[{i}].cidr: {:?}: {e}", c.cidr))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        if spec.service_cluster_ips.is_empty()
+            && spec.service_external_ips.is_empty()
+            && spec.service_load_balancer_ips.is_empty()
+        {
+            return None;
+        }
+        Some((|| {
+            let a = ServiceAdvertisement {
+                cluster_ips: parse("serviceClusterIPs", &spec.service_cluster_ips)?,
+                external_ips: parse("serviceExternalIPs", &spec.service_external_ips)?,
+                load_balancer_ips: parse("serviceLoadBalancerIPs", &spec.service_load_balancer_ips)?,
+                load_balancer_aggregation: spec.service_load_balancer_aggregation,
+            };
+            a.validate()?;
+            Ok(a)
+        })())
+    }
+
     /// Checks what the types cannot; the message names the field (`services.cluster_ips[1]`).
     pub fn validate(&self) -> Result<(), String> {
         for (field, list) in self.lists() {

@@ -15,15 +15,7 @@ fn announced_route_becomes_best_and_is_reported_as_added() {
     assert_eq!(changes.len(), 2);
     assert!(changes.iter().all(|c| c.kind == ChangeKind::Added));
     assert_eq!(changes[0].next_hops, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
-    assert_eq!(
-        rib.counters(a),
-        PeerCounters {
-            received: 2,
-            accepted: 2,
-            advertised: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(rib.counters(a), v4_counters(2, 2, 0));
     rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
     assert_eq!(rib.take_changes()[0].kind, ChangeKind::Withdrawn);
     assert_eq!(rib.counters(a).accepted, 1);

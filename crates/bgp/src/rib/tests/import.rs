@@ -10,15 +10,7 @@ fn ebgp_route_with_our_as_in_path_is_rejected() {
         None,
     );
     assert!(rib.is_empty());
-    assert_eq!(
-        rib.counters(a),
-        PeerCounters {
-            received: 1,
-            accepted: 0,
-            advertised: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(rib.counters(a), v4_counters(1, 0, 0));
     assert_eq!(
         reasons(&rib),
         vec![(net("10.9.0.0/24"), a, RejectReason::AsPathLoop)]
@@ -69,15 +61,7 @@ fn import_filter_rejects_and_a_later_rejection_withdraws() {
         None,
     );
     assert_eq!(rib.len(), 1);
-    assert_eq!(
-        rib.counters(a),
-        PeerCounters {
-            received: 3,
-            accepted: 1,
-            advertised: 0,
-            ..Default::default()
-        }
-    );
+    assert_eq!(rib.counters(a), v4_counters(3, 1, 0));
     assert_eq!(
         reasons(&rib),
         vec![
@@ -268,4 +252,25 @@ fn ipv6_routes_from_mp_reach_keep_global_and_link_local_next_hops() {
     };
     rib.apply_update(a, mp_withdraw, None);
     assert!(rib.is_empty());
+}
+
+#[test]
+fn prefix_counters_are_kept_per_family() {
+    let mut rib = rib();
+    let a = up(&mut rib, "10.0.0.2", 65002, 2);
+    let mut x = attrs(&[65002], "10.0.0.2");
+    x.mp_reach = Some(MpReach {
+        family: Family::IPV6_UNICAST,
+        next_hops: vec!["fd00::2".parse().unwrap()],
+        nlri: vec![net("fd00:9::/64"), net("fd00:8::/64")],
+    });
+    rib.apply_update(a, announce(x, &["10.2.0.0/24"]), None);
+    let c = rib.counters(a);
+    assert_eq!((c.received, c.accepted), (3, 3));
+    assert_eq!(PeerCounters::FAMILIES[1], Family::IPV6_UNICAST);
+    assert_eq!((c.families[0].received, c.families[0].accepted), (1, 1));
+    assert_eq!((c.families[1].received, c.families[1].accepted), (2, 2));
+    rib.apply_update(a, withdraw(&["10.2.0.0/24"]), None);
+    let c = rib.counters(a);
+    assert_eq!((c.families[0].accepted, c.families[1].accepted), (0, 2));
 }

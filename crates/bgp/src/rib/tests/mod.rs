@@ -87,6 +87,22 @@ fn withdraw(prefixes: &[&str]) -> Update {
     }
 }
 
+/// Counters of a peer that sent only IPv4 unicast.
+fn v4_counters(received: u64, accepted: u64, advertised: u64) -> PeerCounters {
+    let family = FamilyCounters {
+        received,
+        accepted,
+        advertised,
+    };
+    PeerCounters {
+        received,
+        accepted,
+        advertised,
+        families: [family, FamilyCounters::default()],
+        ..Default::default()
+    }
+}
+
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
