@@ -90,11 +90,34 @@ fn caracal_installed_with_kubectl_connects_pods_across_nodes_and_enforces_policy
         Ok(c.connect("smoke", "b", &format!("{vip}:8080")) == "ok")
     });
 
+    // The agents' metrics, scraped as Prometheus would (node2's address, port 9091): the ToR
+    // session is up, and node2's successful policy applies are counted.
+    let scrape = |c: &Cluster| {
+        let out = c.node_exec(
+            "node1",
+            &["curl", "-sS", "-m", "2", "http://10.0.0.12:9091/metrics"],
+        );
+        caracal::metrics::scrape::parse(&String::from_utf8_lossy(&out.stdout)).expect("OpenMetrics text")
+    };
+    c.wait("node2's metrics show the ToR session up", 30, |c| {
+        Ok(scrape(c).get("caracal_bgp_session_up", &[("peer", "10.0.0.1")]) == Some(1.0))
+    });
+    let applied = |c: &Cluster| -> f64 {
+        scrape(c)
+            .matching("caracal_policy_applies_total", &[("result", "success")])
+            .map(|s| s.value)
+            .sum()
+    };
+    let applies_before = applied(&c);
+
     c.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-b, namespace: smoke}\nspec:\n  podSelector: {matchLabels: {app: b}}\n  policyTypes: [Ingress]\n",
     );
     c.wait("the policy drops a -> b", 30, |c| {
         Ok(c.connect("smoke", "a", &format!("{b}:8080")) != "ok")
+    });
+    c.wait("node2's metrics count the policy's apply", 30, |c| {
+        Ok(applied(c) > applies_before)
     });
     // explain reads the same cluster through the agent's datastore and gives its verdict.
     let explain = std::process::Command::new(lab::caracal_exe().unwrap())
