@@ -43,6 +43,8 @@ if [ "$(basename "$topo")" = k8s ]; then
   say "kubectl apply -f crds/ -f deploy/ (and the ToR as a BGP peer in the ConfigMap)"
   kubectl apply -f crds/ -f deploy/
   kubectl apply -f tests/topologies/k8s/caracal-config.yaml
+  # The agents read the ConfigMap when they start: restart them after editing it.
+  kubectl -n kube-system rollout restart daemonset/caracal-node
   kubectl wait --for=condition=Ready node --all --timeout=180s
   kubectl -n kube-system rollout status daemonset/caracal-node --timeout=180s
   kubectl create namespace demo

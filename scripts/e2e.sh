@@ -54,6 +54,8 @@ kubeconfig=$($caracal lab up --name "$name" tests/topologies/k8s | awk '/^kubeco
 export KUBECONFIG=$kubeconfig
 kubectl apply -f crds/ -f deploy/ >/dev/null
 kubectl apply -f tests/topologies/k8s/caracal-config.yaml >/dev/null
+# The agents read the ConfigMap at start; the first may have started with the shipped one.
+kubectl -n kube-system rollout restart daemonset/caracal-node >/dev/null
 kubectl wait --for=condition=Ready node --all --timeout=300s
 kubectl -n kube-system rollout status daemonset/caracal-node --timeout=300s
 kubectl apply -f tests/topologies/k8s/coredns.yaml >/dev/null

@@ -1,7 +1,8 @@
 //! Service IP advertisement on the real cluster (tests/topologies/k8s, whose ConfigMap
 //! configures `services:` ranges): every node announces the Service CIDR, the ToR's RIB holds it
 //! with both nodes as next hops and no node installs it; an `externalTrafficPolicy: Local`
-//! LoadBalancer Service with an external IP and an ingress IP is announced as /32s by exactly the
+//! LoadBalancer Service with an external IP and an ingress IP (given by caracal's LB IPAM from a
+//! LoadBalancerPool) is announced as /32s by exactly the
 //! nodes with a ready endpoint, reachable from the ToR through them, and its routes follow the
 //! endpoint to the other node within a second of the old one's deletion. A host outside the
 //! cluster (`ext`, behind the ToR) reaches the Service with its source address kept, and a
@@ -117,18 +118,27 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
     c.kubectl_ok(&["create", "namespace", ns]);
     c.run_pods(ns, &web_pod(ns, "web-1", "node1"));
     c.apply(&service(ns));
-    // No LoadBalancer controller in the lab: the address is written as one would.
-    c.kubectl_ok(&[
-        "-n",
-        ns,
-        "patch",
-        "service",
-        "web",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{INGRESS_IP}"}}]}}}}}}"#),
-    ]);
+    // caracal's LoadBalancer IPAM (one agent, elected over a Lease) gives the Service the
+    // lowest address of the pool (`.10/31`: .10 and .11), inside the advertised LB range.
+    c.apply(
+        "apiVersion: caracal.dev/v1alpha1\nkind: LoadBalancerPool\nmetadata: {name: lab}\nspec: {cidrs: [198.18.1.10/31]}\n",
+    );
+    c.wait(
+        "the Service gets its LoadBalancer address from the pool",
+        30,
+        |c| {
+            let ip = c.kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "service",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ])?;
+            Ok(ip.trim() == INGRESS_IP)
+        },
+    );
     let cluster_ip = c.kubectl_ok(&[
         "-n",
         ns,
@@ -240,6 +250,13 @@ fn service_routes_follow_local_endpoints_and_stay_out_of_the_kernel() {
         std::thread::sleep(Duration::from_millis(25));
     }
     eprintln!("withdrawn at the ToR {:?} after the deletion", deleted.elapsed());
+
+    // Reached from outside through the LoadBalancer address too.
+    c.wait(
+        "the outside host reaches the Service through its LoadBalancer address",
+        30,
+        |c| Ok(!ext_get(c, INGRESS_IP, "hostname").is_empty()),
+    );
 
     // The Service gone: only the ranges stay.
     c.kubectl_ok(&["-n", ns, "delete", "service", "web"]);

@@ -197,8 +197,8 @@ pub fn leftovers(name: &str) -> Vec<String> {
 }
 
 impl Cluster {
-    /// `kubectl apply -f crds/ -f deploy/` and the lab's ConfigMap, then waits for both nodes
-    /// and both agents to be Ready.
+    /// `kubectl apply -f crds/ -f deploy/` and the lab's ConfigMap (the agents restarted to read
+    /// it), then waits for both nodes and both agents to be Ready.
     pub fn install_caracal(&self) {
         let crds = repo().join("crds").display().to_string();
         let deploy = repo().join("deploy").display().to_string();
@@ -208,6 +208,23 @@ impl Cluster {
             .display()
             .to_string();
         self.kubectl_ok(&["apply", "-f", &config]);
+        // The agents read their ConfigMap when they start, and the first ones may have started
+        // with the shipped one: restart them, as a user does after editing it.
+        self.kubectl_ok(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "restart",
+            "daemonset/caracal-node",
+        ]);
+        self.kubectl_ok(&[
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            "daemonset/caracal-node",
+            "--timeout=180s",
+        ]);
         self.wait("both nodes Ready", 180, |c| {
             let s = c.kubectl(&[
                 "get",
