@@ -13,22 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig, unspecified};
-use crate::control::{
-    self, NotificationCounts, PeerStatus, RejectedStatus, Request, RouteStatus, Routes, Status,
-};
+use crate::config::{Originate, PeerConfig, PrefixFilter, SpeakerConfig};
+use crate::control::{self, NotificationCounts, PeerStatus, RejectedStatus, RouteStatus, Routes, Status};
 use crate::fsm::{Event, FsmConfig, State};
 use crate::gr::{self, PeerAction, PeerEvent, PeerRestart};
 use crate::kernel::{self, KernelRoutes};
 use crate::rib::{PeerIdx, PeerPolicy, Rib, RibConfig, RouteChange, SessionInfo};
 use crate::session::{self, FromSession, SessionEvent, SessionParams, ToSession};
+
+mod listen;
+
 use crate::wire::{CeaseSubcode, SessionOptions};
+use listen::{accept_loop, control_loop, listen};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -275,102 +276,6 @@ fn graceful(c: &SpeakerConfig) -> bool {
 
 fn restart_times(c: &SpeakerConfig) -> impl Iterator<Item = u16> + '_ {
     c.peers.iter().map(|p| p.graceful_restart_time)
-}
-
-async fn listen(config: &SpeakerConfig) -> Result<Vec<Arc<TcpListener>>> {
-    if config.listen_port == 0 {
-        return Ok(vec![]);
-    }
-    let addrs = match config.listen_address {
-        Some(a) => vec![a],
-        None => vec![unspecified(false), unspecified(true)],
-    };
-    let mut out = Vec::new();
-    for a in addrs {
-        let addr = SocketAddr::new(a, config.listen_port);
-        match bind(addr, config) {
-            Ok(l) => out.push(Arc::new(l)),
-            // Without IPv6 in this namespace, IPv4 alone is fine when no address was asked for.
-            Err(e) if config.listen_address.is_none() && a.is_ipv6() => {
-                tracing::warn!("not listening on {addr}: {e}");
-            }
-            Err(source) => return Err(Error::Listen { addr, source }),
-        }
-    }
-    Ok(out)
-}
-
-fn bind(addr: SocketAddr, config: &SpeakerConfig) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    for p in &config.peers {
-        if let Some(pw) = &p.password
-            && p.address.is_ipv4() == addr.is_ipv4()
-        {
-            crate::md5::set_md5sig(&s, p.address, Some(pw.as_bytes()))?;
-        }
-    }
-    s.bind(&addr.into())?;
-    s.listen(128)?;
-    TcpListener::from_std(s.into())
-}
-
-async fn accept_loop(listener: Arc<TcpListener>, directory: Directory) {
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let ip = session::normalize(from.ip());
-        let tx = directory.lock().expect("directory lock").get(&ip).cloned();
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(ToSession::Incoming(stream));
-            }
-            None => tracing::debug!("refusing connection from unknown {ip}"),
-        }
-    }
-}
-
-async fn control_loop(listener: UnixListener, handle: SpeakerHandle) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let body = match control::read_request(&mut stream).await {
-                Ok(Some(Request::Status)) => handle
-                    .status()
-                    .await
-                    .ok()
-                    .and_then(|s| serde_json::to_vec(&s).ok()),
-                Ok(Some(Request::Routes)) => handle
-                    .routes()
-                    .await
-                    .ok()
-                    .and_then(|r| serde_json::to_vec(&r).ok()),
-                _ => Some(br#"{"error":"unknown request"}"#.to_vec()),
-            };
-            if let Some(body) = body {
-                let _ = stream.write_all(&body).await;
-            }
-            let _ = stream.shutdown().await;
-        });
-    }
 }
 
 impl Core {
