@@ -562,6 +562,33 @@ async fn bgp_objects_and_their_secret_reach_the_model_and_a_bad_peer_says_which_
         status.starts_with("False") && status.contains("spec.peerIP: \"10.0.0.300\" is not an IP address"),
         "{status}"
     );
+    // And an Invalid Warning event on the BGPPeer, naming the field.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = api
+            .kubectl_ok(
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "default",
+                    "--field-selector",
+                    "reason=Invalid,involvedObject.name=bad-ip",
+                    "-o",
+                    "jsonpath={.items[*].involvedObject.kind} {.items[*].message}",
+                ],
+                "",
+            )
+            .await;
+        if events.starts_with("BGPPeer") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        events.starts_with("BGPPeer ") && events.contains("spec.peerIP"),
+        "{events}"
+    );
 
     // The agent may read Secrets only in its own namespace, and write none.
     for (verb, namespace, want) in [

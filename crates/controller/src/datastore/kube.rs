@@ -463,7 +463,7 @@ fn report_status(
     let api = api.clone();
     // The agent that turns the verdict to Invalid also says so in an event; the others find the
     // condition set and stay quiet.
-    let event = problem.map(|_| invalid_event(object, message));
+    let event = problem.map(|_| invalid_event(object, kind, message));
     tokio::spawn(async move {
         let patch = Patch::Merge(json!({
             "status": {"conditions": [condition], "observedGeneration": generation}
@@ -477,11 +477,13 @@ fn report_status(
 }
 
 /// The `Invalid` Warning about a GlobalPolicy the agent ignores.
-fn invalid_event(object: &DynamicObject, message: String) -> k8s_openapi::api::core::v1::Event {
+/// The `Invalid` Warning on a caracal.dev object of `kind` (GlobalPolicy, BGPConfiguration,
+/// BGPPeer) the agent ignores.
+fn invalid_event(object: &DynamicObject, kind: &str, message: String) -> k8s_openapi::api::core::v1::Event {
     use crate::nodestatus::events;
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(format!("{GLOBALPOLICY_GROUP}/{GLOBALPOLICY_VERSION}")),
-        kind: Some("GlobalPolicy".into()),
+        kind: Some(kind.into()),
         name: object.metadata.name.clone(),
         uid: object.metadata.uid.clone(),
         ..Default::default()
