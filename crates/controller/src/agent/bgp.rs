@@ -108,6 +108,16 @@ pub fn desired_speaker(
     (node.apply_to(&originating), node.problems)
 }
 
+/// The BGP speaker's log level the BGPConfiguration `default` asks for (`logSeverityScreen`), if
+/// any; without one, `RUST_LOG` decides.
+pub fn bgp_log_level(snapshot: &Snapshot) -> Option<&'static str> {
+    snapshot
+        .bgp_configurations
+        .get(crate::bgpapi::types::DEFAULT_CONFIGURATION)
+        .and_then(|c| c.log_severity_screen)
+        .map(|l| l.level())
+}
+
 /// Adds the Service routes to a speaker configuration: the prefixes to `originate`, the
 /// configured ranges to `no_install` (kube-proxy answers for them on every node; a learned
 /// route in the kernel would take the traffic away from it) and to `no_transit` (a node passes
@@ -189,6 +199,7 @@ pub async fn reconcile_bgp(
     let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut problems = Vec::new();
+    crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
     let (mut current, found) = desired_speaker(
         &config,
         &base,
@@ -220,6 +231,7 @@ pub async fn reconcile_bgp(
             changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
         }
+        crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
         let (next, found) = desired_speaker(
             &config,
             &base,

@@ -172,7 +172,8 @@ mod tests {
         }));
         let (spec, notes) = parsed.unwrap();
         assert_eq!(spec.as_number, Some(64512));
-        assert_eq!(notes.len(), 1, "logSeverityScreen is not applied: {notes:?}");
+        assert!(notes.is_empty(), "logSeverityScreen is applied: {notes:?}");
+        assert_eq!(spec.log_severity_screen.map(|l| l.level()), Some("debug"));
     }
 
     #[test]

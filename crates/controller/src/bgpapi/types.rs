@@ -135,6 +135,19 @@ pub enum LogSeverity {
     Fatal,
 }
 
+impl LogSeverity {
+    /// The `tracing` level the BGP speaker logs at (Fatal: errors only, as there is no higher).
+    pub fn level(self) -> &'static str {
+        match self {
+            LogSeverity::Trace => "trace",
+            LogSeverity::Debug => "debug",
+            LogSeverity::Info => "info",
+            LogSeverity::Warning => "warn",
+            LogSeverity::Error | LogSeverity::Fatal => "error",
+        }
+    }
+}
+
 /// A BGP neighbour, and which nodes peer with it.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(

@@ -140,10 +140,8 @@ pub fn configuration(spec: &BgpConfigurationSpec) -> Result<ClusterBgp> {
             cidr(&format!("spec.{list}[{i}].cidr"), &c.cidr)?;
         }
     }
-    let mut not_applied = Vec::new();
-    if spec.log_severity_screen.is_some() {
-        not_applied.push("spec.logSeverityScreen (the agent's log level is RUST_LOG)".to_string());
-    }
+    // Everything here is applied (logSeverityScreen sets the BGP speaker's log level).
+    let not_applied = Vec::new();
     Ok(ClusterBgp {
         as_number: spec.as_number,
         mesh: spec.node_to_node_mesh_enabled,
