@@ -138,7 +138,10 @@ impl KubeProber {
         for key in &case.pods {
             self.kubectl(&["apply", "-f", "-"], Some(&self.pod_manifest(case, state, key)))?;
         }
-        for ns in state.namespaces.keys() {
+        // Only namespaces with pods: `kubectl wait --all` in an empty one is an error.
+        let with_pods: std::collections::BTreeSet<&str> =
+            case.pods.iter().map(|k| k.namespace.as_str()).collect();
+        for ns in with_pods {
             self.kubectl(
                 &[
                     "-n",
@@ -376,10 +379,10 @@ impl Prober for KubeProber {
     }
 
     fn finish(&mut self, case: &Case) {
-        let Some(running) = self.running.take() else {
-            return;
-        };
-        for gp in &running.global_policies {
+        // A case that failed before it was running still leaves its namespaces (and pods) to
+        // delete, or the next case would find them.
+        let global_policies = self.running.take().map(|r| r.global_policies).unwrap_or_default();
+        for gp in &global_policies {
             let _ = self.kubectl(
                 &["delete", "globalpolicies.caracal.dev", gp, "--ignore-not-found"],
                 None,
