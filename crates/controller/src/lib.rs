@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod bgpapi;
 pub mod cmd;
+pub mod crds;
 pub mod dataplane;
 pub mod datastore;
 pub mod lab;

@@ -301,9 +301,10 @@ pub struct BgpObjectStatus {
 fn crd_yaml_of(
     crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> String {
-    let body = serde_yaml::to_string(crd).expect("a CRD always serializes");
-    format!(
-        "# Generated from crates/controller/src/bgpapi/types.rs by `cargo test -p caracal bgpapi::types`; do not edit.\n{body}"
+    crate::crds::yaml(
+        crd,
+        "crates/controller/src/bgpapi/types.rs",
+        "cargo test -p caracal bgpapi::types",
     )
 }
 
@@ -322,16 +323,7 @@ mod tests {
     use super::*;
 
     fn check_file(file: &str, want: &str) {
-        let path = format!("{}/../../crds/{file}", env!("CARGO_MANIFEST_DIR"));
-        if std::env::var_os("CARACAL_UPDATE_CRDS").is_some() {
-            std::fs::write(&path, want).unwrap();
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "crds/{file} drifted from its type in bgpapi/types.rs; regenerate with \
-             CARACAL_UPDATE_CRDS=1 cargo test -p caracal --lib bgpapi::types"
-        );
+        crate::crds::assert_checked_in(file, want, "cargo test -p caracal --lib bgpapi::types");
     }
 
     /// Set `CARACAL_UPDATE_CRDS=1` to rewrite the checked-in YAML from the types.

@@ -83,10 +83,10 @@ pub struct LoadBalancerPoolStatus {
 
 /// The CRD as the YAML document checked in under `crds/loadbalancerpool.yaml`.
 pub fn crd_yaml() -> String {
-    let crd = LoadBalancerPool::crd();
-    let body = serde_yaml::to_string(&crd).expect("a CRD always serializes");
-    format!(
-        "# Generated from crates/controller/src/lbipam/crd.rs by `cargo test -p caracal crd_yaml`; do not edit.\n{body}"
+    crate::crds::yaml(
+        &LoadBalancerPool::crd(),
+        "crates/controller/src/lbipam/crd.rs",
+        "cargo test -p caracal crd_yaml",
     )
 }
 
@@ -101,20 +101,13 @@ impl LoadBalancerPool {
 mod tests {
     use super::*;
 
-    const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/loadbalancerpool.yaml");
-
     /// Set `CARACAL_UPDATE_CRDS=1` to rewrite the checked-in YAML from the type.
     #[test]
     fn crd_yaml_matches_the_checked_in_file() {
-        let want = crd_yaml();
-        if std::env::var_os("CARACAL_UPDATE_CRDS").is_some() {
-            std::fs::write(CRD_PATH, &want).unwrap();
-        }
-        let have = std::fs::read_to_string(CRD_PATH).unwrap_or_default();
-        assert!(
-            have == want,
-            "crds/loadbalancerpool.yaml drifted from the LoadBalancerPool type; regenerate with \
-             CARACAL_UPDATE_CRDS=1 cargo test -p caracal crd_yaml"
+        crate::crds::assert_checked_in(
+            "loadbalancerpool.yaml",
+            &crd_yaml(),
+            "cargo test -p caracal crd_yaml",
         );
     }
 

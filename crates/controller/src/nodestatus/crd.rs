@@ -145,10 +145,10 @@ pub struct PolicyStatus {
 
 /// The CRD as the YAML document checked in under `crds/caracalnodestatus.yaml`.
 pub fn crd_yaml() -> String {
-    let crd = CaracalNodeStatus::crd();
-    let body = serde_yaml::to_string(&crd).expect("a CRD always serializes");
-    format!(
-        "# Generated from crates/controller/src/nodestatus/crd.rs by `cargo test -p caracal crd`; do not edit.\n{body}"
+    crate::crds::yaml(
+        &CaracalNodeStatus::crd(),
+        "crates/controller/src/nodestatus/crd.rs",
+        "cargo test -p caracal crd",
     )
 }
 
@@ -156,20 +156,13 @@ pub fn crd_yaml() -> String {
 mod tests {
     use super::*;
 
-    const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/caracalnodestatus.yaml");
-
     /// Set `CARACAL_UPDATE_CRDS=1` to rewrite the checked-in YAML from the type.
     #[test]
     fn node_status_crd_yaml_matches_the_checked_in_file() {
-        let want = crd_yaml();
-        if std::env::var_os("CARACAL_UPDATE_CRDS").is_some() {
-            std::fs::write(CRD_PATH, &want).unwrap();
-        }
-        let have = std::fs::read_to_string(CRD_PATH).unwrap_or_default();
-        assert!(
-            have == want,
-            "crds/caracalnodestatus.yaml drifted from the CaracalNodeStatus type; regenerate with \
-             CARACAL_UPDATE_CRDS=1 cargo test -p caracal --lib node_status_crd_yaml"
+        crate::crds::assert_checked_in(
+            "caracalnodestatus.yaml",
+            &crd_yaml(),
+            "cargo test -p caracal --lib node_status_crd_yaml",
         );
     }
 
