@@ -57,14 +57,21 @@ pub fn bin_dir() -> Option<PathBuf> {
         let dir = PathBuf::from(dir);
         return has_both(&dir).then_some(dir);
     }
-    let go_sum = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/kube/go.sum");
+    let dir = build_cache_dir("tests/kube", "kube")?;
+    has_both(&dir).then_some(dir)
+}
+
+/// Where a `tests/kube*/build.sh` puts its output: `$CARACAL_CACHE` (default
+/// `~/.cache/caracal`) `/<prefix>-<first 16 hex digits of sha256(<module>/go.sum)>`, as the
+/// scripts compute it. `module` is relative to the repository root.
+pub fn build_cache_dir(module: &str, prefix: &str) -> Option<PathBuf> {
+    let go_sum = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../{module}/go.sum"));
     let digest = Sha256::digest(fs::read(go_sum).ok()?);
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let cache = std::env::var_os("CARACAL_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/caracal")))?;
-    let dir = cache.join(format!("kube-{hash}"));
-    has_both(&dir).then_some(dir)
+    Some(cache.join(format!("{prefix}-{hash}")))
 }
 
 /// The kubectl to run: `$CARACAL_KUBECTL`, else `kubectl` on PATH.

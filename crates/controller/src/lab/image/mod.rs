@@ -140,14 +140,9 @@ pub fn coredns_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CARACAL_COREDNS_BIN") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
-    use sha2::Digest;
-    let go_sum = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/kube/dns/go.sum");
-    let digest = sha2::Sha256::digest(std::fs::read(go_sum).ok()?);
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let cache = std::env::var_os("CARACAL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/caracal")))?;
-    Some(cache.join(format!("coredns-{hash}/coredns"))).filter(|p| p.is_file())
+    crate::testbed::kubetest::build_cache_dir("tests/kube/dns", "coredns")
+        .map(|d| d.join("coredns"))
+        .filter(|p| p.is_file())
 }
 
 /// CoreDNS alone (static), as upstream's image: `/coredns`, run as root for port 53.
