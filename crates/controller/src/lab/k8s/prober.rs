@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::Deserialize;
+
 use caracal_policy::{
     model::{ClusterState, Key},
     program::Protocol,
@@ -190,13 +192,7 @@ impl KubeProber {
         if let Some(text) = &step.apply {
             // The case's manifests carry the addresses the case file gave its pods.
             let text = replace_addresses(text, &running.ips);
-            for doc in text.split("\n---") {
-                if doc.contains("kind: GlobalPolicy")
-                    && let Some(name) = doc.lines().map(str::trim).find_map(|l| l.strip_prefix("name:"))
-                {
-                    running.global_policies.push(name.trim().to_string());
-                }
-            }
+            running.global_policies.extend(global_policy_names(&text)?);
             kubectl(&self.kubeconfig, &["apply", "-f", "-"], Some(&text))?;
         }
         for d in &step.delete {
@@ -259,6 +255,32 @@ pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> S
         out = result;
     }
     out
+}
+
+/// The names of the GlobalPolicies in a multi-document manifest: they are cluster-scoped, so
+/// deleting the case's namespaces does not remove them, and the prober deletes them itself.
+fn global_policy_names(text: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Object {
+        kind: String,
+        metadata: Meta,
+    }
+    let mut names = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_yaml::Value::deserialize(doc).map_err(err)?;
+        if value.is_null() {
+            continue;
+        }
+        let object: Object = serde_yaml::from_value(value).map_err(err)?;
+        if object.kind == "GlobalPolicy" {
+            names.push(object.metadata.name);
+        }
+    }
+    Ok(names)
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
@@ -411,6 +433,15 @@ fn sctp_available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn global_policies_are_found_in_flow_and_block_style_metadata() {
+        let text = "apiVersion: caracal.dev/v1alpha1\nkind: GlobalPolicy\nmetadata: {name: pass-example}\n---\n\
+                    apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\n---\n\
+                    kind: GlobalPolicy\nmetadata:\n  name: default\n  labels: {a: b}\n";
+        assert_eq!(global_policy_names(text).unwrap(), ["pass-example", "default"]);
+        assert!(global_policy_names("kind: [").is_err());
+    }
 
     #[test]
     fn case_addresses_become_cluster_addresses_only_where_they_stand_alone() {
