@@ -78,6 +78,10 @@ pub struct SpeakerConfig {
     pub multipath: bool,
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Write every input of the speaker's core, with the decisions it made, to this file (JSON
+    /// lines), for `caracal bgp replay` to check or a bug report to carry. Read at start only.
+    #[serde(default)]
+    pub record_events: Option<PathBuf>,
 }
 
 /// One neighbour.

@@ -47,7 +47,8 @@ pub enum ToSession {
 }
 
 /// Reports from a session to the core.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionEvent {
     State(State),
     Established {
@@ -69,13 +70,14 @@ pub enum SessionEvent {
 
 /// An UPDATE as decoded, with the RFC 7606 treatment the decoder applied to it (`None` when
 /// it was well-formed): the RIB must know, since a treat-as-withdraw UPDATE is no End-of-RIB.
-#[derive(Debug)]
+/// The session has logged the malformed attributes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReceivedUpdate {
     pub update: Update,
-    pub treatment: Option<Treatment>,
+    pub treatment: Option<wire::Action>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct FromSession {
     pub peer: IpAddr,
     /// Distinguishes a replaced session's late messages from the current one's.
@@ -84,7 +86,7 @@ pub struct FromSession {
 }
 
 /// Everything a session needs, fixed for its lifetime (a config change restarts it).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SessionParams {
     pub peer: PeerConfig,
     pub fsm: FsmConfig,
@@ -507,6 +509,10 @@ impl Session {
                     let established = self.conns[i].fsm.state() == State::Established;
                     self.feed(id, Event::UpdateMsg).await;
                     if established {
+                        if let Some(t) = &treatment {
+                            log_treatment(self.params.peer.address, t);
+                        }
+                        let treatment = treatment.map(|t| t.action);
                         self.pending.push(ReceivedUpdate { update: u, treatment });
                         if self.pending.len() >= 256 {
                             self.flush_updates().await;
@@ -655,6 +661,22 @@ async fn connect(p: &SessionParams) -> std::io::Result<TcpStream> {
             std::io::ErrorKind::TimedOut,
             "connect timed out",
         )),
+    }
+}
+
+/// RFC 7606 §2 asks that malformed UPDATEs be logged even though the session stays up.
+fn log_treatment(peer: IpAddr, t: &Treatment) {
+    let issues: Vec<String> = t
+        .issues
+        .iter()
+        .map(|i| format!("attribute {}: {}", i.type_code, i.error))
+        .collect();
+    let issues = issues.join("; ");
+    match t.action {
+        wire::Action::AttributeDiscard => {
+            tracing::warn!(%peer, %issues, "malformed UPDATE: attributes discarded (RFC 7606)")
+        }
+        _ => tracing::warn!(%peer, %issues, "malformed UPDATE: treated as withdraw (RFC 7606)"),
     }
 }
 

@@ -269,3 +269,50 @@ async fn a_route_with_our_as_in_its_path_is_rejected_with_that_reason() {
     assert_eq!(json["rejected"][0]["reason"], "as_path_loop");
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_records_events_that_replay_to_the_same_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let listener = TcpListener::bind("127.0.0.10:0").await.unwrap();
+    let a = speaker_with(&listener, &format!("record_events: {}", path.display())).await;
+    let mut peer = accept(&listener, open(Some(gr(60, false)))).await;
+    send(&mut peer, Message::Update(announcement())).await;
+    wait_until("the route", Duration::from_secs(10), &a, true).await;
+    drop(peer);
+    let mut peer = accept(&listener, open(Some(gr(60, true)))).await;
+    send(
+        &mut peer,
+        Message::Update(Update::end_of_rib_for(Family::IPV4_UNICAST)),
+    )
+    .await;
+    wait_until("End-of-RIB to purge it", Duration::from_secs(5), &a, false).await;
+    a.shutdown().await.unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    // How tests/fixtures/replay/graceful-restart.jsonl was made.
+    if let Some(keep) = std::env::var_os("CARACAL_KEEP_RECORDING") {
+        std::fs::write(keep, &text).unwrap();
+    }
+    let replayed = speaker::record::replay(text.as_bytes()).unwrap();
+    assert!(replayed.inputs >= 5, "start, sessions, shutdown: {replayed:?}");
+    assert!(text.contains("\"updates\""), "the UPDATE is in the recording");
+    // The stale timer follows the restart time the peer sent: with another one recorded, the
+    // replay's wake-up time differs where the session went down.
+    let tampered = text.replace("\"restart_time\":60", "\"restart_time\":30");
+    assert_ne!(tampered, text);
+    match speaker::record::replay(tampered.as_bytes()) {
+        Err(speaker::record::ReplayError::Diverged { what, .. }) => assert_eq!(what, "wake-up times"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A recording kept in the tree: the speaker's decisions for it must not change unnoticed (a
+/// change that means to alter them re-records it, as the test above says).
+#[test]
+fn the_recorded_graceful_restart_replays() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/replay/graceful-restart.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let replayed = speaker::record::replay(text.as_bytes()).unwrap();
+    assert!(replayed.inputs >= 5 && replayed.outputs >= 5, "{replayed:?}");
+}

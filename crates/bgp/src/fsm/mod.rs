@@ -101,7 +101,7 @@ pub enum Event {
 }
 
 /// Why a session left Established (or never got there).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DownReason {
     /// We stopped it (manual or automatic stop), sending this NOTIFICATION.
     Stopped(Notification),
@@ -149,7 +149,7 @@ pub enum Action {
 }
 
 /// What we offer and expect; built from the peer's configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FsmConfig {
     pub local_as: u32,
     pub router_id: Ipv4Addr,
@@ -201,7 +201,7 @@ impl FsmConfig {
 }
 
 /// The session parameters both sides agreed on (RFC 5492 and the capability RFCs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Negotiated {
     pub peer_as: u32,
     pub peer_id: Ipv4Addr,

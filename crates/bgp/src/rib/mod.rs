@@ -217,7 +217,7 @@ pub struct RejectedRoute {
 }
 
 /// Kind of a best-route change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum ChangeKind {
     Added,
     Changed,
@@ -225,7 +225,7 @@ pub enum ChangeKind {
 }
 
 /// A change of a prefix's best route(s), for the kernel installer and the agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RouteChange {
     pub prefix: IpNet,
     pub kind: ChangeKind,
@@ -244,7 +244,7 @@ pub struct BestRoute {
 }
 
 /// Speaker-wide parameters.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RibConfig {
     pub router_id: Ipv4Addr,
     pub local_as: u32,

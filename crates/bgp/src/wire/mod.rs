@@ -111,7 +111,7 @@ pub struct Open {
 }
 
 /// Capabilities (RFC 5492) caracal understands; anything else is kept as `Unknown`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Capability {
     /// Code 1 (RFC 4760).
     Multiprotocol(Family),
@@ -132,7 +132,7 @@ pub enum Capability {
 }
 
 /// The graceful-restart capability value (RFC 4724 §3).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GracefulRestart {
     /// The R bit: the sender has restarted.
     pub restarting: bool,
@@ -146,7 +146,7 @@ pub struct GracefulRestart {
 
 /// UPDATE (RFC 4271 §4.3). IPv4 unicast NLRI travel in the classic fields; other families in
 /// `attributes.mp_reach` / `attributes.mp_unreach` (RFC 4760).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Update {
     pub withdrawn: Vec<Ipv4Net>,
     pub attributes: PathAttributes,
@@ -200,7 +200,7 @@ pub struct LargeCommunity {
 }
 
 /// MP_REACH_NLRI (RFC 4760 §3).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MpReach {
     pub family: Family,
     /// One next hop, or for IPv6 a global and a link-local one (RFC 2545 §3).
@@ -209,7 +209,7 @@ pub struct MpReach {
 }
 
 /// MP_UNREACH_NLRI (RFC 4760 §4).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MpUnreach {
     pub family: Family,
     pub withdrawn: Vec<IpNet>,
@@ -217,7 +217,7 @@ pub struct MpUnreach {
 
 /// An attribute caracal does not interpret, kept with its flags so that optional transitive
 /// ones can be passed on with the Partial bit set.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RawAttribute {
     pub flags: u8,
     pub type_code: u8,
@@ -239,7 +239,7 @@ impl RawAttribute {
 }
 
 /// Path attributes of an UPDATE (RFC 4271 §5). Absent attributes are `None` or empty.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PathAttributes {
     pub origin: Option<Origin>,
     pub as_path: Option<AsPath>,
@@ -259,7 +259,7 @@ pub struct PathAttributes {
 }
 
 /// NOTIFICATION (RFC 4271 §4.5).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Notification {
     pub code: u8,
     pub subcode: u8,

@@ -5,7 +5,7 @@
 use super::{Capability, Family, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Open};
 
 /// The negotiated parameters of a session, used both to decode and to encode.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionOptions {
     /// Both sides announced the 4-octet AS capability (RFC 6793 §4): AS_PATH and AGGREGATOR
     /// carry 4-octet AS numbers and AS4_PATH/AS4_AGGREGATOR are not used.

@@ -28,7 +28,7 @@ use super::reader::Reader;
 use super::{Family, MpUnreach, PathAttributes, Update, attr_type as ty, attribute, nlri};
 
 /// RFC 7606 treatments, weakest first (§2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// The attribute is dropped and the UPDATE used without it.
     AttributeDiscard,

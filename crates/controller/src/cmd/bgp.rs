@@ -32,6 +32,12 @@ pub enum BgpCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Replay a speaker's recorded events (`record_events` in its config) and check that its
+    /// core makes every decision again as recorded.
+    Replay {
+        /// The recording (JSON lines).
+        file: PathBuf,
+    },
 }
 
 pub fn run(command: BgpCommand) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,26 @@ pub fn run(command: BgpCommand) -> anyhow::Result<ExitCode> {
             let c = SpeakerConfig::load(&config)?;
             print!("{}", serde_yaml::to_string(&c)?);
             Ok(ExitCode::SUCCESS)
+        }
+        BgpCommand::Replay { file } => replay(&file),
+    }
+}
+
+fn replay(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    match caracal_bgp::speaker::record::replay(std::io::BufReader::new(f)) {
+        Ok(r) => {
+            println!(
+                "{}: {} inputs replayed, {} decisions as recorded",
+                file.display(),
+                r.inputs,
+                r.outputs
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -66,7 +66,19 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no case files (*.yaml) under {:?}", args.paths);
     }
     let mut prober = prober(args.mode, args.cross_check, args.kubeconfig.as_deref())?;
-    let report = conformance::run_files(&files, prober.as_mut());
+    let total = files.len();
+    let mut finished = 0;
+    let started = std::time::Instant::now();
+    let report = conformance::run_files_reporting(&files, prober.as_mut(), &mut |case| {
+        finished += 1;
+        // Progress on stderr: a kube run takes about a minute a case.
+        eprintln!(
+            "[{finished}/{total} {:>5.0} s] {} {}",
+            started.elapsed().as_secs_f64(),
+            if case.passed { "pass" } else { "FAIL" },
+            case.name
+        );
+    });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

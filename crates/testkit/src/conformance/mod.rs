@@ -140,6 +140,15 @@ pub fn run_case(case: &Case, prober: &mut dyn Prober) -> CaseResult {
 
 /// Runs every case file; a file that does not parse is a failed case named after the file.
 pub fn run_files(files: &[PathBuf], prober: &mut dyn Prober) -> Report {
+    run_files_reporting(files, prober, &mut |_| {})
+}
+
+/// [`run_files`], calling `done` after each case (for progress on long runs).
+pub fn run_files_reporting(
+    files: &[PathBuf],
+    prober: &mut dyn Prober,
+    done: &mut dyn FnMut(&CaseResult),
+) -> Report {
     let mut cases = Vec::new();
     for path in files {
         let parsed = std::fs::read_to_string(path)
@@ -157,6 +166,7 @@ pub fn run_files(files: &[PathBuf], prober: &mut dyn Prober) -> Report {
                 error: Some(e.to_string()),
             }),
         }
+        done(cases.last().expect("just pushed"));
     }
     report(cases)
 }
