@@ -311,7 +311,10 @@ async fn a_live_run_records_events_that_replay_to_the_same_decisions() {
 /// change that means to alter them re-records it, as the test above says).
 #[test]
 fn the_recorded_graceful_restart_replays() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/replay/graceful-restart.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/replay/graceful-restart.jsonl"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let replayed = speaker::record::replay(text.as_bytes()).unwrap();
     assert!(replayed.inputs >= 5 && replayed.outputs >= 5, "{replayed:?}");

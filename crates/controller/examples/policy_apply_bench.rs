@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use caracal::dataplane::applier::{Applier, Changes};
+use caracal::dataplane::applier::{Applier, ApplyStats, Changes};
 use caracal::dataplane::backend::{self, Backend};
 use caracal::dataplane::netns::{Netns, is_root, run, tool, unique_suffix};
 use caracal_policy::program::*;
@@ -238,6 +238,41 @@ fn tools_alone(prog: &Program, backend: Backend) -> (Duration, Duration) {
     (base_ipset, t.elapsed())
 }
 
+/// An applier in a namespace of its own that has just applied `prog` from scratch, with the
+/// time that took and the process's memory around it.
+struct FromScratch {
+    ns: Netns,
+    applier: Applier,
+    stats: ApplyStats,
+    scratch: Duration,
+    rss0: u64,
+    rss1: u64,
+    hwm: u64,
+}
+
+fn from_scratch(prog: &Program, backend: Backend) -> FromScratch {
+    let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
+    let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
+    let (rss0, _) = caracal_testkit::synthetic::memory_kib();
+    let t = Instant::now();
+    let stats = applier.apply(prog).unwrap();
+    let scratch = t.elapsed();
+    let (rss1, hwm) = caracal_testkit::synthetic::memory_kib();
+    assert!(
+        applier.drift(prog).unwrap().is_empty(),
+        "kernel differs after apply"
+    );
+    FromScratch {
+        ns,
+        applier,
+        stats,
+        scratch,
+        rss0,
+        rss1,
+        hwm,
+    }
+}
+
 /// The cluster through policy's generator and incremental compiler.
 fn synthetic(backend: Backend) {
     use caracal_policy::compile::Compiler;
@@ -251,17 +286,15 @@ fn synthetic(backend: Backend) {
     let mut compiler = Compiler::new(state, &syn.endpoints);
     let mut runs = vec![t.elapsed()];
     let prog = compiler.program().clone();
-    let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
-    let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
-    let (rss0, _) = caracal::cmd::policy::memory_kib();
-    let t = Instant::now();
-    let stats = applier.apply(&prog).unwrap();
-    let scratch = t.elapsed();
-    let (rss1, hwm) = caracal::cmd::policy::memory_kib();
-    assert!(
-        applier.drift(&prog).unwrap().is_empty(),
-        "kernel differs after apply"
-    );
+    let FromScratch {
+        ns: _ns,
+        mut applier,
+        stats,
+        scratch,
+        rss0,
+        rss1,
+        hwm,
+    } = from_scratch(&prog, backend);
     for _ in 0..2 {
         let state = syn.state.clone();
         let t = Instant::now();
@@ -422,17 +455,15 @@ fn handbuilt(backend: Backend) {
     let (base_ipset, base_ipt) = tools_alone(&prog, backend);
 
     // The applier.
-    let ns = Netns::create(&format!("pn-bench-{}", unique_suffix())).unwrap();
-    let mut applier = Applier::new(Some(ns.name()), Some(backend)).unwrap();
-    let (rss0, _) = caracal::cmd::policy::memory_kib();
-    let t = Instant::now();
-    let stats = applier.apply(&prog).unwrap();
-    let scratch = t.elapsed();
-    let (rss1, hwm) = caracal::cmd::policy::memory_kib();
-    assert!(
-        applier.drift(&prog).unwrap().is_empty(),
-        "kernel differs after apply"
-    );
+    let FromScratch {
+        ns: _ns,
+        mut applier,
+        stats,
+        scratch,
+        rss0,
+        rss1,
+        hwm,
+    } = from_scratch(&prog, backend);
 
     // Each change is applied twice over: through the full diff (`apply`), and through
     // `apply_changes` with the chain or set the compiler's delta names.

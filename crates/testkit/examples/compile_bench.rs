@@ -2,18 +2,7 @@
 //! `nice -n 10 cargo run --release -p caracal-testkit --example compile_bench [iterations]`.
 //! The same figures as `caracal policy bench` (see BENCHMARKS.md).
 
-fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+use caracal_testkit::synthetic::memory_kib;
 
 fn main() {
     let iterations = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);

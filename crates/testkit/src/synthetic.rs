@@ -351,33 +351,25 @@ pub fn bench(spec: &Spec, iterations: usize, memory: &dyn Fn() -> (u64, u64)) ->
         (k >= 1 && k < per_ns_policies).then_some((i, k))
     });
     let (i, k) = target.unwrap_or((0, 0));
-    let mut times = Vec::new();
-    let mut changed = 0;
-    for n in 0..iterations {
-        let np = network_policy(i, k, (n % 2 + 1) as u16);
-        let t = Instant::now();
-        let d = compiler.set_network_policy(np);
-        times.push(t.elapsed());
-        changed = changed.max(d.chains_changed.len());
-    }
+    let (time, changed) = toggled(
+        &mut compiler,
+        iterations,
+        |port| network_policy(i, k, port),
+        |c, np| c.set_network_policy(np).chains_changed.len(),
+    );
     out.push(format!(
-        "one changed NetworkPolicy (ns-{i:04}/allow-app-{k}, port toggled): median {} (up to {} chains changed)",
-        ms(median(times)),
-        changed
+        "one changed NetworkPolicy (ns-{i:04}/allow-app-{k}, port toggled): median {} (up to {changed} chains changed)",
+        ms(time),
     ));
-    let mut times = Vec::new();
-    let mut changed = 0;
-    for n in 0..iterations {
-        let gp = global_policy(0, (n % 2 + 1) as u16);
-        let t = Instant::now();
-        let d = compiler.set_global_policy(gp);
-        times.push(t.elapsed());
-        changed = changed.max(d.chains_changed.len());
-    }
+    let (time, changed) = toggled(
+        &mut compiler,
+        iterations,
+        |port| global_policy(0, port),
+        |c, gp| c.set_global_policy(gp).chains_changed.len(),
+    );
     out.push(format!(
-        "one changed GlobalPolicy (admin-000, port toggled): median {} (up to {} chains changed)",
-        ms(median(times)),
-        changed
+        "one changed GlobalPolicy (admin-000, port toggled): median {} (up to {changed} chains changed)",
+        ms(time),
     ));
     // A remote web pod of the partner team the changed policy admits, so that it is in a set.
     let team = format!("team-{}", (i * 7 + k) % 50);
@@ -419,6 +411,41 @@ pub fn bench(spec: &Spec, iterations: usize, memory: &dyn Fn() -> (u64, u64)) ->
         ));
     }
     BenchReport { lines: out }
+}
+
+/// One policy changed `iterations` times, its port toggled (built outside the timing): the
+/// median time of a change and the most chains one change touched.
+fn toggled<T>(
+    compiler: &mut caracal_policy::compile::Compiler,
+    iterations: usize,
+    make: impl Fn(u16) -> T,
+    apply: impl Fn(&mut caracal_policy::compile::Compiler, T) -> usize,
+) -> (std::time::Duration, usize) {
+    let mut times = Vec::new();
+    let mut changed = 0;
+    for n in 0..iterations {
+        let policy = make((n % 2 + 1) as u16);
+        let t = std::time::Instant::now();
+        let chains = apply(compiler, policy);
+        times.push(t.elapsed());
+        changed = changed.max(chains);
+    }
+    (median(times), changed)
+}
+
+/// Resident and peak memory of this process, in KiB (from /proc/self/status), for the
+/// benchmarks' memory figures.
+pub fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[cfg(test)]

@@ -602,18 +602,18 @@ fn carry_out(rib: &mut Rib, p: &mut Peer, actions: Vec<PeerAction>, now: Instant
 pub(super) fn session_changed(a: &PeerConfig, b: &PeerConfig) -> bool {
     fn session_part(p: &PeerConfig) -> PeerConfig {
         let PeerConfig {
-            address,
-            remote_as,
-            local_as,
-            port,
-            hold_time,
-            passive,
-            source_address,
-            ebgp_multihop,
-            password,
-            graceful_restart_time,
-            connect_retry_time,
-            families,
+            address: _,
+            remote_as: _,
+            local_as: _,
+            port: _,
+            hold_time: _,
+            passive: _,
+            source_address: _,
+            ebgp_multihop: _,
+            password: _,
+            graceful_restart_time: _,
+            connect_retry_time: _,
+            families: _,
             // Policy: applied to the running session.
             max_prefixes: _,
             import: _,
@@ -621,26 +621,15 @@ pub(super) fn session_changed(a: &PeerConfig, b: &PeerConfig) -> bool {
             next_hop_self: _,
             route_reflector_client: _,
             mrai_ms: _,
-        } = p.clone();
+        } = p;
         PeerConfig {
-            address,
-            remote_as,
-            local_as,
-            port,
-            hold_time,
-            passive,
-            source_address,
-            ebgp_multihop,
-            password,
-            graceful_restart_time,
-            connect_retry_time,
-            families,
             max_prefixes: None,
             import: Vec::new(),
             export: Vec::new(),
             next_hop_self: false,
             route_reflector_client: false,
             mrai_ms: None,
+            ..p.clone()
         }
     }
     session_part(a) != session_part(b)

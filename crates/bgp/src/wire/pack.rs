@@ -137,38 +137,51 @@ fn pack_mp_reach(
     if fixed + MAX_PREFIX_LEN > max {
         return Err(EncodeError::AttributesTooLarge { max });
     }
-    let close = |mut m: BytesMut| -> Result<Bytes, EncodeError> {
-        // Patch the MP_REACH_NLRI length, append the other attributes, patch the total.
-        let mp_len = m.len() - (HEADER_LEN + 2 + 2 + 4);
-        let at = HEADER_LEN + 2 + 2 + 2;
-        m[at..at + 2].copy_from_slice(&(mp_len as u16).to_be_bytes());
-        m.put_slice(&encoded);
-        let attrs_len = m.len() - (HEADER_LEN + 4);
-        m[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&(attrs_len as u16).to_be_bytes());
-        finish(m, max)
-    };
     let mut msg: Option<BytesMut> = None;
     for p in prefixes {
         let need = nlri::encoded_len(&p);
         if msg.as_ref().is_some_and(|m| m.len() + need + encoded.len() > max) {
-            out.push(close(msg.take().unwrap_or_default())?);
+            out.push(close_mp(msg.take().unwrap_or_default(), &encoded, max)?);
         }
         let m = msg.get_or_insert_with(|| {
-            let mut m = start(MessageType::Update, max.min(fixed + 1024));
-            m.put_u16(0);
-            m.put_u16(0);
-            m.put_u8(attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH);
-            m.put_u8(attr_type::MP_REACH_NLRI);
-            m.put_u16(0);
+            let mut m = start_mp(attr_type::MP_REACH_NLRI, max.min(fixed + 1024));
             m.put_slice(&head);
             m
         });
         nlri::encode(&p, m);
     }
     if let Some(m) = msg {
-        out.push(close(m)?);
+        out.push(close_mp(m, &encoded, max)?);
     }
     Ok(())
+}
+
+/// Where the MP attribute starts in an UPDATE that has it first and no withdrawn routes: after
+/// the header and the two length fields.
+const MP_ATTRIBUTE_AT: usize = HEADER_LEN + 2 + 2;
+
+/// Starts an UPDATE with no withdrawn routes whose first attribute is the MP attribute
+/// `type_code` (always with a 2-octet length, patched by [`close_mp`]).
+fn start_mp(type_code: u8, capacity: usize) -> BytesMut {
+    let mut m = start(MessageType::Update, capacity);
+    m.put_u16(0);
+    m.put_u16(0);
+    m.put_u8(attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH);
+    m.put_u8(type_code);
+    m.put_u16(0);
+    m
+}
+
+/// Ends a [`start_mp`] message: the MP attribute's length (it ends here), the attributes in
+/// `rest` after it, the total path attribute length.
+fn close_mp(mut m: BytesMut, rest: &[u8], max: usize) -> Result<Bytes, EncodeError> {
+    let mp_len = m.len() - (MP_ATTRIBUTE_AT + 4);
+    let at = MP_ATTRIBUTE_AT + 2;
+    m[at..at + 2].copy_from_slice(&(mp_len as u16).to_be_bytes());
+    m.put_slice(rest);
+    let attrs_len = m.len() - (HEADER_LEN + 4);
+    m[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&(attrs_len as u16).to_be_bytes());
+    finish(m, max)
 }
 
 /// Encodes UPDATEs withdrawing `prefixes`: IPv4 unicast in Withdrawn Routes, IPv6 unicast in
@@ -199,26 +212,13 @@ pub fn encode_withdrawals(prefixes: &[IpNet], opts: &EncodeOptions) -> Result<Ve
 
     let fixed = HEADER_LEN + 2 + 2 + 4 + 3;
     let mut msg: Option<BytesMut> = None;
-    let close_mp = |mut m: BytesMut| -> Result<Bytes, EncodeError> {
-        let mp_len = m.len() - (HEADER_LEN + 2 + 2 + 4);
-        let at = HEADER_LEN + 2 + 2 + 2;
-        m[at..at + 2].copy_from_slice(&(mp_len as u16).to_be_bytes());
-        let attrs_len = m.len() - (HEADER_LEN + 4);
-        m[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&(attrs_len as u16).to_be_bytes());
-        finish(m, max)
-    };
     for p in prefixes.iter().filter(|p| matches!(p, IpNet::V6(_))) {
         let need = nlri::encoded_len(p);
         if msg.as_ref().is_some_and(|m| m.len() + need > max) {
-            out.push(close_mp(msg.take().unwrap_or_default())?);
+            out.push(close_mp(msg.take().unwrap_or_default(), &[], max)?);
         }
         let m = msg.get_or_insert_with(|| {
-            let mut m = start(MessageType::Update, max.min(fixed + 1024));
-            m.put_u16(0);
-            m.put_u16(0);
-            m.put_u8(attr_flag::OPTIONAL | attr_flag::EXTENDED_LENGTH);
-            m.put_u8(attr_type::MP_UNREACH_NLRI);
-            m.put_u16(0);
+            let mut m = start_mp(attr_type::MP_UNREACH_NLRI, max.min(fixed + 1024));
             m.put_u16(u16::from(Family::IPV6_UNICAST.afi));
             m.put_u8(u8::from(Family::IPV6_UNICAST.safi));
             m
@@ -226,7 +226,7 @@ pub fn encode_withdrawals(prefixes: &[IpNet], opts: &EncodeOptions) -> Result<Ve
         nlri::encode(p, m);
     }
     if let Some(m) = msg {
-        out.push(close_mp(m)?);
+        out.push(close_mp(m, &[], max)?);
     }
     Ok(out)
 }

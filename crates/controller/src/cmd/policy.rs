@@ -249,20 +249,6 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resident and peak memory of this process, in KiB (from /proc/self/status).
-pub fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     use caracal_testkit::synthetic;
 
@@ -280,7 +266,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         spec.pods > 0 && spec.namespaces > 0 && spec.local_endpoints > 0,
         "sizes must be positive"
     );
-    let report = synthetic::bench(&spec, args.iterations, &memory_kib);
+    let report = synthetic::bench(&spec, args.iterations, &synthetic::memory_kib);
     for line in report.lines {
         println!("{line}");
     }

@@ -87,14 +87,7 @@ impl Applier {
     /// An applier for namespace `netns` (the current one when `None`), with the given backend or
     /// the detected one.
     pub fn new(netns: Option<&str>, backend: Option<Backend>) -> Result<Applier> {
-        let backend = match backend {
-            Some(b) => b,
-            None => backend::detect(netns)?,
-        };
-        let mut tools = BTreeMap::new();
-        for family in [Family::V4, Family::V6] {
-            tools.insert(family, backend::tools(backend, family)?);
-        }
+        let (backend, tools) = backend::resolve(netns, backend)?;
         Ok(Applier {
             netns: netns.map(str::to_owned),
             backend,

@@ -7,6 +7,7 @@
 //! otherwise the backend with more rules wins, nft on a tie (the distribution default here).
 //! Legacy is probed only when `ip_tables` is already loaded, so detection never loads it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use caracal_policy::program::Family;
@@ -59,6 +60,20 @@ pub fn tools(backend: Backend, family: Family) -> Result<Tools> {
         save: pick("save")?,
         restore: pick("restore")?,
     })
+}
+
+/// The backend to use in namespace `ns` (the given one, else the detected one) and its tools
+/// for both families.
+pub fn resolve(ns: Option<&str>, backend: Option<Backend>) -> Result<(Backend, BTreeMap<Family, Tools>)> {
+    let backend = match backend {
+        Some(b) => b,
+        None => detect(ns)?,
+    };
+    let mut all = BTreeMap::new();
+    for family in [Family::V4, Family::V6] {
+        all.insert(family, tools(backend, family)?);
+    }
+    Ok((backend, all))
 }
 
 /// Detects the backend in namespace `ns` (the current one when `None`).

@@ -37,14 +37,7 @@ impl NatApplier {
     /// An applier for namespace `netns` (the current one when `None`), with the given iptables
     /// backend or the detected one (the one kube-proxy uses).
     pub fn new(netns: Option<&str>, backend: Option<Backend>) -> Result<NatApplier> {
-        let backend = match backend {
-            Some(b) => b,
-            None => backend::detect(netns)?,
-        };
-        let mut tools = BTreeMap::new();
-        for family in [Family::V4, Family::V6] {
-            tools.insert(family, backend::tools(backend, family)?);
-        }
+        let (_, tools) = backend::resolve(netns, backend)?;
         Ok(NatApplier {
             netns: netns.map(str::to_owned),
             tools,

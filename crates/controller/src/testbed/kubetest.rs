@@ -129,102 +129,6 @@ fn unique_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(io("run openssl (is it installed?)"))?;
-    if !out.status.success() {
-        return Err(Error::Start(format!(
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
-}
-
-/// A CA, a serving certificate for 127.0.0.1 signed by it (an end-entity certificate, as
-/// rustls insists), and the service-account signing key pair.
-fn make_pki(pki: &Path) -> Result<()> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    openssl(
-        pki,
-        &[
-            &["req", "-x509", "-nodes"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "7",
-                "-subj",
-                "/CN=caracal-test-ca",
-            ],
-        ]
-        .concat(),
-    )?;
-    openssl(
-        pki,
-        &[
-            &["req", "-nodes"][..],
-            &ec,
-            &[
-                "-keyout",
-                "apiserver.key",
-                "-out",
-                "apiserver.csr",
-                "-subj",
-                "/CN=kube-apiserver",
-            ],
-        ]
-        .concat(),
-    )?;
-    fs::write(
-        pki.join("apiserver.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .map_err(io("write apiserver.ext"))?;
-    openssl(
-        pki,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "apiserver.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "apiserver.crt",
-            "-days",
-            "7",
-            "-extfile",
-            "apiserver.ext",
-        ],
-    )?;
-    openssl(
-        pki,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "sa.key",
-        ],
-    )?;
-    openssl(pki, &["ec", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
-    Ok(())
-}
-
 /// One etcd + kube-apiserver pair, owned by one test.
 pub struct KubeApi {
     dir: PathBuf,
@@ -282,7 +186,9 @@ impl KubeApi {
             etcd: None,
             apiserver: None,
         };
-        make_pki(&api.dir.join("pki"))?;
+        // The lab cluster's credentials serve here too: a CA, the serving certificate (for
+        // 127.0.0.1 among others) and the service-account key pair.
+        crate::lab::k8s::pki::make(&api.dir.join("pki"), &[]).map_err(|e| Error::Start(format!("{e:#}")))?;
         api.write_credentials()?;
         api.start_etcd().await?;
         api.start_apiserver().await?;

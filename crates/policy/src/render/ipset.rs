@@ -25,12 +25,7 @@ pub fn kind_name(kind: SetKind) -> &'static str {
 }
 
 pub fn check_set_name(name: &str) -> Result<()> {
-    let valid = name.starts_with(SET_PREFIX)
-        && name.len() <= MAX_SET_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'');
-    if valid {
+    if super::valid_name(name, SET_PREFIX, MAX_SET_NAME) {
         Ok(())
     } else {
         Err(Error::SetName {

@@ -241,12 +241,7 @@ pub fn render_chain(name: &str, chain: &Chain, ctx: &Ctx<'_>) -> Result<Vec<Rend
 }
 
 pub fn check_chain_name(name: &str) -> Result<()> {
-    let valid = name.starts_with(CHAIN_PREFIX)
-        && name.len() <= MAX_CHAIN_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'');
-    if valid {
+    if super::valid_name(name, CHAIN_PREFIX, MAX_CHAIN_NAME) {
         Ok(())
     } else {
         Err(Error::ChainName {

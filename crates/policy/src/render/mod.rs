@@ -49,6 +49,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The rule both kinds of kernel object name follow here: caracal's prefix, the kernel's length
+/// limit, and printable characters other than quotes (they are written unquoted into
+/// `iptables-restore` and `ipset restore` input).
+fn valid_name(name: &str, prefix: &str, max: usize) -> bool {
+    name.starts_with(prefix)
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'')
+}
+
 /// The `ipset` family keyword and the `iptables-restore` binary stem of a family.
 pub fn family_names(family: Family) -> (&'static str, &'static str) {
     match family {

@@ -658,31 +658,11 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String> {
 
 /// [`kubectl`] with `stdin` fed to it (`kubectl apply -f -`).
 pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut child = Command::new(crate::testbed::kubetest::kubectl_path())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running kubectl")?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        std::io::Write::write_all(&mut pipe, text.as_bytes()).context("writing to kubectl")?;
-    }
-    let out = child.wait_with_output().context("waiting for kubectl")?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let kubeconfig = kubeconfig.to_string_lossy();
+    let mut all = vec!["--kubeconfig", kubeconfig.as_ref()];
+    all.extend_from_slice(args);
+    let kubectl = crate::testbed::kubetest::kubectl_path();
+    Ok(crate::dataplane::netns::run(None, &kubectl, &all, stdin)?)
 }
 
 /// The last lines of a log, for error messages.
