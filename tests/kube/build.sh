@@ -57,14 +57,7 @@ fi
 export GOWORK=off GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 
 cd "$here"
-kver=$("$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
-minor=$(echo "$kver" | cut -d. -f2)
-# Module zips carry a placeholder version; stamp the real one as upstream's hack/lib/version.sh
-# does, so /version, kubectl's skew check and the kubectl dispatcher see v1.34.x.
-x=""
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    x="$x -X $p.gitVersion=$kver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-done
+. "$here/version-stamp.sh"
 
 # Build into a scratch directory and rename, so a concurrent or interrupted build never leaves a
 # half-written binary where the tests look.

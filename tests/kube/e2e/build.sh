@@ -18,12 +18,7 @@ fi
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 export GOWORK=off GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0
 cd "$here"
-kver=$("$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
-minor=$(echo "$kver" | cut -d. -f2)
-x=""
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    x="$x -X $p.gitVersion=$kver -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-done
+. "$here/../version-stamp.sh"
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.e2e-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
