@@ -3,6 +3,7 @@
 #
 #   sudo scripts/e2e.sh [granular|netpol|services|all] [ginkgo procs, default 2]
 #   sudo E2E_FOCUS='<ginkgo focus regex>' scripts/e2e.sh focus [procs]
+#   sudo scripts/e2e.sh conformance [case files or folders]   # the shared policy cases, --mode kube
 #   sudo scripts/e2e.sh faults        # the real-cluster fault tests instead (k8s_faults.rs)
 #
 # Brings up tests/topologies/k8s (two workers, a BIRD ToR), installs caracal with
@@ -25,7 +26,9 @@ fi
 procs=${2:-2}
 bash scripts/install-deps.sh >/dev/null
 KUBE_BIN_DIR=$(bash tests/kube/build.sh | tail -n 1)
-E2E_DIR=$(bash tests/kube/e2e/build.sh | tail -n 1)
+if [ "$suite" != conformance ]; then
+  E2E_DIR=$(bash tests/kube/e2e/build.sh | tail -n 1)
+fi
 # Cluster DNS (the Services hairpin spec reaches its Service by name): CoreDNS from source; the
 # lab imports its image into every node when this build is in the cache.
 COREDNS_DIR=$(bash tests/kube/dns/build.sh | tail -n 1)
@@ -49,7 +52,9 @@ case "$suite" in
   all) focus='Networking Granular Checks: Pods|Netpol|Services should (allow pods to hairpin back to themselves through services|preserve source pod IP for traffic thru service cluster IP)' ;;
   # Any ginkgo focus regex, e.g. the specs of one earlier failure: E2E_FOCUS='named port' scripts/e2e.sh focus
   focus) focus=${E2E_FOCUS:?E2E_FOCUS must hold a ginkgo focus regex} ;;
-  *) echo "unknown suite $suite (granular|netpol|services|all|focus)" >&2; exit 2 ;;
+  # caracal's own harness instead of e2e.test: ../shared/conformance (68 cases, ~40 s each).
+  conformance) focus= ;;
+  *) echo "unknown suite $suite (granular|netpol|services|all|focus|conformance)" >&2; exit 2 ;;
 esac
 
 start=$(date +%s)
@@ -64,6 +69,15 @@ kubectl -n kube-system rollout status daemonset/caracal-node --timeout=300s
 kubectl apply -f tests/topologies/k8s/coredns.yaml >/dev/null
 kubectl -n kube-system rollout status deployment/coredns --timeout=300s
 echo "e2e: cluster up and caracal installed in $(( $(date +%s) - start )) s"
+
+if [ "$suite" = conformance ]; then
+  shift || true
+  [ $# -gt 0 ] || set -- "$root/../shared/conformance"
+  rc=0
+  "$caracal" conformance --mode kube "$@" || rc=$?
+  echo "e2e conformance: wall $(( $(date +%s) - start )) s, rc=$rc"
+  exit "$rc"
+fi
 
 report=$root/target/e2e/$suite
 rm -rf "$report" && mkdir -p "$report"

@@ -89,7 +89,9 @@ impl KubeProber {
                 for &proto in &case.protocols {
                     match proto {
                         Protocol::Udp => args.push(format!("--udp-port={port}")),
-                        Protocol::Sctp => args.push(format!("--sctp-port={port}")),
+                        // Without the kernel module netexec cannot bind it and exits; the
+                        // SCTP probes are then skipped (see `probe`).
+                        Protocol::Sctp if sctp_available() => args.push(format!("--sctp-port={port}")),
                         _ => {}
                     }
                     ports.push(serde_json::json!({
@@ -193,7 +195,11 @@ impl KubeProber {
             // The case's manifests carry the addresses the case file gave its pods.
             let text = replace_addresses(text, &running.ips);
             running.global_policies.extend(global_policy_names(&text)?);
-            kubectl(&self.kubeconfig, &["apply", "-f", "-"], Some(&text))?;
+            kubectl(
+                &self.kubeconfig,
+                &["apply", "-f", "-"],
+                Some(&as_json_list(&text)?),
+            )?;
         }
         for d in &step.delete {
             let kind = match d.kind.as_str() {
@@ -255,6 +261,20 @@ pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> S
         out = result;
     }
     out
+}
+
+/// A multi-document manifest as one JSON `List`, read the way the case format reads YAML: kubectl
+/// reads YAML 1.1, where a bare `y` (a namespace name in many cases) is the boolean true and
+/// the API server then refuses the object.
+fn as_json_list(text: &str) -> Result<String> {
+    let mut items = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(doc).map_err(err)?;
+        if !value.is_null() {
+            items.push(value);
+        }
+    }
+    Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
 }
 
 /// The names of the GlobalPolicies in a multi-document manifest: they are cluster-scoped, so
@@ -433,6 +453,19 @@ fn sctp_available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifests_go_to_kubectl_as_json_with_bare_y_a_string() {
+        let text =
+            "kind: NetworkPolicy\nspec: {values: [y, n, on]}\n---\nkind: Namespace\nmetadata: {name: y}\n";
+        let list: serde_json::Value = serde_json::from_str(&as_json_list(text).unwrap()).unwrap();
+        assert_eq!(list["kind"], "List");
+        assert_eq!(
+            list["items"][0]["spec"]["values"],
+            serde_json::json!(["y", "n", "on"])
+        );
+        assert_eq!(list["items"][1]["metadata"]["name"], "y");
+    }
 
     #[test]
     fn global_policies_are_found_in_flow_and_block_style_metadata() {
