@@ -1,10 +1,15 @@
 //! The CNI config reconciler: keeps the node's CNI config list in step with its pod CIDRs.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+use super::reconcile::{self, Next, Reconcile, Schedule, Wake};
 use super::{AgentConfig, bgp::pod_cidrs, health};
 use crate::datastore::{Node, Snapshot};
 
@@ -32,7 +37,7 @@ pub fn write_cni_config(template: &str, out: &Path, node: &Node) -> Result<bool>
 /// Keeps the CNI config list in step with this node's pod CIDRs.
 pub async fn reconcile_cni_config(
     config: Arc<AgentConfig>,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
     health: health::LoopHealth,
 ) -> Result<()> {
     let Some(out) = config.cni_conflist.clone() else {
@@ -43,35 +48,47 @@ pub async fn reconcile_cni_config(
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => caracal_cni::install::TEMPLATE.to_string(),
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        let nodes = snapshots.borrow_and_update().nodes.clone();
+    let schedule = Schedule {
+        tick: Duration::from_secs(10),
+        resync: None,
+    };
+    let r = CniReconciler {
+        config,
+        template,
+        out,
+    };
+    reconcile::run("CNI config", r, snapshots, health, schedule).await
+}
+
+struct CniReconciler {
+    config: Arc<AgentConfig>,
+    template: String,
+    out: PathBuf,
+}
+
+impl Reconcile for CniReconciler {
+    /// Also on every tick: the file is rewritten if someone changed it.
+    async fn reconcile(&mut self, snapshot: &Arc<Snapshot>, _: Wake) -> Result<Next> {
         let node = Node {
-            name: config.node_name.clone(),
-            pod_cidrs: pod_cidrs(&config, &nodes),
+            name: self.config.node_name.clone(),
+            pod_cidrs: pod_cidrs(&self.config, &snapshot.nodes),
             ..Default::default()
         };
-        let node = (!node.pod_cidrs.is_empty()).then_some(node);
-        match node.map(|n| write_cni_config(&template, &out, &n)) {
-            Some(Ok(written)) => {
-                if written {
-                    tracing::info!(path = %out.display(), "CNI config written");
-                }
-                health.ready();
-            }
-            Some(Err(e)) => {
-                tracing::warn!("CNI config: {e:#}");
-                health.not_ready(format!("{e:#}"));
-            }
-            None => {
-                tracing::debug!(node = %config.node_name, "this node is not in the datastore yet, or has no pod CIDR");
-                health.not_ready(format!("node {} has no pod CIDR yet", config.node_name));
-            }
+        if node.pod_cidrs.is_empty() {
+            tracing::debug!(node = %self.config.node_name, "this node is not in the datastore yet, or has no pod CIDR");
+            return Ok(Next::NotReady(format!(
+                "node {} has no pod CIDR yet",
+                self.config.node_name
+            )));
         }
-        tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
-            _ = tick.tick() => {}
+        if write_cni_config(&self.template, &self.out, &node)? {
+            tracing::info!(path = %self.out.display(), "CNI config written");
         }
+        Ok(Next::Wait)
+    }
+
+    fn error_policy(&self, _: &anyhow::Error) -> Duration {
+        Duration::from_secs(10)
     }
 }
 

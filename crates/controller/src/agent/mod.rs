@@ -20,6 +20,7 @@ pub mod config;
 pub mod health;
 pub mod nat;
 pub mod policy;
+pub mod reconcile;
 pub mod services;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

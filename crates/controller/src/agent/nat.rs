@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+use super::reconcile::{self, Next, Reconcile, Schedule, Wake};
 use super::{AgentConfig, health};
 use crate::{
     dataplane::nat::NatApplier,
@@ -26,54 +27,61 @@ pub fn nat_program(config: &AgentConfig, snapshot: &Snapshot) -> NatProgram {
 
 pub async fn reconcile_nat(
     config: Arc<AgentConfig>,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
     health: health::LoopHealth,
 ) -> Result<()> {
-    let mut applier = Some(
-        tokio::task::spawn_blocking(|| NatApplier::new(None, None))
-            .await?
-            .context("detecting iptables")?,
-    );
-    let every = Duration::from_secs(config.policy_resync_secs.max(1));
-    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    let mut applied: Option<NatProgram> = None;
-    let mut due = true;
-    loop {
-        let want = nat_program(&config, &snapshots.borrow_and_update());
-        if due || applied.as_ref() != Some(&want) {
-            due = false;
-            let mut a = applier.take().expect("the applier is returned after every apply");
-            let program = want.clone();
-            let (a, result) = tokio::task::spawn_blocking(move || {
-                let r = a.apply(&program);
-                (a, r)
-            })
-            .await?;
-            applier = Some(a);
-            match result {
-                Ok(stats) => {
-                    if stats != Default::default() {
-                        tracing::info!(?stats, families = want.families.len(), "outgoing NAT applied");
-                    }
-                    applied = Some(want);
-                    health.ready();
-                }
-                Err(e) => {
-                    tracing::warn!("outgoing NAT: {e}");
-                    health.not_ready(format!("outgoing NAT failed: {e}"));
-                    applied = None;
-                }
-            }
+    let applier = tokio::task::spawn_blocking(|| NatApplier::new(None, None))
+        .await?
+        .context("detecting iptables")?;
+    let schedule = Schedule {
+        tick: Duration::from_secs(10),
+        resync: (config.policy_resync_secs > 0).then(|| Duration::from_secs(config.policy_resync_secs)),
+    };
+    let r = NatReconciler {
+        config,
+        applier: Some(applier),
+        applied: None,
+    };
+    reconcile::run("outgoing NAT", r, snapshots, health, schedule).await
+}
+
+struct NatReconciler {
+    config: Arc<AgentConfig>,
+    /// Taken while an apply runs on the blocking pool.
+    applier: Option<NatApplier>,
+    /// The program the kernel holds, as far as we know.
+    applied: Option<NatProgram>,
+}
+
+impl Reconcile for NatReconciler {
+    async fn reconcile(&mut self, snapshot: &Arc<Snapshot>, wake: Wake) -> Result<Next> {
+        let want = nat_program(&self.config, snapshot);
+        let must = matches!(wake, Wake::Resync | Wake::Retry);
+        if !must && self.applied.as_ref() == Some(&want) {
+            return Ok(Next::Wait);
         }
-        tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
-            _ = resync.tick(), if config.policy_resync_secs > 0 => due = true,
-            _ = tick.tick() => {
-                health.beat();
-                due |= applied.is_none();
-            }
+        let mut a = self
+            .applier
+            .take()
+            .expect("the applier is returned after every apply");
+        let program = want.clone();
+        let (a, result) = tokio::task::spawn_blocking(move || {
+            let r = a.apply(&program);
+            (a, r)
+        })
+        .await?;
+        self.applier = Some(a);
+        self.applied = None;
+        let stats = result.context("outgoing NAT failed")?;
+        if stats != Default::default() {
+            tracing::info!(?stats, families = want.families.len(), "outgoing NAT applied");
         }
+        self.applied = Some(want);
+        Ok(Next::Wait)
+    }
+
+    fn error_policy(&self, _: &anyhow::Error) -> Duration {
+        Duration::from_secs(10)
     }
 }
 

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use caracal_policy::model::{ClusterState, Key, LocalEndpoint, Pod};
 use tokio::sync::watch;
 
+use super::reconcile::{self, Next, Reconcile, Schedule, Wake};
 use super::{AgentConfig, health};
 use crate::{
     dataplane::{Dataplane, applier::Applier},
@@ -218,80 +219,76 @@ impl<D: Dataplane> PolicyReconciler<D> {
 /// with what the kernel holds. Runs until `snapshots` closes.
 pub async fn reconcile_policy(
     config: Arc<AgentConfig>,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
     health: health::LoopHealth,
     metrics: crate::metrics::PolicyMetrics,
 ) -> Result<()> {
     let applier = tokio::task::spawn_blocking(|| Applier::new(None, None))
         .await?
         .context("detecting iptables")?;
-    let mut reconciler = Some(PolicyReconciler::new(applier).with_metrics(metrics));
-    let endpoints_dir = config.endpoints_dir.clone();
-    let mut last_fp = None;
-    let mut dirty = true;
-    let mut resync_due = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(config.endpoint_poll_ms));
-    let every = Duration::from_secs(config.policy_resync_secs.max(1));
-    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            changed = snapshots.changed() => {
-                if changed.is_err() { return Ok(()); }
-                dirty = true;
-            }
-            _ = tick.tick() => {
-                let fp = dir_fingerprint(&endpoints_dir);
-                if last_fp.as_ref() != Some(&fp) {
-                    last_fp = Some(fp);
-                    dirty = true;
-                }
-            }
-            _ = resync.tick(), if config.policy_resync_secs > 0 => {
-                resync_due = true;
-                dirty = true;
-            }
+    // The tick polls the endpoint records the CNI plugin writes.
+    let schedule = Schedule {
+        tick: Duration::from_millis(config.endpoint_poll_ms.max(1)),
+        resync: (config.policy_resync_secs > 0).then(|| Duration::from_secs(config.policy_resync_secs)),
+    };
+    let r = PolicyLoop {
+        config,
+        reconciler: Some(PolicyReconciler::new(applier).with_metrics(metrics)),
+        last_fp: None,
+        resync_due: false,
+    };
+    reconcile::run("policy", r, snapshots, health, schedule).await
+}
+
+struct PolicyLoop {
+    config: Arc<AgentConfig>,
+    /// Taken while a step runs on the blocking pool.
+    reconciler: Option<PolicyReconciler<Applier>>,
+    /// The endpoint folder as last read.
+    last_fp: Option<Vec<(String, Option<SystemTime>)>>,
+    /// A resync that has not succeeded yet.
+    resync_due: bool,
+}
+
+impl Reconcile for PolicyLoop {
+    async fn reconcile(&mut self, snapshot: &Arc<Snapshot>, wake: Wake) -> Result<Next> {
+        let endpoints_dir = &self.config.endpoints_dir;
+        let fp = dir_fingerprint(endpoints_dir);
+        let endpoints_changed = self.last_fp.as_ref() != Some(&fp);
+        self.last_fp = Some(fp);
+        self.resync_due |= wake == Wake::Resync;
+        if wake == Wake::Tick && !endpoints_changed {
+            return Ok(Next::Skip);
         }
-        health.beat();
-        if !dirty {
-            continue;
-        }
-        dirty = false;
-        let snap = snapshots.borrow_and_update().clone();
-        let eps = read_endpoints(&endpoints_dir);
-        let mut r = reconciler
+        let snap = snapshot.clone();
+        let eps = read_endpoints(endpoints_dir);
+        let mut r = self
+            .reconciler
             .take()
             .expect("the reconciler is returned after every step");
-        let full_resync = std::mem::take(&mut resync_due);
+        let full_resync = self.resync_due;
         let (r, result) = tokio::task::spawn_blocking(move || {
             let result = r.step(&snap.cluster, &eps, full_resync).map(|s| (s, eps.len()));
             (r, result)
         })
         .await?;
-        reconciler = Some(r);
-        match result {
-            Ok((step, n)) => {
-                tracing::info!(
-                    endpoints = n,
-                    full = step.full,
-                    resync = step.resynced,
-                    compile_time = ?step.compile,
-                    stats = ?step.stats,
-                    "policy applied"
-                );
-                health.ready();
-                if let Some(ready) = &config.readiness_file
-                    && !ready.exists()
-                {
-                    std::fs::write(ready, b"ok\n").with_context(|| format!("writing {}", ready.display()))?;
-                }
-            }
-            Err(e) => {
-                tracing::error!("applying policy failed, retrying: {e:#}");
-                health.not_ready(format!("applying policy failed: {e:#}"));
-                dirty = true;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        self.reconciler = Some(r);
+        let (step, n) = result.context("applying policy failed")?;
+        self.resync_due = false;
+        tracing::info!(
+            endpoints = n,
+            full = step.full,
+            resync = step.resynced,
+            compile_time = ?step.compile,
+            stats = ?step.stats,
+            "policy applied"
+        );
+        if let Some(ready) = &self.config.readiness_file
+            && !ready.exists()
+        {
+            std::fs::write(ready, b"ok\n").with_context(|| format!("writing {}", ready.display()))?;
         }
+        Ok(Next::Wait)
     }
 }
 

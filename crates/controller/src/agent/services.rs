@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use anyhow::Result;
 use tokio::sync::watch;
 
+use super::reconcile::{self, Next, Reconcile, Schedule, Wake};
 use super::{AgentConfig, health};
 use crate::{
     datastore::Snapshot,
@@ -50,14 +51,27 @@ pub fn service_routes(config: &AgentConfig, snapshot: &Snapshot) -> ServiceRoute
 /// Publishes [`service_routes`] to `routes` whenever they change, until `snapshots` closes.
 pub async fn reconcile_services(
     config: Arc<AgentConfig>,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
     routes: watch::Sender<ServiceRoutes>,
     health: health::LoopHealth,
 ) -> Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        let next = service_routes(&config, &snapshots.borrow_and_update());
-        routes.send_if_modified(|current| {
+    let schedule = Schedule {
+        tick: Duration::from_secs(10),
+        resync: None,
+    };
+    let r = ServicesReconciler { config, routes };
+    reconcile::run("services", r, snapshots, health, schedule).await
+}
+
+struct ServicesReconciler {
+    config: Arc<AgentConfig>,
+    routes: watch::Sender<ServiceRoutes>,
+}
+
+impl Reconcile for ServicesReconciler {
+    async fn reconcile(&mut self, snapshot: &Arc<Snapshot>, _: Wake) -> Result<Next> {
+        let next = service_routes(&self.config, snapshot);
+        self.routes.send_if_modified(|current| {
             if *current == next {
                 return false;
             }
@@ -72,11 +86,7 @@ pub async fn reconcile_services(
             *current = next;
             true
         });
-        health.ready();
-        tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { return Ok(()) },
-            _ = tick.tick() => health.beat(),
-        }
+        Ok(Next::Wait)
     }
 }
 
