@@ -29,9 +29,12 @@ struct Line {
 }
 
 /// Writes a run's lines as they happen (each line flushed, so a crash keeps what came before).
+/// TCP MD5 passwords never reach the file: each is written as `redacted-N`, the same N for the
+/// same password, so a password change still shows (and replays) as one.
 pub struct Recorder {
     file: File,
     base: Option<Instant>,
+    passwords: Vec<String>,
 }
 
 /// The input as it will be recorded (taken before the core consumes it).
@@ -49,16 +52,20 @@ impl Recorder {
         Ok(Recorder {
             file: File::create(path)?,
             base: None,
+            passwords: Vec::new(),
         })
     }
 
     /// Records one input; the first one sets the run's start.
-    pub fn write(&mut self, now: Instant, input: Value, outputs: &[Output], wake: Option<Instant>) {
+    pub fn write(&mut self, now: Instant, mut input: Value, outputs: &[Output], wake: Option<Instant>) {
         let base = *self.base.get_or_insert(now);
+        let mut outputs = serde_json::to_value(outputs).unwrap_or(Value::Null);
+        self.redact(&mut input);
+        self.redact(&mut outputs);
         let line = Line {
             at: now.saturating_duration_since(base),
             input,
-            outputs: serde_json::to_value(outputs).unwrap_or(Value::Null),
+            outputs,
             wake: wake.map(|w| w.saturating_duration_since(base)),
         };
         let result = serde_json::to_writer(&mut self.file, &line)
@@ -66,6 +73,33 @@ impl Recorder {
             .and_then(|()| self.file.write_all(b"\n"));
         if let Err(e) = result {
             tracing::warn!("cannot record the speaker's events: {e}");
+        }
+    }
+}
+
+impl Recorder {
+    /// Replaces every `password` string in `v`; a replayed recording's are kept as they are.
+    fn redact(&mut self, v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    match value {
+                        Value::String(pw) if key == "password" && !pw.starts_with("redacted-") => {
+                            let n = match self.passwords.iter().position(|p| p == pw) {
+                                Some(n) => n,
+                                None => {
+                                    self.passwords.push(pw.clone());
+                                    self.passwords.len() - 1
+                                }
+                            };
+                            *pw = format!("redacted-{n}");
+                        }
+                        other => self.redact(other),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact(i)),
+            _ => {}
         }
     }
 }

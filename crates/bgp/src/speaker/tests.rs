@@ -504,3 +504,33 @@ fn replaced_sessions_are_ignored() {
     core.handle(Input::Sessions(vec![established(A, 7, 65002, None)]), t0);
     assert_eq!(core.status(t0).peers[0].state, State::Idle.to_string());
 }
+
+#[test]
+fn passwords_are_redacted_in_a_recording_that_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut recorder = Recorder::create(&path).unwrap();
+    let t0 = Instant::now();
+    let cfg = two_peers("", ", password: s3cret-one", ", password: s3cret-two");
+    let v = record::input_value(&Input::Start {
+        config: cfg.clone(),
+        routes_found: false,
+    });
+    let (mut core, out) = Core::start(cfg.clone(), false, t0);
+    recorder.write(t0, v, &out, core.next_wake());
+    // A new password for B resets its session; the recording must still show that.
+    let mut changed = cfg;
+    changed.peers[1].password = Some("s3cret-three".into());
+    let input = Input::Reload(changed);
+    let v = record::input_value(&input);
+    let out = core.handle(input, t0);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Remove { peer, .. } if *peer == ip(B)))
+    );
+    recorder.write(t0, v, &out, core.next_wake());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("redacted-0") && text.contains("redacted-2"));
+    assert_eq!(record::replay(text.as_bytes()).unwrap().inputs, 2);
+}
