@@ -77,12 +77,19 @@ pub async fn run(
     schedule: Schedule,
 ) -> Result<()> {
     let mut tick = tokio::time::interval_at(Instant::now() + schedule.tick, schedule.tick);
+    // After a long pass, one tick, not a burst of them.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync = schedule
         .resync
         .map(|every| tokio::time::interval_at(Instant::now() + every, every));
     let mut wake = Wake::Changed;
     let mut retry_at: Option<Instant> = None;
     loop {
+        // A snapshot that came with (or right after) a tick is a change all the same: the pass
+        // below marks it seen, so it must not be told it runs for a mere tick.
+        if wake == Wake::Tick && snapshots.has_changed().unwrap_or(false) {
+            wake = Wake::Changed;
+        }
         let snapshot = snapshots.borrow_and_update().clone();
         match r.reconcile(&snapshot, wake).await {
             Ok(Next::Wait) => {
@@ -156,6 +163,51 @@ mod tests {
         fn error_policy(&self, _: &anyhow::Error) -> Duration {
             self.retry
         }
+    }
+
+    /// Records each pass's wake and whether its snapshot was new to it.
+    struct Seen {
+        passes: Arc<Mutex<Vec<(Wake, bool)>>>,
+        last: Option<Arc<Snapshot>>,
+    }
+
+    impl Reconcile for Seen {
+        async fn reconcile(&mut self, snapshot: &Arc<Snapshot>, wake: Wake) -> Result<Next> {
+            let new = !self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, snapshot));
+            self.last = Some(snapshot.clone());
+            self.passes.lock().unwrap().push((wake, new));
+            Ok(if wake == Wake::Tick {
+                Next::Skip
+            } else {
+                Next::Wait
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_that_comes_with_a_tick_is_never_taken_for_a_tick() {
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let health = Health::default();
+        let passes = Arc::new(Mutex::new(Vec::new()));
+        let r = Seen {
+            passes: passes.clone(),
+            last: None,
+        };
+        let schedule = Schedule {
+            tick: Duration::from_millis(10),
+            resync: None,
+        };
+        tokio::spawn(run("test", r, rx, health.register("test", "not yet"), schedule));
+        // Each new snapshot lands exactly when a tick is due: both are ready at once.
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send(Arc::new(Snapshot::default())).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let passes = passes.lock().unwrap();
+        let new: Vec<Wake> = passes.iter().filter(|(_, new)| *new).map(|(w, _)| *w).collect();
+        assert_eq!(new.len(), 41, "every snapshot had its pass: {passes:?}");
+        assert!(new.iter().all(|w| *w == Wake::Changed), "{passes:?}");
     }
 
     #[tokio::test(start_paused = true)]
