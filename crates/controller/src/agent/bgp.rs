@@ -9,7 +9,9 @@ use tokio::sync::watch;
 
 use super::{AgentConfig, health};
 use crate::{
+    bgpapi::select::SessionKind,
     datastore::{Node, Snapshot},
+    metrics::bgp::PeerType,
     services::ServiceRoutes,
 };
 
@@ -79,11 +81,15 @@ pub fn desired_speaker(
     base: &caracal_bgp::config::SpeakerConfig,
     snapshot: &Snapshot,
     services: &ServiceRoutes,
-) -> (caracal_bgp::config::SpeakerConfig, Vec<String>) {
+) -> Desired {
     let Some(objects) = crate::bgpapi::Objects::of(snapshot) else {
         let mut c = speaker_config(config, base, &snapshot.nodes);
         with_service_routes(&mut c, services);
-        return (c, Vec::new());
+        return Desired {
+            peer_types: crate::metrics::bgp::peer_types(base, &c),
+            speaker: c,
+            problems: Vec::new(),
+        };
     };
     let defaults = crate::bgpapi::select::Defaults {
         local_as: base.local_as,
@@ -105,7 +111,33 @@ pub fn desired_speaker(
     // The BGPConfiguration's communities on every originated prefix they cover, Service routes
     // included.
     objects.communities.apply(&mut originating.originate);
-    (node.apply_to(&originating), node.problems)
+    let peer_types = node
+        .sessions
+        .iter()
+        .map(|s| {
+            let kind = match s.kind {
+                SessionKind::Mesh => PeerType::Mesh,
+                SessionKind::Global => PeerType::Global,
+                SessionKind::Node => PeerType::Node,
+            };
+            (s.address, kind)
+        })
+        .collect();
+    Desired {
+        speaker: node.apply_to(&originating),
+        problems: node.problems,
+        peer_types,
+    }
+}
+
+/// What [`desired_speaker`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub speaker: caracal_bgp::config::SpeakerConfig,
+    /// Sessions left out, and why.
+    pub problems: Vec<String>,
+    /// Why this node peers with each peer (the metrics' `type` label), as the selection chose.
+    pub peer_types: BTreeMap<IpAddr, PeerType>,
 }
 
 /// The BGP speaker's log level the BGPConfiguration `default` asks for (`logSeverityScreen`), if
@@ -200,25 +232,29 @@ pub async fn reconcile_bgp(
     base.validate().context("bgp")?;
     let mut problems = Vec::new();
     crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
-    let (mut current, found) = desired_speaker(
+    let desired = desired_speaker(
         &config,
         &base,
         &snapshots.borrow_and_update(),
         &services.borrow_and_update(),
     );
-    log_problems(&found, &mut problems);
+    log_problems(&desired.problems, &mut problems);
+    let mut current = desired.speaker;
+    let mut peer_types = desired.peer_types;
     let (mut handle, mut task) = caracal_bgp::speaker::start(current.clone(), None)
         .await
         .context("starting the BGP speaker")?;
     tracing::info!(originate = ?current.originate, peers = current.peers.len(), "BGP speaker started");
-    let publish = |handle: &caracal_bgp::speaker::SpeakerHandle, c: &caracal_bgp::config::SpeakerConfig| {
+    let publish = |handle: &caracal_bgp::speaker::SpeakerHandle,
+                   c: &caracal_bgp::config::SpeakerConfig,
+                   types: &BTreeMap<IpAddr, PeerType>| {
         metrics.publish(
             handle,
-            crate::metrics::bgp::peer_types(&base, c),
+            types.clone(),
             c.originate.iter().map(|o| o.prefix).collect(),
         );
     };
-    publish(&handle, &current);
+    publish(&handle, &current, &peer_types);
     health.ready();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -232,13 +268,14 @@ pub async fn reconcile_bgp(
             _ = stop.changed() => break,
         }
         crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
-        let (next, found) = desired_speaker(
+        let desired = desired_speaker(
             &config,
             &base,
             &snapshots.borrow_and_update(),
             &services.borrow_and_update(),
         );
-        log_problems(&found, &mut problems);
+        log_problems(&desired.problems, &mut problems);
+        let next = desired.speaker;
         if next.listen_port != current.listen_port {
             // The listener is bound once: a new port (BGPConfiguration listenPort) needs a new
             // speaker.
@@ -253,7 +290,8 @@ pub async fn reconcile_bgp(
                 .await
                 .context("restarting the BGP speaker on its new listen port")?;
             current = next;
-            publish(&handle, &current);
+            peer_types = desired.peer_types;
+            publish(&handle, &current, &peer_types);
             health.ready();
         } else if next != current {
             tracing::info!(originate = ?next.originate, peers = next.peers.len(), cluster_id = ?next.cluster_id, "BGP config changed");
@@ -262,9 +300,13 @@ pub async fn reconcile_bgp(
                 health.not_ready(format!("BGP reload failed: {e}"));
             } else {
                 current = next;
-                publish(&handle, &current);
+                peer_types = desired.peer_types;
+                publish(&handle, &current, &peer_types);
                 health.ready();
             }
+        } else if desired.peer_types != peer_types {
+            peer_types = desired.peer_types;
+            publish(&handle, &current, &peer_types);
         }
     }
     metrics.stopped();
@@ -307,12 +349,19 @@ mod tests {
         let none = ServiceRoutes::default();
         // Without objects: the ConfigMap's peer and the mesh.
         let plain = Snapshot::from_objects(nodes.clone());
-        let (c, problems) = desired_speaker(&config, &base, &plain, &none);
+        let Desired {
+            speaker: c,
+            problems,
+            peer_types,
+        } = desired_speaker(&config, &base, &plain, &none);
         let addresses = |c: &caracal_bgp::config::SpeakerConfig| -> Vec<String> {
             c.peers.iter().map(|p| p.address.to_string()).collect()
         };
         assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
         assert!(problems.is_empty());
+        let kind = |types: &BTreeMap<IpAddr, PeerType>, a: &str| types[&a.parse::<IpAddr>().unwrap()];
+        assert_eq!(kind(&peer_types, "192.0.2.254"), PeerType::Global);
+        assert_eq!(kind(&peer_types, "192.0.2.2"), PeerType::Mesh);
         // With a BGPConfiguration turning the mesh off and a per-rack peer: only that peer.
         let mut objects = nodes.to_vec();
         objects.push(manifest(
@@ -321,8 +370,17 @@ mod tests {
         objects.push(manifest(
             "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: tor-a},              spec: {peerIP: 10.0.1.254, asNumber: 65001, nodeSelector: \"rack == 'a'\"}}",
         ));
-        let (c, problems) = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()), &none);
+        let Desired {
+            speaker: c,
+            problems,
+            peer_types,
+        } = desired_speaker(&config, &base, &Snapshot::from_objects(objects.clone()), &none);
         assert_eq!(addresses(&c), ["10.0.1.254"]);
+        assert_eq!(
+            kind(&peer_types, "10.0.1.254"),
+            PeerType::Node,
+            "a BGPPeer with a nodeSelector is this node's own"
+        );
         assert_eq!(c.local_as, 64600, "the cluster AS from the BGPConfiguration");
         assert_eq!(
             c.router_id, base.router_id,
@@ -342,23 +400,33 @@ mod tests {
         assert!(problems.is_empty());
         c.validate().unwrap();
         // A BGPPeer alone: Calico's default mesh is on, plus the peer (rack b does not match).
-        let (c, _) = desired_speaker(
+        let Desired {
+            speaker: c,
+            peer_types,
+            ..
+        } = desired_speaker(
             &config,
             &base,
             &Snapshot::from_objects(objects[..2].iter().cloned().chain([objects[3].clone()])),
             &none,
         );
         assert_eq!(addresses(&c), ["10.0.1.254", "192.0.2.2"]);
+        assert_eq!(
+            kind(&peer_types, "192.0.2.2"),
+            PeerType::Mesh,
+            "Calico's mesh from the objects"
+        );
         // A rejected object alone does not switch the ConfigMap off.
         let bad = manifest(
             "{apiVersion: caracal.dev/v1alpha1, kind: BGPPeer, metadata: {name: bad}, spec: {peerIP: nope, asNumber: 1}}",
         );
-        let (c, _) = desired_speaker(
+        let c = desired_speaker(
             &config,
             &base,
             &Snapshot::from_objects(nodes.iter().cloned().chain([bad])),
             &none,
-        );
+        )
+        .speaker;
         assert_eq!(addresses(&c), ["192.0.2.254", "192.0.2.2"]);
     }
 
