@@ -7,7 +7,7 @@
 //! changes to install. It reads no clock and touches no socket, so a run recorded as inputs
 //! (`record.rs`) replays to the same outputs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ pub enum Input {
     Start {
         config: SpeakerConfig,
         routes_found: bool,
+        /// Emit [`Output::Changes`] (the speaker is embedded and listens).
+        #[serde(default)]
+        report_changes: bool,
     },
     /// A new configuration.
     Reload(SpeakerConfig),
@@ -123,7 +126,11 @@ impl Peer {
 pub struct Core {
     config: SpeakerConfig,
     rib: Rib,
-    peers: HashMap<IpAddr, Peer>,
+    /// By address: every walk over the peers goes in address order, so a replay's outputs come
+    /// in the recorded order.
+    peers: BTreeMap<IpAddr, Peer>,
+    /// Whoever embeds the speaker wants the best-route changes ([`Output::Changes`]).
+    report_changes: bool,
     next_generation: u64,
     /// We found our own routes in the kernel at start: we are a restarting speaker.
     restarted: bool,
@@ -134,8 +141,13 @@ pub struct Core {
 impl Core {
     /// The core for `config`, and what to do first: sessions to start, and leftover kernel
     /// routes to remove unless they are kept for our graceful restart. `routes_found`: routes
-    /// of ours were in the kernel at start.
-    pub fn start(config: SpeakerConfig, routes_found: bool, now: Instant) -> (Core, Vec<Output>) {
+    /// of ours were in the kernel at start; `report_changes`: emit [`Output::Changes`].
+    pub fn start(
+        config: SpeakerConfig,
+        routes_found: bool,
+        report_changes: bool,
+        now: Instant,
+    ) -> (Core, Vec<Output>) {
         let mut rib = Rib::new(rib_config(&config));
         rib.set_no_transit(config.no_transit.clone());
         let mut out = Vec::new();
@@ -152,7 +164,8 @@ impl Core {
         let mut core = Core {
             config: config.clone(),
             rib,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
+            report_changes,
             next_generation: 1,
             restarted,
             purge_foreign_at,
@@ -186,9 +199,7 @@ impl Core {
                     self.purge_foreign_at = None;
                     out.push(Output::PurgeForeignRoutes);
                 }
-                let mut peers: Vec<&mut Peer> = self.peers.values_mut().collect();
-                peers.sort_by_key(|p| p.config.address);
-                for p in peers {
+                for p in self.peers.values_mut() {
                     if p.stale_deadline.is_some_and(|d| d <= now) {
                         p.stale_deadline = None;
                         let actions = p.restart.handle(PeerEvent::StaleTimerExpires);
@@ -383,10 +394,7 @@ impl Core {
     /// Pending Adj-RIB-Out changes to peers (as their MRAI allows) and route changes to the
     /// kernel.
     fn after_batch(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let mut peers: Vec<&mut Peer> = self.peers.values_mut().collect();
-        // Peers in address order, so that the outputs of a replay come in the recorded order.
-        peers.sort_by_key(|p| p.config.address);
-        for p in peers {
+        for p in self.peers.values_mut() {
             let Some(options) = &p.options else { continue };
             let mrai = Duration::from_millis(p.config.mrai_ms.unwrap_or(self.config.mrai_ms));
             if !self.rib.has_pending(p.idx) {
@@ -413,13 +421,15 @@ impl Core {
         }
         let changes = self.rib.take_changes();
         if !changes.is_empty() {
+            if self.report_changes {
+                out.push(Output::Changes(changes.clone()));
+            }
             if self.config.install_routes {
                 out.push(Output::Install(kernel::without_no_install(
-                    changes.clone(),
+                    changes,
                     &self.config.no_install,
                 )));
             }
-            out.push(Output::Changes(changes));
         }
     }
 
@@ -509,8 +519,7 @@ impl Core {
         }
         // Peers, in address order.
         let wanted: HashMap<IpAddr, &PeerConfig> = new.peers.iter().map(|p| (p.address, p)).collect();
-        let mut current: Vec<IpAddr> = self.peers.keys().copied().collect();
-        current.sort();
+        let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
                 None => self.remove_peer(addr, CeaseSubcode::PeerDeconfigured, out),
@@ -543,8 +552,7 @@ impl Core {
 
     fn shutdown(&mut self, out: &mut Vec<Output>) {
         let preserve = graceful(&self.config);
-        let mut peers: Vec<IpAddr> = self.peers.keys().copied().collect();
-        peers.sort();
+        let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
         for peer in peers {
             out.push(if preserve {
                 // Our own graceful restart: close without NOTIFICATION so peers keep our routes.

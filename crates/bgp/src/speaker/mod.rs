@@ -186,12 +186,14 @@ pub async fn start(
     }
     let (events_tx, events_rx) = mpsc::channel(1024);
     let now = Instant::now();
+    let report_changes = changes.is_some();
     let input = Input::Start {
         config: config.clone(),
         routes_found,
+        report_changes,
     };
     let recorded = recorder.as_ref().map(|_| record::input_value(&input));
-    let (core, outputs) = Core::start(config.clone(), routes_found, now);
+    let (core, outputs) = Core::start(config.clone(), routes_found, report_changes, now);
     if let (Some(r), Some(v)) = (&mut recorder, recorded) {
         r.write(now, v, &outputs, core.next_wake());
     }
@@ -373,10 +375,11 @@ impl Driver {
             task,
             password: p.password.is_some(),
         };
-        if let Some(old) = self.sessions.insert(p.address, session) {
-            // The core removes a peer before it spawns its new session; not reached.
-            self.ended.push(old.task);
-        }
+        let replaced = self.sessions.insert(p.address, session);
+        debug_assert!(
+            replaced.is_none(),
+            "the core removes a peer before it spawns its new session"
+        );
     }
 
     /// Waits for the sessions to end, then lets the kernel installer finish.

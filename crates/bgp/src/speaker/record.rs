@@ -56,28 +56,6 @@ impl Recorder {
         })
     }
 
-    /// Records one input; the first one sets the run's start.
-    pub fn write(&mut self, now: Instant, mut input: Value, outputs: &[Output], wake: Option<Instant>) {
-        let base = *self.base.get_or_insert(now);
-        let mut outputs = serde_json::to_value(outputs).unwrap_or(Value::Null);
-        self.redact(&mut input);
-        self.redact(&mut outputs);
-        let line = Line {
-            at: now.saturating_duration_since(base),
-            input,
-            outputs,
-            wake: wake.map(|w| w.saturating_duration_since(base)),
-        };
-        let result = serde_json::to_writer(&mut self.file, &line)
-            .map_err(std::io::Error::other)
-            .and_then(|()| self.file.write_all(b"\n"));
-        if let Err(e) = result {
-            tracing::warn!("cannot record the speaker's events: {e}");
-        }
-    }
-}
-
-impl Recorder {
     /// Replaces every `password` string in `v`; a replayed recording's are kept as they are.
     fn redact(&mut self, v: &mut Value) {
         match v {
@@ -100,6 +78,26 @@ impl Recorder {
             }
             Value::Array(items) => items.iter_mut().for_each(|i| self.redact(i)),
             _ => {}
+        }
+    }
+
+    /// Records one input; the first one sets the run's start.
+    pub fn write(&mut self, now: Instant, mut input: Value, outputs: &[Output], wake: Option<Instant>) {
+        let base = *self.base.get_or_insert(now);
+        let mut outputs = serde_json::to_value(outputs).unwrap_or(Value::Null);
+        self.redact(&mut input);
+        self.redact(&mut outputs);
+        let line = Line {
+            at: now.saturating_duration_since(base),
+            input,
+            outputs,
+            wake: wake.map(|w| w.saturating_duration_since(base)),
+        };
+        let result = serde_json::to_writer(&mut self.file, &line)
+            .map_err(std::io::Error::other)
+            .and_then(|()| self.file.write_all(b"\n"));
+        if let Err(e) = result {
+            tracing::warn!("cannot record the speaker's events: {e}");
         }
     }
 }
@@ -147,8 +145,15 @@ pub fn replay(recording: impl BufRead) -> Result<Replayed, ReplayError> {
         let input: Input = serde_json::from_value(line.input).map_err(|e| parse(format!("input: {e}")))?;
         let now = base + line.at;
         let outputs = match (&mut core, input) {
-            (None, Input::Start { config, routes_found }) => {
-                let (c, outputs) = Core::start(config, routes_found, now);
+            (
+                None,
+                Input::Start {
+                    config,
+                    routes_found,
+                    report_changes,
+                },
+            ) => {
+                let (c, outputs) = Core::start(config, routes_found, report_changes, now);
                 core = Some(c);
                 outputs
             }

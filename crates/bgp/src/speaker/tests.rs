@@ -122,6 +122,15 @@ fn down(peer: &str, generation: u64) -> FromSession {
     }
 }
 
+fn removed(out: &[Output]) -> Vec<(IpAddr, CeaseSubcode)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Remove { peer, subcode, .. } => Some((*peer, *subcode)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn sent_to(out: &[Output], peer: &str) -> usize {
     out.iter()
         .filter(|o| matches!(o, Output::Send { peer: p, .. } if *p == ip(peer)))
@@ -143,7 +152,7 @@ fn installed(out: &[Output], kind: ChangeKind) -> Vec<String> {
 #[test]
 fn a_reload_resets_only_the_sessions_whose_session_fields_changed() {
     let t0 = Instant::now();
-    let (mut core, out) = Core::start(two_peers("", "", ""), false, t0);
+    let (mut core, out) = Core::start(two_peers("", "", ""), false, false, t0);
     assert_eq!(generations(&out), [(ip(A), 1), (ip(B), 2)]);
 
     // A: export policy only. B: hold time. C: new.
@@ -153,14 +162,7 @@ fn a_reload_resets_only_the_sessions_whose_session_fields_changed() {
         ..new.peers[0].clone()
     });
     let out = core.handle(Input::Reload(new.clone()), t0);
-    let removed: Vec<(IpAddr, CeaseSubcode)> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Remove { peer, subcode, .. } => Some((*peer, *subcode)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(removed, [(ip(B), CeaseSubcode::OtherConfigurationChange)]);
+    assert_eq!(removed(&out), [(ip(B), CeaseSubcode::OtherConfigurationChange)]);
     assert_eq!(generations(&out), [(ip(B), 3), (ip("10.0.0.4"), 4)]);
 
     // An import change keeps the session and asks the peer for its routes again.
@@ -176,15 +178,8 @@ fn a_reload_resets_only_the_sessions_whose_session_fields_changed() {
     refreshed.peers.remove(0);
     refreshed.router_id = Ipv4Addr::new(10, 0, 0, 9);
     let out = core.handle(Input::Reload(refreshed), t0);
-    let removed: Vec<(IpAddr, CeaseSubcode)> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Remove { peer, subcode, .. } => Some((*peer, *subcode)),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        removed,
+        removed(&out),
         [
             (ip(A), CeaseSubcode::PeerDeconfigured),
             (ip(B), CeaseSubcode::OtherConfigurationChange),
@@ -327,11 +322,11 @@ fn mrai_run(core: &mut Core, t0: Instant, mut step: impl FnMut(&mut Core, Input,
 #[test]
 fn the_mrai_holds_announcements_back_and_never_withdrawals() {
     let t0 = Instant::now();
-    let (mut core, _) = Core::start(two_peers("mrai_ms: 1000", "", ""), false, t0);
+    let (mut core, _) = Core::start(two_peers("mrai_ms: 1000", "", ""), false, false, t0);
     mrai_run(&mut core, t0, |c, i, now| c.handle(i, now));
 
     // Without an MRAI both announcements go at once.
-    let (mut core, _) = Core::start(two_peers("", "", ""), false, t0);
+    let (mut core, _) = Core::start(two_peers("", "", ""), false, false, t0);
     core.handle(
         Input::Sessions(vec![
             established(A, 1, 65002, None),
@@ -361,7 +356,7 @@ fn peer_gr(restart_time: u16) -> GracefulRestart {
 fn a_restarting_peers_routes_stay_until_its_restart_time_ends() {
     let t0 = Instant::now();
     let s = |n: u64| t0 + Duration::from_secs(n);
-    let (mut core, _) = Core::start(two_peers("", "", ""), false, t0);
+    let (mut core, _) = Core::start(two_peers("", "", ""), false, false, t0);
     core.handle(
         Input::Sessions(vec![established(A, 1, 65002, Some(peer_gr(60)))]),
         t0,
@@ -392,7 +387,7 @@ fn a_restarting_peers_routes_stay_until_its_restart_time_ends() {
 fn our_own_restart_keeps_our_kernel_routes_for_the_restart_time_then_purges_them() {
     let t0 = Instant::now();
     let cfg = two_peers("", ", graceful_restart_time: 120", "");
-    let (core, out) = Core::start(cfg.clone(), true, t0);
+    let (core, out) = Core::start(cfg.clone(), true, false, t0);
     assert!(core.restarted());
     assert!(!out.iter().any(|o| matches!(o, Output::PurgeForeignRoutes)));
     assert_eq!(core.next_wake(), Some(t0 + Duration::from_secs(120)));
@@ -405,7 +400,7 @@ fn our_own_restart_keeps_our_kernel_routes_for_the_restart_time_then_purges_them
     );
 
     // Without graceful restart, leftovers go at once.
-    let (core, out) = Core::start(two_peers("", "", ""), true, t0);
+    let (core, out) = Core::start(two_peers("", "", ""), true, false, t0);
     assert!(!core.restarted());
     assert!(matches!(out.first(), Some(Output::PurgeForeignRoutes)));
 }
@@ -413,7 +408,7 @@ fn our_own_restart_keeps_our_kernel_routes_for_the_restart_time_then_purges_them
 #[test]
 fn a_shutdown_stops_every_session_and_removes_our_routes_unless_we_restart_gracefully() {
     let t0 = Instant::now();
-    let (mut core, _) = Core::start(two_peers("", "", ""), false, t0);
+    let (mut core, _) = Core::start(two_peers("", "", ""), false, false, t0);
     let out = core.handle(Input::Shutdown, t0);
     assert!(matches!(
         out.as_slice(),
@@ -426,7 +421,12 @@ fn a_shutdown_stops_every_session_and_removes_our_routes_unless_we_restart_grace
             Output::Finish { remove_routes: true }
         ]
     ));
-    let (mut core, _) = Core::start(two_peers("", ", graceful_restart_time: 120", ""), false, t0);
+    let (mut core, _) = Core::start(
+        two_peers("", ", graceful_restart_time: 120", ""),
+        false,
+        false,
+        t0,
+    );
     let out = core.handle(Input::Shutdown, t0);
     assert!(matches!(
         out.as_slice(),
@@ -447,9 +447,10 @@ fn recorded_mrai_run(dir: &std::path::Path) -> String {
     let input = Input::Start {
         config: cfg.clone(),
         routes_found: false,
+        report_changes: false,
     };
     let v = record::input_value(&input);
-    let (mut core, out) = Core::start(cfg, false, t0);
+    let (mut core, out) = Core::start(cfg, false, false, t0);
     recorder.write(t0, v, &out, core.next_wake());
     mrai_run(&mut core, t0, |c, input, now| {
         let v = record::input_value(&input);
@@ -499,7 +500,7 @@ fn a_replay_finds_the_line_where_a_decision_differs() {
 #[test]
 fn replaced_sessions_are_ignored() {
     let t0 = Instant::now();
-    let (mut core, _) = Core::start(two_peers("", "", ""), false, t0);
+    let (mut core, _) = Core::start(two_peers("", "", ""), false, false, t0);
     // Generation 7 is no session of A's.
     core.handle(Input::Sessions(vec![established(A, 7, 65002, None)]), t0);
     assert_eq!(core.status(t0).peers[0].state, State::Idle.to_string());
@@ -515,8 +516,9 @@ fn passwords_are_redacted_in_a_recording_that_still_replays() {
     let v = record::input_value(&Input::Start {
         config: cfg.clone(),
         routes_found: false,
+        report_changes: false,
     });
-    let (mut core, out) = Core::start(cfg.clone(), false, t0);
+    let (mut core, out) = Core::start(cfg.clone(), false, false, t0);
     recorder.write(t0, v, &out, core.next_wake());
     // A new password for B resets its session; the recording must still show that.
     let mut changed = cfg;
