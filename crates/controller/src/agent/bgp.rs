@@ -231,14 +231,15 @@ pub async fn reconcile_bgp(
     let base = bgp.speaker(router_id);
     base.validate().context("bgp")?;
     let mut problems = Vec::new();
-    crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
-    let desired = desired_speaker(
-        &config,
-        &base,
-        &snapshots.borrow_and_update(),
-        &services.borrow_and_update(),
-    );
-    log_problems(&desired.problems, &mut problems);
+    let mut desire = |snapshots: &mut watch::Receiver<Arc<Snapshot>>,
+                      services: &mut watch::Receiver<ServiceRoutes>| {
+        let snapshot = snapshots.borrow_and_update();
+        crate::logging::set_bgp_level(bgp_log_level(&snapshot));
+        let desired = desired_speaker(&config, &base, &snapshot, &services.borrow_and_update());
+        log_problems(&desired.problems, &mut problems);
+        desired
+    };
+    let desired = desire(&mut snapshots, &mut services);
     let mut current = desired.speaker;
     let mut peer_types = desired.peer_types;
     let (mut handle, mut task) = caracal_bgp::speaker::start(current.clone(), None)
@@ -267,14 +268,7 @@ pub async fn reconcile_bgp(
             changed = services.changed() => if changed.is_err() { break },
             _ = stop.changed() => break,
         }
-        crate::logging::set_bgp_level(bgp_log_level(&snapshots.borrow()));
-        let desired = desired_speaker(
-            &config,
-            &base,
-            &snapshots.borrow_and_update(),
-            &services.borrow_and_update(),
-        );
-        log_problems(&desired.problems, &mut problems);
+        let desired = desire(&mut snapshots, &mut services);
         let next = desired.speaker;
         if next.listen_port != current.listen_port {
             // The listener is bound once: a new port (BGPConfiguration listenPort) needs a new

@@ -194,11 +194,12 @@ impl KubeProber {
         if let Some(text) = &step.apply {
             // The case's manifests carry the addresses the case file gave its pods.
             let text = replace_addresses(text, &running.ips);
-            running.global_policies.extend(global_policy_names(&text)?);
+            let docs = documents(&text)?;
+            running.global_policies.extend(global_policy_names(&docs));
             kubectl(
                 &self.kubeconfig,
                 &["apply", "-f", "-"],
-                Some(&as_json_list(&text)?),
+                Some(&as_json_list(&docs)),
             )?;
         }
         for d in &step.delete {
@@ -263,44 +264,32 @@ pub fn replace_addresses(text: &str, ips: &BTreeMap<Key, (String, String)>) -> S
     out
 }
 
-/// A multi-document manifest as one JSON `List`, read the way the case format reads YAML: kubectl
+/// The documents of a multi-document manifest, read the way the case format reads YAML: kubectl
 /// reads YAML 1.1, where a bare `y` (a namespace name in many cases) is the boolean true and
-/// the API server then refuses the object.
-fn as_json_list(text: &str) -> Result<String> {
-    let mut items = Vec::new();
+/// the API server then refuses the object, so the prober hands kubectl JSON.
+fn documents(text: &str) -> Result<Vec<serde_json::Value>> {
+    let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         let value = serde_json::Value::deserialize(doc).map_err(err)?;
         if !value.is_null() {
-            items.push(value);
+            docs.push(value);
         }
     }
-    Ok(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
+    Ok(docs)
 }
 
-/// The names of the GlobalPolicies in a multi-document manifest: they are cluster-scoped, so
-/// deleting the case's namespaces does not remove them, and the prober deletes them itself.
-fn global_policy_names(text: &str) -> Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        name: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Object {
-        kind: String,
-        metadata: Meta,
-    }
-    let mut names = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(doc).map_err(err)?;
-        if value.is_null() {
-            continue;
-        }
-        let object: Object = serde_yaml::from_value(value).map_err(err)?;
-        if object.kind == "GlobalPolicy" {
-            names.push(object.metadata.name);
-        }
-    }
-    Ok(names)
+/// The documents as one JSON `List` for `kubectl apply`.
+fn as_json_list(docs: &[serde_json::Value]) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs}).to_string()
+}
+
+/// The names of the GlobalPolicies among the documents: they are cluster-scoped, so deleting
+/// the case's namespaces does not remove them, and the prober deletes them itself.
+fn global_policy_names(docs: &[serde_json::Value]) -> Vec<String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "GlobalPolicy")
+        .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
@@ -458,7 +447,7 @@ mod tests {
     fn manifests_go_to_kubectl_as_json_with_bare_y_a_string() {
         let text =
             "kind: NetworkPolicy\nspec: {values: [y, n, on]}\n---\nkind: Namespace\nmetadata: {name: y}\n";
-        let list: serde_json::Value = serde_json::from_str(&as_json_list(text).unwrap()).unwrap();
+        let list: serde_json::Value = serde_json::from_str(&as_json_list(&documents(text).unwrap())).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(
             list["items"][0]["spec"]["values"],
@@ -472,8 +461,11 @@ mod tests {
         let text = "apiVersion: caracal.dev/v1alpha1\nkind: GlobalPolicy\nmetadata: {name: pass-example}\n---\n\
                     apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: x}\n---\n\
                     kind: GlobalPolicy\nmetadata:\n  name: default\n  labels: {a: b}\n";
-        assert_eq!(global_policy_names(text).unwrap(), ["pass-example", "default"]);
-        assert!(global_policy_names("kind: [").is_err());
+        assert_eq!(
+            global_policy_names(&documents(text).unwrap()),
+            ["pass-example", "default"]
+        );
+        assert!(documents("kind: [").is_err());
     }
 
     #[test]
