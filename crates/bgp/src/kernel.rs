@@ -38,6 +38,8 @@ pub struct KernelRoutes {
     handle: Handle,
     protocol: u8,
     installed: HashSet<IpNet>,
+    /// Ours from before a restart, not installed again yet: a withdrawal removes them too.
+    leftover: HashSet<IpNet>,
 }
 
 impl KernelRoutes {
@@ -49,7 +51,15 @@ impl KernelRoutes {
             handle,
             protocol,
             installed: HashSet::new(),
+            leftover: HashSet::new(),
         })
+    }
+
+    /// Takes over routes of ours left from before a restart (kept for graceful restart): a
+    /// withdrawal of one of them, for example a prefix `no_install` now covers, removes it
+    /// rather than leaving it for the restart time.
+    pub fn adopt_leftovers(&mut self, prefixes: &[IpNet]) {
+        self.leftover.extend(prefixes.iter().copied());
     }
 
     pub fn installed(&self) -> &HashSet<IpNet> {
@@ -67,7 +77,8 @@ impl KernelRoutes {
                 .filter(|h| usable(&c.prefix, h))
                 .collect();
             let result = if c.kind == ChangeKind::Withdrawn || hops.is_empty() {
-                if self.installed.remove(&c.prefix) {
+                // `|`, not `||`: a prefix must leave both sets.
+                if self.installed.remove(&c.prefix) | self.leftover.remove(&c.prefix) {
                     self.delete(c.prefix).await
                 } else {
                     Ok(())
@@ -76,6 +87,7 @@ impl KernelRoutes {
                 let r = self.replace(c.prefix, &hops).await;
                 if r.is_ok() {
                     self.installed.insert(c.prefix);
+                    self.leftover.remove(&c.prefix);
                 }
                 r
             };

@@ -145,9 +145,10 @@ pub async fn start(
     }
     let mut routes_found = false;
     let kernel_tx = if config.install_routes {
-        let kernel = KernelRoutes::new(config.route_protocol)?;
+        let mut kernel = KernelRoutes::new(config.route_protocol)?;
         let ours = kernel.ours().await?;
         routes_found = !ours.is_empty();
+        kernel.adopt_leftovers(&ours);
         if routes_found && core::graceful(&config) {
             tracing::info!("keeping {} routes from before the restart", ours.len());
         }
